@@ -1,0 +1,1 @@
+//! Benchmarks of the etcd client (criterion micro-benchmarks and end-to-end runs).

@@ -1,0 +1,195 @@
+//! The convenience methods every client offers, written once.
+//!
+//! A transport crate defines `execute` (run one [`Operation`](crate::Operation))
+//! and `run` (drive any [`Flow`](crate::Flow)) on its client, blocking or
+//! `async`, then invokes [`client_methods!`](crate::client_methods) to get
+//! `get`, `set`, `mkdir`, `leader`, … with the same names, arguments and
+//! behaviour everywhere.
+
+/// Defines the convenience methods on a client type.
+///
+/// `client_methods!(Client)` makes blocking methods; `client_methods!(Client, async)`
+/// makes `async` ones. The type must have
+/// `execute<O: Operation>(&self, op: O) -> Result<O::Output, Error>` and
+/// `run<F: Flow>(&self, flow: F) -> Result<F::Output, Error>` (both `async` in
+/// the second form).
+#[macro_export]
+macro_rules! client_methods {
+    ($client:ty $(, $asyncness:tt)?) => {
+        impl $client {
+            /// Reads a key or directory (python-etcd: `get(key)`).
+            pub $($asyncness)? fn get(&self, key: &str) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Read::new(key)))
+            }
+
+            /// Reads with options: recursive, sorted, quorum (python-etcd: `read(key, …)`).
+            pub $($asyncness)? fn read(
+                &self,
+                key: &str,
+                options: $crate::v2::ReadOptions,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Read::new(key).options(options)))
+            }
+
+            /// True if the key exists (python-etcd: `key in client`).
+            pub $($asyncness)? fn contains(&self, key: &str) -> Result<bool, $crate::Error> {
+                match $crate::__finish!($($asyncness)?; self.get(key)) {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.is_key_not_found() => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+
+            /// Sets a key to a value, making it permanent (python-etcd: `set(key, value)`).
+            pub $($asyncness)? fn set(
+                &self,
+                key: &str,
+                value: impl AsRef<[u8]>,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                let op = $crate::v2::Write::new(key, value);
+                $crate::__finish!($($asyncness)?; self.execute(op))
+            }
+
+            /// Writes with options: ttl, dir, append, refresh, prevValue, prevIndex,
+            /// prevExist (python-etcd: `write(key, value, …)`).
+            pub $($asyncness)? fn write(
+                &self,
+                key: &str,
+                value: impl AsRef<[u8]>,
+                options: $crate::v2::WriteOptions,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                let op = $crate::v2::Write::new(key, value).options(options);
+                $crate::__finish!($($asyncness)?; self.execute(op))
+            }
+
+            /// Creates a key that must not exist yet (`prevExist=false`).
+            pub $($asyncness)? fn create(
+                &self,
+                key: &str,
+                value: impl AsRef<[u8]>,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                let op = $crate::v2::Write::new(key, value)
+                    .options($crate::v2::WriteOptions::new().prev_exist(false));
+                $crate::__finish!($($asyncness)?; self.execute(op))
+            }
+
+            /// Appends an in-order key to a directory; the result's key is the new
+            /// name (python-etcd: `write(dir, value, append=True)`).
+            pub $($asyncness)? fn append(
+                &self,
+                dir: &str,
+                value: impl AsRef<[u8]>,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                let op = $crate::v2::Write::append(dir, value);
+                $crate::__finish!($($asyncness)?; self.execute(op))
+            }
+
+            /// Creates a directory (python-etcd: `write(key, None, dir=True)`).
+            pub $($asyncness)? fn mkdir(&self, key: &str) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Write::mkdir(key)))
+            }
+
+            /// Sets `key` to `value` only if it currently holds `prev_value`
+            /// (python-etcd: `test_and_set`); errorCode 101 otherwise.
+            pub $($asyncness)? fn test_and_set(
+                &self,
+                key: &str,
+                value: impl AsRef<[u8]>,
+                prev_value: &str,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                let op = $crate::v2::Write::new(key, value)
+                    .options($crate::v2::WriteOptions::new().prev_value(prev_value));
+                $crate::__finish!($($asyncness)?; self.execute(op))
+            }
+
+            /// Writes back a node read earlier, only if nobody changed it since
+            /// (python-etcd: `update(result)`).
+            pub $($asyncness)? fn update(
+                &self,
+                node: &$crate::v2::Node,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Write::update(node)))
+            }
+
+            /// Resets a key's TTL without changing its value or notifying watchers
+            /// (python-etcd: `refresh(key, ttl)`).
+            pub $($asyncness)? fn refresh(
+                &self,
+                key: &str,
+                ttl: u64,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Write::refresh(key, ttl)))
+            }
+
+            /// Deletes a key (python-etcd: `delete(key)`).
+            pub $($asyncness)? fn delete(&self, key: &str) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Delete::new(key)))
+            }
+
+            /// Deletes with options: dir, recursive, prevValue, prevIndex
+            /// (python-etcd: `delete(key, …)`).
+            pub $($asyncness)? fn delete_with(
+                &self,
+                key: &str,
+                options: $crate::v2::DeleteOptions,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                let op = $crate::v2::Delete::new(key).options(options);
+                $crate::__finish!($($asyncness)?; self.execute(op))
+            }
+
+            /// Deletes a key and returns what it held (python-etcd: `pop(key)`).
+            pub $($asyncness)? fn pop(&self, key: &str) -> Result<$crate::v2::Node, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Pop($crate::v2::Delete::new(key))))
+            }
+
+            /// Server and cluster versions (python-etcd: `version`, `cluster_version`).
+            pub $($asyncness)? fn version(&self) -> Result<$crate::v2::VersionInfo, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::GetVersion))
+            }
+
+            /// The members' client URLs (python-etcd: `machines`).
+            pub $($asyncness)? fn machines(&self) -> Result<Vec<String>, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Machines))
+            }
+
+            /// The cluster's members (python-etcd: `members`).
+            pub $($asyncness)? fn members(&self) -> Result<Vec<$crate::v2::Member>, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::Members))
+            }
+
+            /// The current leader (python-etcd: `leader`).
+            pub $($asyncness)? fn leader(&self) -> Result<$crate::v2::Member, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.run($crate::v2::Leader::new()))
+            }
+
+            /// The answering member's statistics (python-etcd: `stats`).
+            pub $($asyncness)? fn stats_self(&self) -> Result<$crate::v2::SelfStats, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::StatsSelf))
+            }
+
+            /// The leader's follower statistics (python-etcd: `leader_stats`).
+            pub $($asyncness)? fn stats_leader(&self) -> Result<$crate::v2::LeaderStats, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::StatsLeader))
+            }
+
+            /// The v2 store's counters (python-etcd: `store_stats`).
+            pub $($asyncness)? fn stats_store(
+                &self,
+            ) -> Result<std::collections::BTreeMap<String, $crate::serde_json::Value>, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.execute($crate::v2::StatsStore))
+            }
+        }
+    };
+}
+
+/// Completes a call made inside [`client_methods!`]: `.await` it for async clients.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __finish {
+    (async; $call:expr) => {
+        $call.await
+    };
+    (; $call:expr) => {
+        $call
+    };
+}

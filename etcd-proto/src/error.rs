@@ -1,0 +1,309 @@
+//! The four kinds of failure, kept apart so a caller can tell whose fault it was.
+//!
+//! | kind | whose fault | example |
+//! |---|---|---|
+//! | [`Error::Usage`] | the caller's: the request was never sent | a value on a directory write |
+//! | [`Error::Malformed`] | the server's output could not be understood | truncated JSON, a 404 page where JSON was due |
+//! | [`Error::Etcd`] | etcd understood the request and refused it | v2 errorCode 100 "Key not found" |
+//! | [`Error::Transport`] | the bytes never made the round trip | connection refused by `http://127.0.0.1:2379` |
+//!
+//! The core never produces [`Error::Transport`] by itself: transports build a
+//! [`TransportError`] (naming the endpoint) and hand it to the flow they drive.
+
+use std::fmt;
+
+use crate::v2::V2Error;
+
+/// Any failure of an etcd operation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller asked for something that cannot be sent; nothing reached the server.
+    Usage(UsageError),
+    /// The server answered with bytes this client cannot interpret.
+    Malformed(MalformedResponse),
+    /// etcd understood the request and reported an error.
+    Etcd(EtcdError),
+    /// The request or its response was lost on the way (connect, I/O, timeout).
+    Transport(TransportError),
+}
+
+/// The broad class of an [`Error`], for matching without destructuring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// See [`Error::Usage`].
+    Usage,
+    /// See [`Error::Malformed`].
+    Malformed,
+    /// See [`Error::Etcd`].
+    Etcd,
+    /// See [`Error::Transport`].
+    Transport,
+}
+
+impl Error {
+    /// The broad class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Malformed(_) => ErrorKind::Malformed,
+            Error::Etcd(_) => ErrorKind::Etcd,
+            Error::Transport(_) => ErrorKind::Transport,
+        }
+    }
+
+    /// The etcd v2 error, if etcd reported one.
+    pub fn as_v2(&self) -> Option<&V2Error> {
+        match self {
+            Error::Etcd(EtcdError::V2(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True if etcd reported v2 errorCode 100 (key not found).
+    pub fn is_key_not_found(&self) -> bool {
+        self.as_v2()
+            .is_some_and(|e| e.code == crate::v2::V2ErrorCode::KeyNotFound)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(e) => write!(f, "invalid request: {e}"),
+            Error::Malformed(e) => write!(f, "malformed response: {e}"),
+            Error::Etcd(e) => write!(f, "etcd error: {e}"),
+            Error::Transport(e) => write!(f, "transport error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Usage(e) => Some(e),
+            Error::Malformed(e) => Some(e),
+            Error::Etcd(e) => Some(e),
+            Error::Transport(e) => Some(e),
+        }
+    }
+}
+
+impl From<UsageError> for Error {
+    fn from(e: UsageError) -> Self {
+        Error::Usage(e)
+    }
+}
+impl From<MalformedResponse> for Error {
+    fn from(e: MalformedResponse) -> Self {
+        Error::Malformed(e)
+    }
+}
+impl From<V2Error> for Error {
+    fn from(e: V2Error) -> Self {
+        Error::Etcd(EtcdError::V2(e))
+    }
+}
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Self {
+        Error::Transport(e)
+    }
+}
+
+/// The caller asked for something that cannot be sent. Nothing reached the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// The key has an empty, `.` or `..` segment (`a//b`, `a/./b`). etcd v2 would
+    /// redirect such a path to a *different* key, so it is refused instead.
+    NonCanonicalKey {
+        /// The key as given.
+        key: String,
+    },
+    /// A directory cannot hold a value.
+    DirectoryWithValue,
+    /// A refresh only bumps the TTL; it cannot carry a value.
+    RefreshWithValue,
+    /// A refresh needs a TTL.
+    RefreshWithoutTtl,
+    /// etcd v2 values are JSON strings: they must be valid UTF-8.
+    ValueNotUtf8 {
+        /// Byte offset of the first invalid sequence.
+        valid_up_to: usize,
+    },
+    /// An endpoint URL could not be used.
+    InvalidEndpoint {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The client was configured with no endpoint at all.
+    NoEndpoints,
+    /// A flow was driven out of order (a bug in the transport driving it).
+    FlowOutOfOrder {
+        /// What the flow expected instead.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::NonCanonicalKey { key } => write!(
+                f,
+                "key {key:?} has an empty, '.' or '..' segment; etcd v2 would store it under a different, cleaned key"
+            ),
+            UsageError::DirectoryWithValue => f.write_str("cannot create a directory with a value"),
+            UsageError::RefreshWithValue => f.write_str("a refresh cannot change the value"),
+            UsageError::RefreshWithoutTtl => f.write_str("a refresh needs a TTL"),
+            UsageError::ValueNotUtf8 { valid_up_to } => write!(
+                f,
+                "etcd v2 values must be UTF-8 (invalid byte at offset {valid_up_to})"
+            ),
+            UsageError::InvalidEndpoint { url, reason } => {
+                write!(f, "invalid endpoint {url:?}: {reason}")
+            }
+            UsageError::NoEndpoints => f.write_str("no endpoint configured"),
+            UsageError::FlowOutOfOrder { expected } => {
+                write!(f, "flow driven out of order: expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The server answered with something this client cannot interpret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedResponse {
+    /// The HTTP status of the response.
+    pub status: u16,
+    /// What was wrong.
+    pub reason: String,
+    /// The start of the body (at most 200 bytes, lossily decoded), for diagnosis.
+    pub body_excerpt: String,
+}
+
+impl MalformedResponse {
+    /// A malformed-response error for `status`, `reason` and the offending `body`.
+    pub fn new(status: u16, reason: impl Into<String>, body: &[u8]) -> Self {
+        let end = body.len().min(200);
+        MalformedResponse {
+            status,
+            reason: reason.into(),
+            body_excerpt: String::from_utf8_lossy(&body[..end]).into_owned(),
+        }
+    }
+}
+
+impl fmt::Display for MalformedResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}: {}", self.status, self.reason)?;
+        if !self.body_excerpt.is_empty() {
+            write!(f, " (body starts {:?})", self.body_excerpt)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MalformedResponse {}
+
+/// An error etcd reported, by API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EtcdError {
+    /// An error of the v2 keys API (`{"errorCode": …}`).
+    V2(V2Error),
+}
+
+impl fmt::Display for EtcdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EtcdError::V2(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for EtcdError {}
+
+/// What went wrong on the way to or from the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// No connection could be made: the request was certainly not sent.
+    Connect,
+    /// The deadline passed before the response arrived.
+    Timeout,
+    /// The connection failed after the request may have been sent.
+    Io,
+    /// The HTTP exchange itself broke (bad framing, truncated body).
+    Http,
+    /// TLS failed.
+    Tls,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failure to complete the HTTP exchange with one endpoint.
+#[derive(Debug)]
+pub struct TransportError {
+    endpoint: String,
+    kind: TransportErrorKind,
+    source: Option<BoxError>,
+}
+
+impl TransportError {
+    /// A transport failure talking to `endpoint`.
+    pub fn new(
+        endpoint: impl Into<String>,
+        kind: TransportErrorKind,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        TransportError {
+            endpoint: endpoint.into(),
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The endpoint that failed, e.g. `http://127.0.0.1:2379`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// What kind of failure it was.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+
+    /// True if the request certainly never reached the server.
+    pub fn request_not_sent(&self) -> bool {
+        self.kind == TransportErrorKind::Connect
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            TransportErrorKind::Connect => "cannot connect to",
+            TransportErrorKind::Timeout => "timed out waiting for",
+            TransportErrorKind::Io => "connection failed with",
+            TransportErrorKind::Http => "broken HTTP exchange with",
+            TransportErrorKind::Tls => "TLS failed with",
+        };
+        write!(f, "{what} {}", self.endpoint)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

@@ -1,0 +1,88 @@
+//! The sans-IO core of an etcd client: it builds HTTP requests and parses HTTP
+//! responses, and holds every protocol decision, but never does I/O.
+//!
+//! # Theory of operation
+//!
+//! **This crate has no sockets, no threads, no clock and no async runtime.**
+//! Time comes in as an argument (`now: Instant`); bytes come in as complete
+//! `http::Response<Bytes>` values; requests go out as `http::Request<Bytes>`
+//! with absolute URIs. A transport crate (`etcd-blocking`, `etcd-tokio`,
+//! `etcd-async-std`) owns the HTTP connections and does nothing else.
+//!
+//! Three layers:
+//!
+//! 1. **[`Operation`]s** are plain values, one per API call — `v2::Read`,
+//!    `v2::Write`, `v2::Delete`, `v2::Members`, … Each is a pure request builder
+//!    ([`Operation::build`]) plus a pure response parser ([`Operation::parse`]),
+//!    so both sides are testable byte for byte without a server.
+//! 2. **[`Flow`]s** are state machines that need one or more exchanges: [`Call`]
+//!    runs one operation; `v2::Leader` runs two. A transport drives every flow
+//!    with the same loop (below).
+//! 3. **[`Cluster`]** is the state flows share: endpoints, the pinned one,
+//!    the per-request timeout, credentials.
+//!
+//! On top, [`client_methods!`] gives each transport's client the same
+//! convenience methods (`get`, `set`, `mkdir`, `leader`, …), written once.
+//!
+//! # Driving a flow
+//!
+//! **Invariant: after [`Step::Transmit`], report that request's outcome
+//! (exactly one `handle_response` or `handle_failure`) before polling again.**
+//! A flow has at most one request in flight.
+//!
+//! ```
+//! use std::time::Instant;
+//! use bytes::Bytes;
+//! use etcd_proto::{v2, Call, Cluster, Flow, Step};
+//!
+//! let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
+//! let mut flow = Call::new(v2::Read::new("/config/name"));
+//! let node = loop {
+//!     match flow.poll(&mut cluster, Instant::now()) {
+//!         Step::Transmit(transmit) => {
+//!             // A real transport sends `transmit.request` here, within
+//!             // `transmit.timeout`. This one answers from a recording.
+//!             assert_eq!(transmit.request.uri(), "http://127.0.0.1:2379/v2/keys/config/name");
+//!             let response = http::Response::builder()
+//!                 .header("X-Etcd-Index", "4")
+//!                 .body(Bytes::from_static(
+//!                     br#"{"action":"get","node":{"key":"/config/name","value":"bar","modifiedIndex":4,"createdIndex":4}}"#,
+//!                 ))
+//!                 .unwrap();
+//!             flow.handle_response(&mut cluster, Instant::now(), response);
+//!         }
+//!         Step::Sleep(until) => { /* wait until `until`, then poll again */ let _ = until; }
+//!         Step::Done(result) => break result.unwrap().node,
+//!     }
+//! };
+//! assert_eq!(node.value.as_deref(), Some("bar"));
+//! ```
+//!
+//! # Errors
+//!
+//! [`Error`] separates caller misuse ([`Error::Usage`], nothing was sent),
+//! server output that cannot be understood ([`Error::Malformed`]), errors etcd
+//! reported ([`Error::Etcd`]) and lost exchanges ([`Error::Transport`], built
+//! by transports and always naming the endpoint). Parsers never panic, whatever
+//! the status, headers or body bytes.
+
+#![deny(missing_docs)]
+
+mod client_methods;
+mod cluster;
+mod endpoint;
+mod error;
+mod flow;
+mod operation;
+pub mod v2;
+
+pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT};
+pub use endpoint::Endpoint;
+pub use error::{
+    Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind, UsageError,
+};
+pub use flow::{Call, Flow, Step, Transmit};
+pub use operation::{Operation, Replay, Target, Wait};
+
+#[doc(hidden)]
+pub use serde_json;

@@ -1,0 +1,111 @@
+//! [`Operation`]: one HTTP exchange as a pure request builder plus a pure response parser.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, UsageError};
+
+/// One etcd API call: builds its HTTP request and parses the response, with no I/O.
+///
+/// Operations are plain values (`v2::Read`, `v2::Write`, …). A transport never
+/// calls these methods directly: it drives a [`Call`](crate::Call), which picks
+/// the endpoint, adds credentials and applies timeouts.
+pub trait Operation {
+    /// What a successful response parses into.
+    type Output;
+
+    /// Builds the request against `target`. Fails only on caller misuse.
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError>;
+
+    /// Parses a complete response. Never panics, whatever the bytes.
+    fn parse(&self, response: http::Response<Bytes>) -> Result<Self::Output, Error>;
+
+    /// Whether the request may be sent again after a failure that may have reached the server.
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    /// How long the response may take.
+    fn wait(&self) -> Wait {
+        Wait::Request
+    }
+}
+
+/// Whether an operation may be retried after it may already have taken effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Reads: sending it twice does no harm.
+    Safe,
+    /// Creates, in-order appends, deletes and compare-and-swaps: at most once.
+    AtMostOnce,
+}
+
+/// How long the response to an operation may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// An ordinary request: the client's per-request timeout applies.
+    Request,
+    /// A long poll (a watch): wait until the deadline, or forever with `None`.
+    LongPoll(Option<Instant>),
+}
+
+/// Where an operation's request goes: the endpoint and the API prefixes.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub(crate) endpoint: &'a Endpoint,
+    pub(crate) version_prefix: &'a str,
+}
+
+impl<'a> Target<'a> {
+    /// A target on `endpoint` with the v2 API under `version_prefix` (normally `/v2`).
+    pub fn new(endpoint: &'a Endpoint, version_prefix: &'a str) -> Self {
+        Target {
+            endpoint,
+            version_prefix,
+        }
+    }
+
+    /// The endpoint the request goes to.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.endpoint
+    }
+
+    /// The absolute URI of a path under the v2 prefix (`/keys/a` → `…/v2/keys/a`).
+    pub fn v2_uri(&self, path_and_query: &str) -> http::Uri {
+        let mut full = String::with_capacity(self.version_prefix.len() + path_and_query.len());
+        full.push_str(self.version_prefix);
+        full.push_str(path_and_query);
+        self.endpoint.uri(&full)
+    }
+
+    /// The absolute URI of a path at the server root (`/version`).
+    pub fn root_uri(&self, path_and_query: &str) -> http::Uri {
+        self.endpoint.uri(path_and_query)
+    }
+}
+
+/// A request with no body.
+pub(crate) fn empty_request(method: http::Method, uri: http::Uri) -> http::Request<Bytes> {
+    let mut request = http::Request::new(Bytes::new());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    request
+}
+
+/// A request with an `application/x-www-form-urlencoded` body.
+pub(crate) fn form_request(
+    method: http::Method,
+    uri: http::Uri,
+    form: String,
+) -> http::Request<Bytes> {
+    let mut request = http::Request::new(Bytes::from(form));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    request.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    request
+}

@@ -1,0 +1,26 @@
+//! The etcd v2 keys API (`/v2/keys`), as python-etcd speaks it.
+//!
+//! etcd serves v2 only with `--enable-v2` (off by default since 3.4) and not at
+//! all from 3.6: this module is for clusters and programs still on v2.
+//!
+//! - [`keys`]: the operations on keys — [`Read`], [`Write`], [`Delete`], [`Pop`].
+//! - [`cluster`]: version, machines, members, leader, stats.
+//! - [`Node`] and [`KeysResponse`]: what comes back, with tree walks.
+//! - [`V2Error`] / [`V2ErrorCode`]: the error table.
+
+pub mod cluster;
+mod error;
+mod form;
+mod key;
+pub mod keys;
+mod node;
+mod response;
+
+pub use cluster::{
+    FollowerCounts, GetVersion, Leader, LeaderStats, Machines, Member, Members, SelfStats,
+    StatsLeader, StatsSelf, StatsStore, VersionInfo,
+};
+pub use error::{V2Error, V2ErrorCode};
+pub use keys::{Delete, DeleteOptions, Pop, Read, ReadOptions, Ttl, Write, WriteOptions};
+pub use node::{Node, Subtree};
+pub use response::{Action, KeysResponse, ResponseMeta};
