@@ -1,1 +1,244 @@
-//! Blocking client.
+//! A blocking etcd client: [`etcd_proto`] driven over [`ureq`].
+//!
+//! # Theory of operation
+//!
+//! Every call builds a flow from `etcd-proto` and runs it in
+//! [`Client::run`]: poll the flow, send what it asks over a pooled keep-alive
+//! ureq connection within the flow's timeout, hand back the complete response
+//! (or the transport failure), repeat until it is done. This crate holds no URL
+//! building, no JSON and no protocol decision: only that loop and the mapping
+//! of ureq's errors to [`TransportErrorKind`]s.
+//!
+//! A [`Client`] is `Send + Sync`: share it between threads behind an `Arc`;
+//! each thread's requests run on their own pooled connection.
+//!
+//! ```no_run
+//! use etcd_blocking::Client;
+//! use etcd_blocking::v2::{ReadOptions, WriteOptions};
+//!
+//! let client = Client::new("http://127.0.0.1:2379")?;
+//! client.set("/config/name", "alpha")?;
+//! client.write("/session", "token", WriteOptions::new().ttl(30))?;
+//! let dir = client.read("/config", ReadOptions::new().recursive(true).quorum(true))?;
+//! for leaf in dir.node.leaves() {
+//!     println!("{} = {:?}", leaf.key, leaf.value);
+//! }
+//! # Ok::<(), etcd_blocking::Error>(())
+//! ```
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use etcd_proto::{Call, Cluster, Flow, Operation, Step, Transmit, TransportErrorKind};
+
+pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
+
+/// The endpoint used when none is given.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
+
+/// A blocking etcd client. See the [crate docs](crate).
+#[derive(Debug)]
+pub struct Client {
+    agent: ureq::Agent,
+    cluster: Mutex<Cluster>,
+    max_response_bytes: u64,
+}
+
+/// Settings for a [`Client`]; start from [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoints: Vec<String>,
+    version_prefix: Option<String>,
+    request_timeout: Option<Duration>,
+    connect_timeout: Duration,
+    basic_auth: Option<(String, String)>,
+    max_idle_connections: usize,
+    max_response_bytes: u64,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            endpoints: Vec::new(),
+            version_prefix: None,
+            request_timeout: Some(etcd_proto::DEFAULT_REQUEST_TIMEOUT),
+            connect_timeout: Duration::from_secs(3),
+            basic_auth: None,
+            max_idle_connections: 64,
+            max_response_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Adds an endpoint URL such as `http://127.0.0.1:2379` (default: that one).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoints.push(url.into());
+        self
+    }
+
+    /// The path of the v2 API (default `/v2`), for etcd behind a proxy path.
+    pub fn version_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.version_prefix = Some(prefix.into());
+        self
+    }
+
+    /// How long an ordinary request may take, connection included (default 5 s;
+    /// `None`: no limit). Watches carry their own deadline instead.
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long connecting may take (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// HTTP basic credentials for etcd v2 auth.
+    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.basic_auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// How many idle keep-alive connections to keep (default 64).
+    pub fn max_idle_connections(mut self, n: usize) -> Self {
+        self.max_idle_connections = n;
+        self
+    }
+
+    /// The largest response body accepted (default 512 MiB).
+    pub fn max_response_bytes(mut self, n: u64) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+
+    /// Builds the client. Fails only on a bad endpoint URL; no I/O happens here.
+    pub fn build(self) -> Result<Client, Error> {
+        let urls = if self.endpoints.is_empty() {
+            vec![DEFAULT_ENDPOINT.to_owned()]
+        } else {
+            self.endpoints
+        };
+        let mut cluster = Cluster::from_urls(&urls)?;
+        if let Some(prefix) = &self.version_prefix {
+            cluster.set_version_prefix(prefix);
+        }
+        cluster.set_request_timeout(self.request_timeout);
+        if let Some((user, password)) = &self.basic_auth {
+            cluster.set_basic_auth(user, password);
+        }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(self.connect_timeout))
+            .max_idle_connections(self.max_idle_connections)
+            .max_idle_connections_per_host(self.max_idle_connections)
+            .build()
+            .new_agent();
+        Ok(Client {
+            agent,
+            cluster: Mutex::new(cluster),
+            max_response_bytes: self.max_response_bytes,
+        })
+    }
+}
+
+impl Client {
+    /// A client for one endpoint URL, with default settings.
+    pub fn new(url: &str) -> Result<Client, Error> {
+        Client::builder().endpoint(url).build()
+    }
+
+    /// Settings for a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Runs one operation from [`etcd_proto`] (any of [`v2`]'s, or your own).
+    pub fn execute<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
+        self.run(Call::new(op))
+    }
+
+    /// Drives any flow to completion.
+    pub fn run<F: Flow>(&self, mut flow: F) -> Result<F::Output, Error> {
+        loop {
+            let step = flow.poll(&mut self.cluster(), Instant::now());
+            match step {
+                Step::Transmit(transmit) => match self.send(transmit) {
+                    Ok(response) => {
+                        flow.handle_response(&mut self.cluster(), Instant::now(), response)
+                    }
+                    Err((kind, source)) => {
+                        flow.handle_failure(&mut self.cluster(), Instant::now(), kind, source)
+                    }
+                },
+                Step::Sleep(until) => {
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()))
+                }
+                Step::Done(result) => return result,
+            }
+        }
+    }
+
+    fn cluster(&self) -> MutexGuard<'_, Cluster> {
+        // The cluster state stays consistent between calls, so a panic elsewhere cannot corrupt it.
+        self.cluster
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn send(&self, transmit: Transmit) -> Result<http::Response<Bytes>, Failure> {
+        let (parts, body) = transmit.request.into_parts();
+        let response = if body.is_empty() {
+            let request = http::Request::from_parts(parts, ());
+            let request = self
+                .agent
+                .configure_request(request)
+                .timeout_global(transmit.timeout)
+                .build();
+            self.agent.run(request)
+        } else {
+            let request = http::Request::from_parts(parts, body.as_ref());
+            let request = self
+                .agent
+                .configure_request(request)
+                .timeout_global(transmit.timeout)
+                .build();
+            self.agent.run(request)
+        };
+        let (parts, mut body) = response.map_err(failure)?.into_parts();
+        let bytes = body
+            .with_config()
+            .limit(self.max_response_bytes)
+            .read_to_vec()
+            .map_err(failure)?;
+        Ok(http::Response::from_parts(parts, Bytes::from(bytes)))
+    }
+}
+
+etcd_proto::client_methods!(Client);
+
+type Failure = (TransportErrorKind, Box<dyn std::error::Error + Send + Sync>);
+
+/// Sorts a ureq error into the kind the core reasons with.
+fn failure(error: ureq::Error) -> Failure {
+    use ureq::{Error as E, Timeout as T};
+    let kind = match &error {
+        E::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            TransportErrorKind::Connect
+        }
+        E::ConnectionFailed | E::HostNotFound => TransportErrorKind::Connect,
+        E::Timeout(T::Connect | T::Resolve) => TransportErrorKind::Connect,
+        E::Timeout(_) => TransportErrorKind::Timeout,
+        E::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => TransportErrorKind::Timeout,
+        E::Protocol(_) | E::BodyExceedsLimit(_) | E::LargeResponseHeader(..) => {
+            TransportErrorKind::Http
+        }
+        E::Tls(_) | E::TlsRequired => TransportErrorKind::Tls,
+        _ => TransportErrorKind::Io,
+    };
+    (kind, Box::new(error))
+}
