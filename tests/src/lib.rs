@@ -1,0 +1,13 @@
+//! Test support for the etcd client crates, and the conformance suite.
+//!
+//! - [`harness`] starts real etcd processes (single servers and clusters) on
+//!   loopback for the conformance tests.
+//! - [`conformance`] runs one scenario source on every transport: see
+//!   [`scenarios!`].
+//!
+//! The scenarios live in `tests/tests/*.rs`, one file per area.
+
+pub mod conformance;
+pub mod harness;
+
+pub use conformance::{run_scenario, Env, TestClient, Topology, Transport};
