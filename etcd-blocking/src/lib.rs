@@ -242,3 +242,8 @@ fn failure(error: ureq::Error) -> Failure {
     };
     (kind, Box::new(error))
 }
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

@@ -71,15 +71,17 @@ impl Endpoint {
     }
 
     /// The absolute URI of `path_and_query` (which starts with `/`) on this endpoint.
-    pub(crate) fn uri(&self, path_and_query: &str) -> http::Uri {
+    ///
+    /// Fails, rather than sending the request elsewhere, when the URI is too long
+    /// for `http::Uri` (64 KiB) or contains characters a URI cannot hold.
+    pub(crate) fn uri(&self, path_and_query: &str) -> Result<http::Uri, UsageError> {
         let mut full = String::with_capacity(self.display.len() + path_and_query.len());
         full.push_str(&self.display);
         full.push_str(path_and_query);
-        // Every part was validated or percent-encoded, so this cannot fail; fall
-        // back to the bare endpoint rather than panic if it ever did.
-        full.parse().unwrap_or_else(|_| {
-            http::Uri::from_maybe_shared(self.display.clone()).unwrap_or_default()
-        })
+        full.parse()
+            .map_err(|e: http::uri::InvalidUri| UsageError::InvalidRequestUri {
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -105,7 +107,7 @@ mod tests {
         let ep = Endpoint::parse("https://gw.example:8443/etcd/").unwrap();
         assert_eq!(ep.as_str(), "https://gw.example:8443/etcd");
         assert_eq!(
-            ep.uri("/v2/keys/a").to_string(),
+            ep.uri("/v2/keys/a").unwrap().to_string(),
             "https://gw.example:8443/etcd/v2/keys/a"
         );
     }
@@ -113,7 +115,10 @@ mod tests {
     #[test]
     fn ipv6_literal() {
         let ep = Endpoint::parse("http://[::1]:2379").unwrap();
-        assert_eq!(ep.uri("/version").to_string(), "http://[::1]:2379/version");
+        assert_eq!(
+            ep.uri("/version").unwrap().to_string(),
+            "http://[::1]:2379/version"
+        );
     }
 
     #[test]

@@ -138,6 +138,13 @@ pub enum UsageError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The request URI could not be formed: longer than the 64 KiB an
+    /// `http::Uri` can hold (a huge key or `prevValue`), or a version prefix with
+    /// characters a URI cannot hold. Nothing was sent.
+    InvalidRequestUri {
+        /// Why the URI was refused.
+        reason: String,
+    },
     /// The client was configured with no endpoint at all.
     NoEndpoints,
     /// A flow was driven out of order (a bug in the transport driving it).
@@ -163,6 +170,9 @@ impl fmt::Display for UsageError {
             ),
             UsageError::InvalidEndpoint { url, reason } => {
                 write!(f, "invalid endpoint {url:?}: {reason}")
+            }
+            UsageError::InvalidRequestUri { reason } => {
+                write!(f, "cannot form the request URI: {reason}")
             }
             UsageError::NoEndpoints => f.write_str("no endpoint configured"),
             UsageError::FlowOutOfOrder { expected } => {

@@ -31,7 +31,6 @@ pub trait Flow {
     type Output;
 
     /// What to do next.
-    #[must_use]
     fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<Self::Output>;
 
     /// The complete response to the last [`Step::Transmit`].

@@ -73,15 +73,18 @@ impl<'a> Target<'a> {
     }
 
     /// The absolute URI of a path under the v2 prefix (`/keys/a` → `…/v2/keys/a`).
-    pub fn v2_uri(&self, path_and_query: &str) -> http::Uri {
+    ///
+    /// Fails with [`UsageError::InvalidRequestUri`] if the URI cannot be formed
+    /// (longer than 64 KiB, or a version prefix with characters a URI cannot hold).
+    pub fn v2_uri(&self, path_and_query: &str) -> Result<http::Uri, UsageError> {
         let mut full = String::with_capacity(self.version_prefix.len() + path_and_query.len());
         full.push_str(self.version_prefix);
         full.push_str(path_and_query);
         self.endpoint.uri(&full)
     }
 
-    /// The absolute URI of a path at the server root (`/version`).
-    pub fn root_uri(&self, path_and_query: &str) -> http::Uri {
+    /// The absolute URI of a path at the server root (`/version`); fails as [`v2_uri`](Self::v2_uri) does.
+    pub fn root_uri(&self, path_and_query: &str) -> Result<http::Uri, UsageError> {
         self.endpoint.uri(path_and_query)
     }
 }

@@ -26,6 +26,9 @@
 //! harness also checks (on Linux, via `/proc`) that the client port's
 //! listener really belongs to its own child, so a server of a concurrent
 //! test process answering on a colliding port is never mistaken for ours.
+//! A member that exits for any other reason is retried once (a bad flag
+//! fails the same way every time); not healthy within 30 s is fatal. Every
+//! failure panics with the tail of each member's log.
 //!
 //! Flags passed to every member: `--name`, `--data-dir`, `--enable-v2=true`,
 //! `--listen-client-urls`/`--advertise-client-urls http://127.0.0.1:C`,
@@ -80,9 +83,12 @@ pub use server::EtcdServer;
 /// version-specific assertions.
 ///
 /// Panics (naming `scripts/install-etcd.sh`) when no etcd binary is found.
+#[track_caller]
 pub fn etcd_minor_version() -> String {
-    let bin = EtcdBinary::locate().unwrap_or_else(|e| panic!("{e}"));
-    minor_of(bin.version())
+    match EtcdBinary::locate() {
+        Ok(bin) => minor_of(bin.version()),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 /// `"3.4.23"` -> `"3.4"`.

@@ -20,7 +20,7 @@ etcd_tests::scenarios! {
         let url = env.server().client_url();
         let members = client.members().unwrap();
         assert_eq!(members.len(), 1);
-        assert_eq!(members[0].client_urls, [url.clone()]);
+        assert_eq!(members[0].client_urls, std::slice::from_ref(&url));
         assert_eq!(client.machines().unwrap(), [url]);
         assert_eq!(client.leader().unwrap(), members[0]);
         let stats = client.stats_self().unwrap();
@@ -66,7 +66,7 @@ etcd_tests::scenarios! {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://{}", listener.local_addr().unwrap())
         };
-        let dead = env.client_for(&[url.clone()]);
+        let dead = env.client_for(std::slice::from_ref(&url));
         let started = Instant::now();
         let err = dead.get("/k").unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(3));
@@ -86,7 +86,7 @@ etcd_tests::scenarios! {
     fn silent_server_times_out(client, env) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let silent = env.transport.connect_with(&[url.clone()], Duration::from_millis(400));
+        let silent = env.transport.connect_with(std::slice::from_ref(&url), Duration::from_millis(400));
         let started = Instant::now();
         let err = silent.get("/k").unwrap_err();
         let took = started.elapsed();
@@ -105,7 +105,7 @@ etcd_tests::scenarios! {
     fn killed_server_named(client, env) {
         let mut server = EtcdServer::start();
         let url = server.client_url();
-        let own = env.client_for(&[url.clone()]);
+        let own = env.client_for(std::slice::from_ref(&url));
         own.set("/k", "v").unwrap();
         server.kill();
         let err = own.get("/k").unwrap_err();

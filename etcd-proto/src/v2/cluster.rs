@@ -12,8 +12,8 @@ use crate::error::{Error, MalformedResponse, TransportErrorKind, UsageError};
 use crate::flow::{Call, Flow, Step};
 use crate::operation::{empty_request, Operation, Target};
 
-fn get(target: &Target<'_>, v2_path: &str) -> http::Request<Bytes> {
-    empty_request(http::Method::GET, target.v2_uri(v2_path))
+fn get(target: &Target<'_>, v2_path: &str) -> Result<http::Request<Bytes>, UsageError> {
+    Ok(empty_request(http::Method::GET, target.v2_uri(v2_path)?))
 }
 
 /// The body of a 2xx response, or the error a non-2xx one reports.
@@ -48,7 +48,7 @@ impl Operation for GetVersion {
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Ok(empty_request(
             http::Method::GET,
-            target.root_uri("/version"),
+            target.root_uri("/version")?,
         ))
     }
 
@@ -66,7 +66,7 @@ impl Operation for Machines {
     type Output = Vec<String>;
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(get(target, "/machines"))
+        get(target, "/machines")
     }
 
     fn parse(&self, response: http::Response<Bytes>) -> Result<Vec<String>, Error> {
@@ -107,7 +107,7 @@ impl Operation for Members {
     type Output = Vec<Member>;
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(get(target, "/members"))
+        get(target, "/members")
     }
 
     fn parse(&self, response: http::Response<Bytes>) -> Result<Vec<Member>, Error> {
@@ -144,7 +144,7 @@ impl Operation for StatsSelf {
     type Output = SelfStats;
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(get(target, "/stats/self"))
+        get(target, "/stats/self")
     }
 
     fn parse(&self, response: http::Response<Bytes>) -> Result<SelfStats, Error> {
@@ -210,7 +210,7 @@ impl Operation for StatsLeader {
     type Output = LeaderStats;
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(get(target, "/stats/leader"))
+        get(target, "/stats/leader")
     }
 
     fn parse(&self, response: http::Response<Bytes>) -> Result<LeaderStats, Error> {
@@ -251,7 +251,7 @@ impl Operation for StatsStore {
     type Output = BTreeMap<String, serde_json::Value>;
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(get(target, "/stats/store"))
+        get(target, "/stats/store")
     }
 
     fn parse(&self, response: http::Response<Bytes>) -> Result<Self::Output, Error> {

@@ -26,7 +26,7 @@ const PATH: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) fn encode_key_path(key: &str) -> Result<String, UsageError> {
     let relative = key.strip_prefix('/').unwrap_or(key);
     let inner = relative.strip_suffix('/').unwrap_or(relative);
-    if !inner.is_empty()
+    if !relative.is_empty()
         && inner
             .split('/')
             .any(|s| s.is_empty() || s == "." || s == "..")
@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn non_canonical_keys_are_refused() {
-        for key in ["a//b", "//a", "/a/./b", "/a/../b", "..", "/.", "a//"] {
+        for key in ["a//b", "//a", "/a/./b", "/a/../b", "..", "/.", "a//", "//"] {
             assert!(
                 matches!(
                     encode_key_path(key),

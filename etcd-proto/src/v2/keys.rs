@@ -94,7 +94,7 @@ impl Operation for Read {
             .flag("sorted", self.options.sorted)
             .flag("quorum", self.options.quorum);
         let path = query.append_to(keys_path(&self.key)?);
-        Ok(empty_request(http::Method::GET, target.v2_uri(&path)))
+        Ok(empty_request(http::Method::GET, target.v2_uri(&path)?))
     }
 
     fn parse(&self, response: http::Response<Bytes>) -> Result<KeysResponse, Error> {
@@ -333,7 +333,7 @@ impl Operation for Write {
         } else {
             http::Method::PUT
         };
-        let uri = target.v2_uri(&keys_path(&self.key)?);
+        let uri = target.v2_uri(&keys_path(&self.key)?)?;
         Ok(form_request(method, uri, form.into_string()))
     }
 
@@ -438,7 +438,7 @@ impl Operation for Delete {
             query.push("prevIndex", &index.to_string());
         }
         let path = query.append_to(keys_path(&self.key)?);
-        Ok(empty_request(http::Method::DELETE, target.v2_uri(&path)))
+        Ok(empty_request(http::Method::DELETE, target.v2_uri(&path)?))
     }
 
     fn parse(&self, response: http::Response<Bytes>) -> Result<KeysResponse, Error> {

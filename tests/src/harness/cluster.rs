@@ -21,15 +21,23 @@ impl EtcdCluster {
     ///
     /// Panics with a clear message (including the tails of the members'
     /// logs) when no binary is found or the cluster does not become healthy.
+    #[track_caller]
     pub fn start(members: usize) -> EtcdCluster {
         Self::start_with(members, &[])
     }
 
     /// Like [`EtcdCluster::start`], with extra etcd flags for every member.
+    #[track_caller]
     pub fn start_with(members: usize, args: &[&str]) -> EtcdCluster {
-        let binary = EtcdBinary::locate().unwrap_or_else(|e| panic!("{e}"));
+        let binary = match EtcdBinary::locate() {
+            Ok(binary) => binary,
+            Err(e) => panic!("{e}"),
+        };
         let flags: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let started = launch(&binary, members, &flags).unwrap_or_else(|e| panic!("{e}"));
+        let started = match launch(&binary, members, &flags) {
+            Ok(started) => started,
+            Err(e) => panic!("{e}"),
+        };
         EtcdCluster {
             members: started.members,
             version: started.version,

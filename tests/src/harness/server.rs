@@ -24,6 +24,7 @@ impl EtcdServer {
     ///
     /// Panics with a clear message (including the tail of etcd's log) when
     /// no binary is found or the server does not become healthy.
+    #[track_caller]
     pub fn start() -> EtcdServer {
         Self::start_with(&[])
     }
@@ -31,14 +32,21 @@ impl EtcdServer {
     /// Like [`EtcdServer::start`], with extra etcd flags appended after the
     /// harness's own, e.g. `["--auth-token=simple"]`. etcd keeps the last
     /// value of a repeated flag, so these can override the defaults.
+    #[track_caller]
     pub fn start_with(args: &[&str]) -> EtcdServer {
-        let binary = EtcdBinary::locate().unwrap_or_else(|e| panic!("{e}"));
+        let binary = match EtcdBinary::locate() {
+            Ok(binary) => binary,
+            Err(e) => panic!("{e}"),
+        };
         let flags: Vec<String> = SINGLE_MEMBER_FLAGS
             .iter()
             .chain(args)
             .map(|s| s.to_string())
             .collect();
-        let started = launch(&binary, 1, &flags).unwrap_or_else(|e| panic!("{e}"));
+        let started = match launch(&binary, 1, &flags) {
+            Ok(started) => started,
+            Err(e) => panic!("{e}"),
+        };
         let member = started.members.into_iter().next().expect("one member");
         EtcdServer {
             member,
