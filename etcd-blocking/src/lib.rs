@@ -2,12 +2,13 @@
 //!
 //! # Theory of operation
 //!
-//! Every call builds a flow from `etcd-proto` and runs it in
-//! [`Client::run`]: poll the flow, send what it asks over a pooled keep-alive
-//! ureq connection within the flow's timeout, hand back the complete response
-//! (or the transport failure), repeat until it is done. This crate holds no URL
-//! building, no JSON and no protocol decision: only that loop and the mapping
-//! of ureq's errors to [`TransportErrorKind`]s.
+//! Every call builds a flow from `etcd-proto` and runs it with
+//! [`etcd_proto::drive::drive_blocking`], which asks this crate for exactly
+//! one thing at a time: send a request over a pooled keep-alive ureq
+//! connection within the flow's timeout and return the complete response (or
+//! the failure), sleep, or tell the time. This crate holds no URL building, no
+//! JSON and no protocol decision: only that I/O and the mapping of ureq's
+//! errors to [`TransportErrorKind`]s.
 //!
 //! A [`Client`] is `Send + Sync`: share it between threads behind an `Arc`;
 //! each thread's requests run on their own pooled connection.
@@ -26,11 +27,12 @@
 //! # Ok::<(), etcd_blocking::Error>(())
 //! ```
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_proto::{Call, Cluster, Flow, Operation, Step, Transmit, TransportErrorKind};
+use etcd_proto::drive::{drive_blocking, Exchange, ExchangeFailure, Transport};
+use etcd_proto::{Call, Cluster, Flow, Operation, Transmit, TransportErrorKind};
 
 pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
 
@@ -163,34 +165,13 @@ impl Client {
     }
 
     /// Drives any flow to completion.
-    pub fn run<F: Flow>(&self, mut flow: F) -> Result<F::Output, Error> {
-        loop {
-            let step = flow.poll(&mut self.cluster(), Instant::now());
-            match step {
-                Step::Transmit(transmit) => match self.send(transmit) {
-                    Ok(response) => {
-                        flow.handle_response(&mut self.cluster(), Instant::now(), response)
-                    }
-                    Err((kind, source)) => {
-                        flow.handle_failure(&mut self.cluster(), Instant::now(), kind, source)
-                    }
-                },
-                Step::Sleep(until) => {
-                    std::thread::sleep(until.saturating_duration_since(Instant::now()))
-                }
-                Step::Done(result) => return result,
-            }
-        }
+    pub fn run<F: Flow>(&self, flow: F) -> Result<F::Output, Error> {
+        drive_blocking(self, flow)
     }
+}
 
-    fn cluster(&self) -> MutexGuard<'_, Cluster> {
-        // The cluster state stays consistent between calls, so a panic elsewhere cannot corrupt it.
-        self.cluster
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn send(&self, transmit: Transmit) -> Result<http::Response<Bytes>, Failure> {
+impl Transport for Client {
+    fn send(&self, transmit: Transmit) -> Exchange {
         let (parts, body) = transmit.request.into_parts();
         let response = if body.is_empty() {
             let request = http::Request::from_parts(parts, ());
@@ -217,14 +198,28 @@ impl Client {
             .map_err(failure)?;
         Ok(http::Response::from_parts(parts, Bytes::from(bytes)))
     }
+
+    fn sleep_until(&self, deadline: Instant) {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn with_cluster<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> R {
+        // The cluster state stays consistent between calls, so a panic elsewhere cannot corrupt it.
+        f(&mut self
+            .cluster
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
 }
 
 etcd_proto::client_methods!(Client);
 
-type Failure = (TransportErrorKind, Box<dyn std::error::Error + Send + Sync>);
-
 /// Sorts a ureq error into the kind the core reasons with.
-fn failure(error: ureq::Error) -> Failure {
+fn failure(error: ureq::Error) -> ExchangeFailure {
     use ureq::{Error as E, Timeout as T};
     let kind = match &error {
         E::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -240,7 +235,7 @@ fn failure(error: ureq::Error) -> Failure {
         E::Tls(_) | E::TlsRequired => TransportErrorKind::Tls,
         _ => TransportErrorKind::Io,
     };
-    (kind, Box::new(error))
+    ExchangeFailure::new(kind, error)
 }
 
 /// The README's examples, compiled as doc tests.

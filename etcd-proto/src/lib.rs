@@ -21,8 +21,11 @@
 //! 3. **[`Cluster`]** is the state flows share: endpoints, the pinned one,
 //!    the per-request timeout, credentials.
 //!
-//! On top, [`client_methods!`] gives each transport's client the same
-//! convenience methods (`get`, `set`, `mkdir`, `leader`, …), written once.
+//! On top, [`drive`] holds the one loop that runs a flow over a transport
+//! (blocking or async: a transport supplies only `send`, `sleep_until`, the
+//! clock and its cluster), and [`client_methods!`] gives each transport's
+//! client the same convenience methods (`get`, `set`, `mkdir`, `leader`, …),
+//! written once.
 //!
 //! # Driving a flow
 //!
@@ -70,6 +73,7 @@
 
 mod client_methods;
 mod cluster;
+pub mod drive;
 mod endpoint;
 mod error;
 mod flow;

@@ -4,10 +4,12 @@
 //!   loopback for the conformance tests.
 //! - [`conformance`] runs one scenario source on every transport: see
 //!   [`scenarios!`].
+//! - [`proxy`] relays and counts TCP connections, to observe connection reuse.
 //!
 //! The scenarios live in `tests/tests/*.rs`, one file per area.
 
 pub mod conformance;
 pub mod harness;
+pub mod proxy;
 
 pub use conformance::{run_scenario, Env, TestClient, Topology, Transport};

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use etcd_proto::{Error, ErrorKind, TransportErrorKind};
 use etcd_tests::harness::EtcdServer;
+use etcd_tests::proxy::TcpProxy;
 
 etcd_tests::scenarios! {
     /// /version reports the server under test.
@@ -131,5 +132,20 @@ etcd_tests::scenarios! {
         assert!(!err.is_key_not_found());
         // /version still answers.
         assert_eq!(no_v2.version().unwrap().server, env.version());
+    }
+
+    /// Sequential requests reuse one keep-alive connection.
+    fn keep_alive_reuses_connection(client, env) {
+        let proxy = TcpProxy::start(&env.server().client_url());
+        let through = env.client_for(&[proxy.url()]);
+        for i in 0..50 {
+            through.set("/ka/k", i.to_string()).unwrap();
+            through.get("/ka/k").unwrap();
+        }
+        // Errors must not cost the connection either.
+        for _ in 0..10 {
+            assert!(through.get("/ka/missing").unwrap_err().is_key_not_found());
+        }
+        assert_eq!(proxy.accepted(), 1, "100+ requests should share one connection");
     }
 }
