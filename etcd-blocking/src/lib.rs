@@ -28,16 +28,20 @@
 //! ```
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use etcd_proto::drive::{drive_blocking, Exchange, ExchangeFailure, Transport};
-use etcd_proto::{Call, Cluster, Flow, Operation, Transmit, TransportErrorKind};
+use etcd_proto::{
+    Call, Cluster, Config, Flow, FromConfig, Operation, Transmit, TransportErrorKind,
+};
 
 pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
 
-/// The endpoint used when none is given.
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
+pub use etcd_proto::DEFAULT_ENDPOINT;
+
+/// Settings for a [`Client`]; start from [`Client::builder`].
+pub type ClientBuilder = etcd_proto::ClientBuilder<Client>;
 
 /// A blocking etcd client. See the [crate docs](crate).
 #[derive(Debug)]
@@ -47,103 +51,21 @@ pub struct Client {
     max_response_bytes: u64,
 }
 
-/// Settings for a [`Client`]; start from [`Client::builder`].
-#[derive(Debug, Clone)]
-pub struct ClientBuilder {
-    endpoints: Vec<String>,
-    version_prefix: Option<String>,
-    request_timeout: Option<Duration>,
-    connect_timeout: Duration,
-    basic_auth: Option<(String, String)>,
-    max_idle_connections: usize,
-    max_response_bytes: u64,
-}
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        ClientBuilder {
-            endpoints: Vec::new(),
-            version_prefix: None,
-            request_timeout: Some(etcd_proto::DEFAULT_REQUEST_TIMEOUT),
-            connect_timeout: Duration::from_secs(3),
-            basic_auth: None,
-            max_idle_connections: 64,
-            max_response_bytes: 512 * 1024 * 1024,
-        }
-    }
-}
-
-impl ClientBuilder {
-    /// Adds an endpoint URL such as `http://127.0.0.1:2379` (default: that one).
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoints.push(url.into());
-        self
-    }
-
-    /// The path of the v2 API (default `/v2`), for etcd behind a proxy path.
-    pub fn version_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.version_prefix = Some(prefix.into());
-        self
-    }
-
-    /// How long an ordinary request may take, connection included (default 5 s;
-    /// `None`: no limit). Watches carry their own deadline instead.
-    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// How long connecting may take (default 3 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// HTTP basic credentials for etcd v2 auth.
-    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
-        self.basic_auth = Some((user.into(), password.into()));
-        self
-    }
-
-    /// How many idle keep-alive connections to keep (default 64).
-    pub fn max_idle_connections(mut self, n: usize) -> Self {
-        self.max_idle_connections = n;
-        self
-    }
-
-    /// The largest response body accepted (default 512 MiB).
-    pub fn max_response_bytes(mut self, n: u64) -> Self {
-        self.max_response_bytes = n;
-        self
-    }
-
-    /// Builds the client. Fails only on a bad endpoint URL; no I/O happens here.
-    pub fn build(self) -> Result<Client, Error> {
-        let urls = if self.endpoints.is_empty() {
-            vec![DEFAULT_ENDPOINT.to_owned()]
-        } else {
-            self.endpoints
-        };
-        let mut cluster = Cluster::from_urls(&urls)?;
-        if let Some(prefix) = &self.version_prefix {
-            cluster.set_version_prefix(prefix);
-        }
-        cluster.set_request_timeout(self.request_timeout);
-        if let Some((user, password)) = &self.basic_auth {
-            cluster.set_basic_auth(user, password);
-        }
+impl FromConfig for Client {
+    fn from_config(config: Config) -> Result<Client, Error> {
+        let cluster = config.cluster()?;
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_connect(Some(self.connect_timeout))
-            .max_idle_connections(self.max_idle_connections)
-            .max_idle_connections_per_host(self.max_idle_connections)
+            .timeout_connect(Some(config.connect_timeout))
+            .max_idle_connections(config.max_idle_connections)
+            .max_idle_connections_per_host(config.max_idle_connections)
             .build()
             .new_agent();
         Ok(Client {
             agent,
             cluster: Mutex::new(cluster),
-            max_response_bytes: self.max_response_bytes,
+            max_response_bytes: config.max_response_bytes,
         })
     }
 }

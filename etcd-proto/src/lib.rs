@@ -73,6 +73,7 @@
 
 mod client_methods;
 mod cluster;
+mod config;
 pub mod drive;
 mod endpoint;
 mod error;
@@ -81,6 +82,7 @@ mod operation;
 pub mod v2;
 
 pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT};
+pub use config::{ClientBuilder, Config, FromConfig, DEFAULT_ENDPOINT};
 pub use endpoint::Endpoint;
 pub use error::{
     Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind, UsageError,

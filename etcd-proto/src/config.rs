@@ -1,0 +1,142 @@
+//! Client settings, and the builder every transport's client shares.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT};
+use crate::error::Error;
+
+/// The endpoint used when none is given.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
+
+/// Everything a client is configured with. Transports read the connection
+/// settings; [`Config::cluster`] turns the rest into the core's state.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Endpoint URLs; empty means [`DEFAULT_ENDPOINT`].
+    pub endpoints: Vec<String>,
+    /// The v2 API path (default `/v2`).
+    pub version_prefix: Option<String>,
+    /// How long an ordinary request may take (default 5 s; `None`: no limit).
+    pub request_timeout: Option<Duration>,
+    /// How long connecting may take (default 3 s).
+    pub connect_timeout: Duration,
+    /// HTTP basic credentials for etcd v2 auth.
+    pub basic_auth: Option<(String, String)>,
+    /// How many idle keep-alive connections to keep per endpoint (default 64).
+    pub max_idle_connections: usize,
+    /// The largest response body accepted (default 512 MiB).
+    pub max_response_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            endpoints: Vec::new(),
+            version_prefix: None,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            connect_timeout: Duration::from_secs(3),
+            basic_auth: None,
+            max_idle_connections: 64,
+            max_response_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// The core state for these settings. Fails only on a bad endpoint URL.
+    pub fn cluster(&self) -> Result<Cluster, Error> {
+        let mut cluster = if self.endpoints.is_empty() {
+            Cluster::from_urls(&[DEFAULT_ENDPOINT])?
+        } else {
+            Cluster::from_urls(&self.endpoints)?
+        };
+        if let Some(prefix) = &self.version_prefix {
+            cluster.set_version_prefix(prefix);
+        }
+        cluster.set_request_timeout(self.request_timeout);
+        if let Some((user, password)) = &self.basic_auth {
+            cluster.set_basic_auth(user, password);
+        }
+        Ok(cluster)
+    }
+}
+
+/// A client type that can be built from a [`Config`].
+pub trait FromConfig: Sized {
+    /// Builds the client. No I/O happens here.
+    fn from_config(config: Config) -> Result<Self, Error>;
+}
+
+/// Settings for a client of any transport; each transport's
+/// `Client::builder()` returns one.
+#[derive(Debug, Clone)]
+pub struct ClientBuilder<C> {
+    config: Config,
+    client: PhantomData<fn() -> C>,
+}
+
+impl<C: FromConfig> Default for ClientBuilder<C> {
+    fn default() -> Self {
+        ClientBuilder {
+            config: Config::default(),
+            client: PhantomData,
+        }
+    }
+}
+
+impl<C: FromConfig> ClientBuilder<C> {
+    /// Adds an endpoint URL such as `http://127.0.0.1:2379` (default: that one).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.config.endpoints.push(url.into());
+        self
+    }
+
+    /// The path of the v2 API (default `/v2`; python-etcd's `version_prefix`),
+    /// for etcd behind a proxy path.
+    pub fn version_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.version_prefix = Some(prefix.into());
+        self
+    }
+
+    /// How long an ordinary request may take, connecting included (default
+    /// 5 s; `None`: no limit). Watches carry their own deadline instead.
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// How long connecting may take (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// HTTP basic credentials for etcd v2 auth.
+    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.config.basic_auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// How many idle keep-alive connections to keep per endpoint (default 64).
+    pub fn max_idle_connections(mut self, n: usize) -> Self {
+        self.config.max_idle_connections = n;
+        self
+    }
+
+    /// The largest response body accepted (default 512 MiB).
+    pub fn max_response_bytes(mut self, n: u64) -> Self {
+        self.config.max_response_bytes = n;
+        self
+    }
+
+    /// The settings so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Builds the client. Fails only on a bad endpoint URL; no I/O happens here.
+    pub fn build(self) -> Result<C, Error> {
+        C::from_config(self.config)
+    }
+}
