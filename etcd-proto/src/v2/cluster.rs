@@ -113,7 +113,6 @@ impl Operation for Members {
     fn parse(&self, response: http::Response<Bytes>) -> Result<Vec<Member>, Error> {
         #[derive(Deserialize)]
         struct Body {
-            #[serde(default)]
             members: Vec<Member>,
         }
         let (status, body) = success_body(response)?;
