@@ -1,0 +1,461 @@
+//! An async etcd client for tokio: [`etcd_proto`] driven over [`hyper`] 1.
+//!
+//! # Theory of operation
+//!
+//! Every call builds a flow from `etcd-proto` and runs it with
+//! [`etcd_proto::drive::drive`], which asks this crate for exactly one thing
+//! at a time: send a request over a pooled keep-alive HTTP/1.1 connection
+//! (hyper-util's connection pool) within the flow's timeout and return the
+//! complete response (or the failure), sleep, or tell the time. This crate
+//! holds no URL building, no JSON and no protocol decision: only that I/O and
+//! the mapping of hyper's errors to [`TransportErrorKind`]s.
+//!
+//! A [`Client`] is cheap to clone (the pool and the cluster state sit behind
+//! an `Arc`) and `Send + Sync`; clones share one pool, so concurrent requests
+//! from many tasks run on as many keep-alive connections as they need. Every
+//! future it returns is `Send`, so it can be handed to `tokio::spawn`.
+//! Dropping a future part-way cancels only that request: its connection is
+//! closed rather than reused, and the client stays fully usable.
+//!
+//! Building a client does no I/O and needs no runtime; requests must run
+//! inside a tokio runtime with I/O and time enabled (`#[tokio::main]` or
+//! `Builder::enable_all`). Pooled connections belong to the runtime that
+//! opened them, so use one client per runtime.
+//!
+//! Plain `http://` endpoints only: an `https://` endpoint fails with
+//! [`TransportErrorKind::Tls`]. Redirects are never followed.
+//!
+//! ```no_run
+//! use etcd_tokio::Client;
+//! use etcd_tokio::v2::{ReadOptions, WriteOptions};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), etcd_tokio::Error> {
+//!     let client = Client::new("http://127.0.0.1:2379")?;
+//!     client.set("/config/name", "alpha").await?;
+//!     client.write("/session", "token", WriteOptions::new().ttl(30)).await?;
+//!
+//!     // Clones share the connection pool; spawned requests run concurrently.
+//!     let other = client.clone();
+//!     let task = tokio::spawn(async move { other.get("/config/name").await });
+//!     println!("{:?}", task.await.expect("task panicked")?.node.value);
+//!
+//!     let dir = client
+//!         .read("/config", ReadOptions::new().recursive(true).quorum(true))
+//!         .await?;
+//!     for leaf in dir.node.leaves() {
+//!         println!("{} = {:?}", leaf.key, leaf.value);
+//!     }
+//!     Ok(())
+//! }
+//! ```
+
+use std::error::Error as StdError;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use etcd_proto::drive::{drive, AsyncTransport, Exchange, ExchangeFailure};
+use etcd_proto::{
+    Call, Cluster, Config, Flow, FromConfig, Operation, Transmit, TransportErrorKind,
+};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
+
+pub use etcd_proto::DEFAULT_ENDPOINT;
+
+/// Settings for a [`Client`]; start from [`Client::builder`].
+pub type ClientBuilder = etcd_proto::ClientBuilder<Client>;
+
+/// An async etcd client for tokio. Cheap to clone; see the [crate docs](crate).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    cluster: Mutex<Cluster>,
+    max_response_bytes: u64,
+}
+
+impl FromConfig for Client {
+    fn from_config(config: Config) -> Result<Client, Error> {
+        let cluster = config.cluster()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        // Neither builds nor spawns anything on a runtime: this works outside one.
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(config.max_idle_connections)
+            .build(connector);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                cluster: Mutex::new(cluster),
+                max_response_bytes: config.max_response_bytes,
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A client for one endpoint URL, with default settings.
+    pub fn new(url: &str) -> Result<Client, Error> {
+        Client::builder().endpoint(url).build()
+    }
+
+    /// Settings for a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Runs one operation from [`etcd_proto`] (any of [`v2`]'s, or your own).
+    pub async fn execute<O: Operation + Send>(&self, op: O) -> Result<O::Output, Error>
+    where
+        O::Output: Send,
+    {
+        self.run(Call::new(op)).await
+    }
+
+    /// Drives any flow to completion.
+    pub async fn run<F: Flow + Send>(&self, flow: F) -> Result<F::Output, Error>
+    where
+        F::Output: Send,
+    {
+        drive(self, flow).await
+    }
+
+    /// One exchange, without the time limit: the response head, then the
+    /// whole body (at most `max_response_bytes` of it).
+    async fn exchange(&self, request: http::Request<Bytes>) -> Exchange {
+        let response = self
+            .inner
+            .http
+            .request(request.map(Full::new))
+            .await
+            .map_err(request_failure)?;
+        let (parts, body) = response.into_parts();
+        let limit = self.inner.max_response_bytes;
+        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect()
+            .await
+            .map_err(|e| body_failure(e, limit))?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
+
+impl AsyncTransport for Client {
+    async fn send(&self, transmit: Transmit) -> Exchange {
+        if transmit.request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+            return Err(ExchangeFailure::new(
+                TransportErrorKind::Tls,
+                "https endpoints are not supported: etcd-tokio speaks plain HTTP only",
+            ));
+        }
+        match transmit.timeout {
+            Some(limit) => tokio::time::timeout(limit, self.exchange(transmit.request))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(limit))),
+            None => self.exchange(transmit.request).await,
+        }
+    }
+
+    async fn sleep_until(&self, deadline: Instant) {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn with_cluster<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> R {
+        // The cluster state stays consistent between calls, so a panic elsewhere cannot corrupt it.
+        f(&mut self
+            .inner
+            .cluster
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+etcd_proto::client_methods!(Client, async);
+
+/// The exchange did not finish within `limit`.
+fn timed_out(limit: Duration) -> ExchangeFailure {
+    ExchangeFailure::new(
+        TransportErrorKind::Timeout,
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no complete response within {limit:?}"),
+        ),
+    )
+}
+
+/// Sorts a failure to get a response head into the kind the core reasons with.
+fn request_failure(error: hyper_util::client::legacy::Error) -> ExchangeFailure {
+    let kind = if error.is_connect() {
+        TransportErrorKind::Connect
+    } else {
+        classify(&error)
+    };
+    // hyper-util's own message ("client error (Connect)") says less than its cause.
+    failure(kind, error.source().unwrap_or(&error))
+}
+
+/// Sorts a failure to read the response body.
+fn body_failure(error: Box<dyn StdError + Send + Sync>, limit: u64) -> ExchangeFailure {
+    if error.is::<LengthLimitError>() {
+        return ExchangeFailure::new(
+            TransportErrorKind::Http,
+            format!("response body larger than the limit of {limit} bytes"),
+        );
+    }
+    failure(classify(&*error), &*error)
+}
+
+fn classify(error: &(dyn StdError + 'static)) -> TransportErrorKind {
+    for cause in chain(error) {
+        if let Some(e) = cause.downcast_ref::<io::Error>() {
+            return match e.kind() {
+                io::ErrorKind::TimedOut => TransportErrorKind::Timeout,
+                _ => TransportErrorKind::Io,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<hyper::Error>() {
+            if e.is_timeout() {
+                return TransportErrorKind::Timeout;
+            }
+            if e.is_parse() || e.is_user() {
+                return TransportErrorKind::Http;
+            }
+        }
+        if cause.is::<LengthLimitError>() {
+            return TransportErrorKind::Http;
+        }
+    }
+    // Closed or cancelled connections: the request may have been sent.
+    TransportErrorKind::Io
+}
+
+/// A failure whose message is the whole cause chain, so that the
+/// [`TransportError`] built from it says what went wrong ("tcp connect error:
+/// Connection refused (os error 111)"). It stays an [`io::Error`] of the same
+/// kind when an I/O error caused it.
+fn failure(kind: TransportErrorKind, error: &(dyn StdError + 'static)) -> ExchangeFailure {
+    let mut message = error.to_string();
+    for cause in chain(error).skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    match chain(error).find_map(|cause| cause.downcast_ref::<io::Error>()) {
+        Some(e) => ExchangeFailure::new(kind, io::Error::new(e.kind(), message)),
+        None => ExchangeFailure::new(kind, message),
+    }
+}
+
+fn chain<'a>(
+    error: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |&e| e.source())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Compile-time: the client is shareable and its futures can be spawned.
+    #[test]
+    fn futures_are_send() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<Client>();
+        let client = Client::new(DEFAULT_ENDPOINT).unwrap();
+        assert_send(&client.get("/k"));
+        assert_send(&client.set("/k", "v"));
+        assert_send(&client.set("/k", vec![1u8, 2]));
+        assert_send(&client.leader());
+        assert_send(&client.contains("/k"));
+        assert_send(&client.execute(v2::Read::new("/k")));
+        assert_send(&client.run(v2::Leader::new()));
+    }
+
+    #[allow(dead_code)]
+    fn spawnable(client: Client) -> tokio::task::JoinHandle<Result<v2::KeysResponse, Error>> {
+        tokio::spawn(async move { client.get("/k").await })
+    }
+
+    #[test]
+    fn builds_without_a_runtime() {
+        let client = Client::builder()
+            .endpoint("http://127.0.0.1:2379")
+            .max_idle_connections(0)
+            .build()
+            .unwrap();
+        drop(client.clone());
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn transport_error(result: Result<v2::KeysResponse, Error>) -> TransportError {
+        match result {
+            Err(Error::Transport(e)) => e,
+            other => panic!("expected a transport error, got {other:?}"),
+        }
+    }
+
+    /// A one-shot server: reads the request head, then answers with `reply`
+    /// (if any) and keeps the socket open for `hold`.
+    fn serve_once(reply: Option<&'static [u8]>, hold: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            if let Some(reply) = reply {
+                let _ = socket.write_all(reply);
+            }
+            std::thread::sleep(hold);
+        });
+        url
+    }
+
+    /// Sequential requests reuse one pooled keep-alive connection.
+    #[test]
+    fn keeps_connections_alive() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nX-Etcd-Index: 4\r\nContent-Length: 83\r\n\r\n\
+            {\"action\":\"get\",\"node\":{\"key\":\"/k\",\"value\":\"v\",\"modifiedIndex\":4,\"createdIndex\":4}}";
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for socket in listener.incoming() {
+                let Ok(mut socket) = socket else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            if socket.write_all(REPLY).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        match socket.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        let client = Client::new(&url).unwrap();
+        runtime().block_on(async {
+            for _ in 0..5 {
+                let got = client.get("/k").await.unwrap();
+                assert_eq!(got.node.value.as_deref(), Some("v"));
+            }
+        });
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn refused_connection_is_connect() {
+        let client = Client::new("http://127.0.0.1:1").unwrap();
+        let e = transport_error(runtime().block_on(client.get("/k")));
+        assert_eq!(e.kind(), TransportErrorKind::Connect);
+        assert!(e.request_not_sent());
+        let source = e.source().unwrap();
+        let io = source.downcast_ref::<io::Error>().unwrap();
+        assert_eq!(io.kind(), io::ErrorKind::ConnectionRefused);
+        let text = e.to_string();
+        assert!(text.contains("http://127.0.0.1:1"), "{text}");
+        assert!(text.contains("tcp connect error"), "{text}");
+    }
+
+    #[test]
+    fn slow_response_is_timeout() {
+        let url = serve_once(None, Duration::from_secs(2));
+        let client = Client::builder()
+            .endpoint(&url)
+            .request_timeout(Some(Duration::from_millis(200)))
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let e = transport_error(runtime().block_on(client.get("/k")));
+        assert_eq!(e.kind(), TransportErrorKind::Timeout, "{e}");
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn oversized_body_is_http() {
+        let url = serve_once(
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"),
+            Duration::from_millis(500),
+        );
+        let client = Client::builder()
+            .endpoint(&url)
+            .max_response_bytes(10)
+            .build()
+            .unwrap();
+        let e = transport_error(runtime().block_on(client.get("/k")));
+        assert_eq!(e.kind(), TransportErrorKind::Http, "{e}");
+        assert!(e.to_string().contains("limit of 10 bytes"), "{e}");
+    }
+
+    #[test]
+    fn truncated_body_is_io() {
+        let url = serve_once(
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"action\":"),
+            Duration::ZERO,
+        );
+        let client = Client::new(&url).unwrap();
+        let e = transport_error(runtime().block_on(client.get("/k")));
+        assert_eq!(e.kind(), TransportErrorKind::Io, "{e}");
+    }
+
+    #[test]
+    fn garbage_response_is_http() {
+        let url = serve_once(Some(b"SSH-2.0-OpenSSH\r\n\r\n"), Duration::ZERO);
+        let client = Client::new(&url).unwrap();
+        let e = transport_error(runtime().block_on(client.get("/k")));
+        assert_eq!(e.kind(), TransportErrorKind::Http, "{e}");
+    }
+
+    #[test]
+    fn https_is_tls() {
+        let client = Client::new("https://127.0.0.1:1").unwrap();
+        let e = transport_error(runtime().block_on(client.get("/k")));
+        assert_eq!(e.kind(), TransportErrorKind::Tls, "{e}");
+    }
+}
