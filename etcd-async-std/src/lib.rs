@@ -1,0 +1,451 @@
+//! An async etcd client: [`etcd_proto`] driven over hyper 1 on async-std,
+//! with no tokio anywhere in its dependency tree.
+//!
+//! # Theory of operation
+//!
+//! Every call builds a flow from `etcd-proto` and runs it with
+//! [`etcd_proto::drive::drive`], which asks this crate for exactly one thing
+//! at a time: send a request over a pooled keep-alive HTTP/1.1 connection
+//! within the flow's timeout and return the complete response (or the
+//! failure), sleep, or tell the time. This crate holds no URL building, no
+//! JSON and no protocol decision: only that I/O, the split of the core's
+//! absolute request URI into the address to connect to and the origin-form
+//! target (plus `Host` header) that goes on the wire, and the mapping of I/O
+//! and hyper errors to [`TransportErrorKind`]s.
+//!
+//! The I/O is hyper's low-level HTTP/1.1 client (`hyper::client::conn::http1`)
+//! over async-std's `TcpStream` (TCP_NODELAY set), with each connection's
+//! driver running as an async-std task. Connections are kept alive, up to
+//! `max_idle_connections` idle ones per endpoint. A connection goes back to
+//! the pool only after its response was read to the end: an exchange that
+//! fails, times out or is cancelled (its future dropped) closes its
+//! connection, so dropping a request future at any point is safe and never
+//! leaves a half-used connection behind for the next request.
+//!
+//! Timeouts: the flow's timeout (the builder's `request_timeout`, or a
+//! watch's deadline) bounds the whole exchange, connecting included;
+//! `connect_timeout` bounds each TCP connect. Plain `http://` only: an
+//! `https://` endpoint fails with a TLS transport error.
+//!
+//! A [`Client`] is cheap to clone (it is an `Arc` inside) and `Send + Sync`;
+//! clones share the connection pool and the cluster state, and every future
+//! it returns is `Send`, so clones can be moved into spawned tasks.
+//!
+//! # Runtimes: async-std and smol
+//!
+//! async-std is discontinued upstream in favour of smol. This crate still
+//! uses async-std, but everything it relies on (sockets, timers, the task
+//! pool its connection drivers run on) is built on async-io and
+//! async-executor, the same foundations smol uses. So the client **works
+//! under smol too**: `smol::block_on(client.get(..))` and tasks spawned with
+//! `smol::spawn` drive it fine (both are tested). The connection driver
+//! tasks always run on async-std's global executor, which starts its own
+//! threads on first use, whichever executor polls your futures.
+//!
+//! No tokio runtime is needed or used. hyper 1 itself depends on the `tokio`
+//! crate with only its `sync` feature (hyper's internal channels), so
+//! `tokio` appears in the dependency tree, but no tokio runtime, reactor,
+//! timer or socket is compiled in.
+//!
+//! ```no_run
+//! use etcd_async_std::Client;
+//! use etcd_async_std::v2::{ReadOptions, WriteOptions};
+//!
+//! #[async_std::main]
+//! async fn main() -> Result<(), etcd_async_std::Error> {
+//!     let client = Client::new("http://127.0.0.1:2379")?;
+//!     client.set("/config/name", "alpha").await?;
+//!     client.write("/session", "token", WriteOptions::new().ttl(30)).await?;
+//!     let dir = client
+//!         .read("/config", ReadOptions::new().recursive(true).quorum(true))
+//!         .await?;
+//!     for leaf in dir.node.leaves() {
+//!         println!("{} = {:?}", leaf.key, leaf.value);
+//!     }
+//!
+//!     // Clones share the pool; every future is Send.
+//!     let other = client.clone();
+//!     let task = async_std::task::spawn(async move { other.get("/config/name").await });
+//!     println!("{:?}", task.await?.node.value);
+//!     Ok(())
+//! }
+//! ```
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use etcd_proto::drive::{drive, AsyncTransport, Exchange, ExchangeFailure};
+use etcd_proto::{
+    Call, Cluster, Config, Flow, FromConfig, Operation, Transmit, TransportErrorKind,
+};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+
+mod failure;
+mod pool;
+mod rt;
+
+use failure::Failure;
+use pool::Pool;
+
+pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
+
+pub use etcd_proto::DEFAULT_ENDPOINT;
+
+/// Settings for a [`Client`]; start from [`Client::builder`].
+pub type ClientBuilder = etcd_proto::ClientBuilder<Client>;
+
+/// An async etcd client. Cheap to clone; clones share connections and
+/// cluster state. See the [crate docs](crate).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cluster: Mutex<Cluster>,
+    pool: Pool,
+    max_response_bytes: usize,
+}
+
+impl FromConfig for Client {
+    fn from_config(config: Config) -> Result<Client, Error> {
+        let cluster = config.cluster()?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                cluster: Mutex::new(cluster),
+                pool: Pool::new(config.max_idle_connections, config.connect_timeout),
+                max_response_bytes: usize::try_from(config.max_response_bytes)
+                    .unwrap_or(usize::MAX),
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A client for one endpoint URL, with default settings.
+    pub fn new(url: &str) -> Result<Client, Error> {
+        Client::builder().endpoint(url).build()
+    }
+
+    /// Settings for a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Runs one operation from [`etcd_proto`] (any of [`v2`]'s, or your own).
+    pub async fn execute<O: Operation + Send>(&self, op: O) -> Result<O::Output, Error>
+    where
+        O::Output: Send,
+    {
+        self.run(Call::new(op)).await
+    }
+
+    /// Drives any flow to completion.
+    pub async fn run<F: Flow + Send>(&self, flow: F) -> Result<F::Output, Error>
+    where
+        F::Output: Send,
+    {
+        drive(self, flow).await
+    }
+}
+
+impl AsyncTransport for Client {
+    fn send(&self, transmit: Transmit) -> impl Future<Output = Exchange> + Send {
+        let Transmit { request, timeout } = transmit;
+        async move {
+            // Set once the request is handed to a connection: a deadline that
+            // passes before then means the request was certainly not sent.
+            let sent = AtomicBool::new(false);
+            let exchange = self.inner.exchange(request, &sent);
+            let Some(limit) = timeout else {
+                return exchange.await;
+            };
+            match async_std::future::timeout(limit, exchange).await {
+                Ok(outcome) => outcome,
+                Err(_elapsed) => Err(deadline_passed(limit, sent.load(Ordering::Acquire))),
+            }
+        }
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> impl Future<Output = ()> + Send {
+        async_std::task::sleep(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn with_cluster<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> R {
+        // The cluster state stays consistent between calls, so a panic elsewhere cannot corrupt it.
+        f(&mut self
+            .inner
+            .cluster
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+etcd_proto::client_methods!(Client, async);
+
+impl Inner {
+    /// One exchange: a pooled connection, the request, the whole response.
+    async fn exchange(&self, request: http::Request<Bytes>, sent: &AtomicBool) -> Exchange {
+        let (request, authority) = origin_form(request)?;
+        let mut lease = self.pool.checkout(&authority).await?;
+        sent.store(true, Ordering::Release);
+        let reused = lease.reused();
+        let response = lease
+            .sender()
+            .try_send_request(request)
+            .await
+            .map_err(|e| match e.message() {
+                // hyper handed the request back: it never reached the wire.
+                Some(_) => ExchangeFailure::new(
+                    TransportErrorKind::Connect,
+                    Failure::caused(
+                        if reused {
+                            "the idle keep-alive connection closed before the request was sent"
+                        } else {
+                            "the new connection closed before the request was sent"
+                        },
+                        e.into_error(),
+                    ),
+                ),
+                None => {
+                    let e = e.into_error();
+                    ExchangeFailure::new(
+                        head_kind(&e),
+                        Failure::caused("no response (request may have been sent)", e),
+                    )
+                }
+            })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, self.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| self.body_failure(e))?
+            .to_bytes();
+        // The body was read to its end: only now may the connection serve another request.
+        lease.complete();
+        Ok(http::Response::from_parts(parts, body))
+    }
+
+    fn body_failure(&self, error: Box<dyn std::error::Error + Send + Sync>) -> ExchangeFailure {
+        if error.is::<LengthLimitError>() {
+            return ExchangeFailure::new(
+                TransportErrorKind::Http,
+                Failure::new(format!(
+                    "the response body is larger than max_response_bytes ({} bytes)",
+                    self.max_response_bytes
+                )),
+            );
+        }
+        let kind = match error.downcast_ref::<hyper::Error>() {
+            Some(e) if truncated(e) || e.is_parse() || e.is_user() => TransportErrorKind::Http,
+            _ => TransportErrorKind::Io,
+        };
+        ExchangeFailure::new(
+            kind,
+            Failure::caused("reading the response body failed", error),
+        )
+    }
+}
+
+/// Splits the core's absolute request URI into the `host:port` to connect to
+/// and the origin-form request (path and query only, plus a `Host` header)
+/// that hyper's HTTP/1.1 connection writes as is.
+fn origin_form(
+    request: http::Request<Bytes>,
+) -> Result<(http::Request<Full<Bytes>>, String), ExchangeFailure> {
+    let (mut parts, body) = request.into_parts();
+    let not_sendable =
+        |kind, message: String| Err(ExchangeFailure::new(kind, Failure::new(message)));
+    match parts.uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return not_sendable(
+                TransportErrorKind::Tls,
+                format!(
+                    "{} needs TLS, which etcd-async-std does not implement",
+                    parts.uri
+                ),
+            )
+        }
+        _ => {
+            return not_sendable(
+                TransportErrorKind::Connect,
+                format!(
+                    "cannot send to {:?}: not an absolute http:// URI",
+                    parts.uri
+                ),
+            )
+        }
+    }
+    let Some(authority) = parts.uri.authority() else {
+        return not_sendable(
+            TransportErrorKind::Connect,
+            format!("cannot send to {:?}: no host", parts.uri),
+        );
+    };
+    let host = authority.host();
+    let connect_to = format!("{host}:{}", authority.port_u16().unwrap_or(80));
+    let host_header = match authority.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let host_header = match http::HeaderValue::try_from(host_header) {
+        Ok(value) => value,
+        Err(e) => {
+            return not_sendable(
+                TransportErrorKind::Connect,
+                format!("cannot send to {:?}: bad host: {e}", parts.uri),
+            )
+        }
+    };
+    let mut target = http::uri::Parts::default();
+    target.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = match http::Uri::from_parts(target) {
+        Ok(uri) => uri,
+        Err(e) => {
+            return not_sendable(
+                TransportErrorKind::Connect,
+                format!("cannot send to {:?}: {e}", parts.uri),
+            )
+        }
+    };
+    parts
+        .headers
+        .entry(http::header::HOST)
+        .or_insert(host_header);
+    Ok((
+        http::Request::from_parts(parts, Full::new(body)),
+        connect_to,
+    ))
+}
+
+/// The deadline for the whole exchange passed.
+fn deadline_passed(limit: Duration, sent: bool) -> ExchangeFailure {
+    if sent {
+        ExchangeFailure::new(
+            TransportErrorKind::Timeout,
+            Failure::new(format!("no complete response within {limit:?}")),
+        )
+    } else {
+        ExchangeFailure::new(
+            TransportErrorKind::Connect,
+            Failure::new(format!(
+                "no connection within the request timeout ({limit:?}); the request was not sent"
+            )),
+        )
+    }
+}
+
+/// The kind of a hyper error met before the response head arrived.
+fn head_kind(error: &hyper::Error) -> TransportErrorKind {
+    if error.is_parse() || error.is_parse_status() || error.is_user() {
+        TransportErrorKind::Http
+    } else {
+        TransportErrorKind::Io
+    }
+}
+
+/// True if the connection ended before the body's announced end.
+fn truncated(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::UnexpectedEof;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(uri: &str) -> (http::Request<Full<Bytes>>, String) {
+        let request = http::Request::get(uri).body(Bytes::new()).unwrap();
+        origin_form(request).unwrap()
+    }
+
+    #[test]
+    fn origin_form_keeps_path_and_query_and_sets_host() {
+        let (request, connect_to) =
+            split("http://127.0.0.1:2379/v2/keys/a%3F%23?recursive=true&x=%2B");
+        assert_eq!(connect_to, "127.0.0.1:2379");
+        assert_eq!(request.uri(), "/v2/keys/a%3F%23?recursive=true&x=%2B");
+        assert!(request.uri().scheme().is_none() && request.uri().authority().is_none());
+        assert_eq!(request.headers()[http::header::HOST], "127.0.0.1:2379");
+    }
+
+    #[test]
+    fn origin_form_defaults_port_and_path() {
+        let (request, connect_to) = split("http://etcd.local");
+        assert_eq!(connect_to, "etcd.local:80");
+        assert_eq!(request.uri(), "/");
+        assert_eq!(request.headers()[http::header::HOST], "etcd.local");
+    }
+
+    #[test]
+    fn origin_form_ipv6_and_userinfo() {
+        let (request, connect_to) = split("http://user:pw@[::1]:4001/v2/members");
+        assert_eq!(connect_to, "[::1]:4001");
+        assert_eq!(request.headers()[http::header::HOST], "[::1]:4001");
+        assert_eq!(request.uri(), "/v2/members");
+    }
+
+    #[test]
+    fn origin_form_keeps_a_given_host_header() {
+        let request = http::Request::get("http://127.0.0.1:2379/v2/keys")
+            .header(http::header::HOST, "proxy.example")
+            .body(Bytes::new())
+            .unwrap();
+        let (request, _) = origin_form(request).unwrap();
+        assert_eq!(request.headers()[http::header::HOST], "proxy.example");
+    }
+
+    #[test]
+    fn https_is_a_tls_failure() {
+        let request = http::Request::get("https://127.0.0.1:2379/v2/keys")
+            .body(Bytes::new())
+            .unwrap();
+        let failure = origin_form(request).unwrap_err();
+        assert_eq!(failure.kind, TransportErrorKind::Tls);
+    }
+
+    #[test]
+    fn client_and_futures_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let client = Client::new("http://127.0.0.1:1").unwrap();
+        send_sync(&client);
+        send(&client.get("/a"));
+        send(&client.set("/a", "b"));
+        send(&client.leader());
+    }
+
+    #[test]
+    fn building_does_no_io() {
+        // Port 1 refuses connections; building must not try.
+        let client = Client::builder()
+            .endpoint("http://127.0.0.1:1")
+            .connect_timeout(Duration::from_millis(1))
+            .build();
+        assert!(client.is_ok());
+    }
+}
