@@ -22,6 +22,16 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "== etcd-async-std runs no tokio: hyper 1 pulls tokio for its channels only (feature 'sync')"
+tokio_features="$(cargo tree -q -p etcd-async-std -e features -i tokio --prefix none | sed -n 's/^tokio feature "\([^"]*\)".*/\1/p' | sort -u | tr '\n' ' ')"
+echo "tokio features in etcd-async-std's tree: ${tokio_features:-none}"
+for feature in $tokio_features; do
+    case "$feature" in
+        default|sync) ;;
+        *) echo "test.sh: tokio feature '$feature' reached etcd-async-std's dependency tree" >&2; exit 1 ;;
+    esac
+done
+
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 

@@ -2,11 +2,14 @@
 //!
 //! A scenario is a function `fn(&TestClient, &Env)`. The [`scenarios!`](crate::scenarios)
 //! macro turns each into a module holding one `#[test]` per transport, so
-//! `cargo test` lists `set_and_get::blocking`, … and a failure names both the
-//! scenario and the transport. [`TestClient`] runs operations on whichever
-//! client the test was generated for, and gets the very same convenience
-//! methods as the real clients from `etcd_proto::client_methods!`.
+//! `cargo test` lists `set_and_get::blocking`, `set_and_get::tokio`,
+//! `set_and_get::async_std`, and a failure names both the scenario and the
+//! transport. [`TestClient`] runs operations on whichever client the test was
+//! generated for (an async client on its own runtime), and gets the very same
+//! convenience methods as the real clients from `etcd_proto::client_methods!`.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_proto::{Call, Error, Flow, Operation};
@@ -18,23 +21,38 @@ use crate::harness::{EtcdCluster, EtcdServer};
 pub enum Transport {
     /// `etcd-blocking` (ureq).
     Blocking,
+    /// `etcd-tokio` (hyper on tokio).
+    Tokio,
+    /// `etcd-async-std` (hyper on async-std).
+    AsyncStd,
 }
 
 impl Transport {
     /// A client of this transport for `urls`, with `request_timeout`.
     pub fn connect_with(self, urls: &[String], request_timeout: Duration) -> TestClient {
+        fn configured<C: etcd_proto::FromConfig>(urls: &[String], timeout: Duration) -> C {
+            urls.iter()
+                .fold(etcd_proto::ClientBuilder::<C>::default(), |b, url| {
+                    b.endpoint(url)
+                })
+                .request_timeout(Some(timeout))
+                .build()
+                .expect("valid endpoint")
+        }
         match self {
-            Transport::Blocking => {
-                let builder = urls
-                    .iter()
-                    .fold(etcd_blocking::Client::builder(), |b, url| b.endpoint(url));
-                TestClient::Blocking(
-                    builder
-                        .request_timeout(Some(request_timeout))
-                        .build()
-                        .expect("valid endpoint"),
-                )
+            Transport::Blocking => TestClient::Blocking(configured(urls, request_timeout)),
+            Transport::Tokio => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                TestClient::Tokio {
+                    runtime: Arc::new(runtime),
+                    client: configured(urls, request_timeout),
+                }
             }
+            Transport::AsyncStd => TestClient::AsyncStd(configured(urls, request_timeout)),
         }
     }
 
@@ -49,6 +67,15 @@ impl Transport {
 pub enum TestClient {
     /// See [`Transport::Blocking`].
     Blocking(etcd_blocking::Client),
+    /// See [`Transport::Tokio`]; runs on its own multi-thread runtime.
+    Tokio {
+        /// The runtime the client's futures run on.
+        runtime: Arc<tokio::runtime::Runtime>,
+        /// The client.
+        client: etcd_tokio::Client,
+    },
+    /// See [`Transport::AsyncStd`].
+    AsyncStd(etcd_async_std::Client),
 }
 
 impl TestClient {
@@ -59,6 +86,8 @@ impl TestClient {
     {
         match self {
             TestClient::Blocking(client) => client.execute(op),
+            TestClient::Tokio { runtime, client } => runtime.block_on(client.execute(op)),
+            TestClient::AsyncStd(client) => async_std::task::block_on(client.execute(op)),
         }
     }
 
@@ -69,6 +98,8 @@ impl TestClient {
     {
         match self {
             TestClient::Blocking(client) => client.run(flow),
+            TestClient::Tokio { runtime, client } => runtime.block_on(client.run(flow)),
+            TestClient::AsyncStd(client) => async_std::task::block_on(client.run(flow)),
         }
     }
 
@@ -78,6 +109,86 @@ impl TestClient {
         O::Output: Send,
     {
         self.run(Call::new(op))
+    }
+
+    /// Runs every operation at once through this one client: threads for the
+    /// blocking client, spawned tasks for the async ones. Results in order.
+    pub fn concurrently<O>(&self, ops: Vec<O>) -> Vec<Result<O::Output, Error>>
+    where
+        O: Operation + Send + 'static,
+        O::Output: Send + 'static,
+    {
+        match self {
+            TestClient::Blocking(client) => std::thread::scope(|s| {
+                let handles: Vec<_> = ops
+                    .into_iter()
+                    .map(|op| s.spawn(move || client.execute(op)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("request thread"))
+                    .collect()
+            }),
+            TestClient::Tokio { runtime, client } => runtime.block_on(async {
+                let handles: Vec<_> = ops
+                    .into_iter()
+                    .map(|op| {
+                        let client = client.clone();
+                        tokio::spawn(async move { client.execute(op).await })
+                    })
+                    .collect();
+                let mut results = Vec::new();
+                for h in handles {
+                    results.push(h.await.expect("request task"));
+                }
+                results
+            }),
+            TestClient::AsyncStd(client) => async_std::task::block_on(async {
+                let handles: Vec<_> = ops
+                    .into_iter()
+                    .map(|op| {
+                        let client = client.clone();
+                        async_std::task::spawn(async move { client.execute(op).await })
+                    })
+                    .collect();
+                let mut results = Vec::new();
+                for h in handles {
+                    results.push(h.await);
+                }
+                results
+            }),
+        }
+    }
+
+    /// Starts `op` and drops it after `after`, cancelling it part-way if it
+    /// has not finished. Returns whether it finished in time. Async clients only.
+    pub fn cancel_after<O>(&self, op: O, after: Duration) -> bool
+    where
+        O: Operation + Send,
+        O::Output: Send,
+    {
+        match self {
+            TestClient::Blocking(_) => panic!("a blocking call cannot be cancelled"),
+            TestClient::Tokio { runtime, client } => runtime.block_on(async {
+                tokio::time::timeout(after, client.execute(op))
+                    .await
+                    .is_ok()
+            }),
+            TestClient::AsyncStd(client) => async_std::task::block_on(async {
+                async_std::future::timeout(after, client.execute(op))
+                    .await
+                    .is_ok()
+            }),
+        }
+    }
+
+    /// Runs a future to completion on this client's runtime (or the current
+    /// thread for the blocking client).
+    pub fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
+        match self {
+            TestClient::Tokio { runtime, .. } => runtime.block_on(future),
+            TestClient::Blocking(_) | TestClient::AsyncStd(_) => async_std::task::block_on(future),
+        }
     }
 }
 
@@ -160,6 +271,9 @@ pub fn run_scenario(transport: Transport, cluster_size: usize, scenario: fn(&Tes
 
 /// Declares scenarios, each run once per transport.
 ///
+/// A scenario may be marked `#[cluster(3)]` (it gets a 3-member cluster) or
+/// `#[async_only]` (it runs on the async transports only).
+///
 /// ```ignore
 /// etcd_tests::scenarios! {
 ///     /// Doc for the scenario.
@@ -172,23 +286,32 @@ pub fn run_scenario(transport: Transport, cluster_size: usize, scenario: fn(&Tes
 macro_rules! scenarios {
     () => {};
     ($(#[doc = $doc:literal])* #[cluster($n:literal)] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
-        $crate::scenarios!(@one $n, [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@one $n, [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!($($rest)*);
+    };
+    ($(#[doc = $doc:literal])* #[async_only] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
+        $crate::scenarios!(@one 1, [tokio async_std], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!($($rest)*);
     };
     ($(#[doc = $doc:literal])* fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
-        $crate::scenarios!(@one 1, [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@one 1, [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!($($rest)*);
     };
-    (@one $n:literal, [$($doc:literal)*], $name:ident, $client:ident, $env:ident, $body:block) => {
+    (@one $n:literal, [$($transport:ident)*], [$($doc:literal)*], $name:ident, $client:ident, $env:ident, $body:block) => {
         $(#[doc = $doc])*
         #[allow(unused_variables)]
         fn $name($client: &$crate::TestClient, $env: &$crate::Env) $body
 
         mod $name {
-            #[test]
-            fn blocking() {
-                $crate::run_scenario($crate::Transport::Blocking, $n, super::$name);
-            }
+            $(
+                #[test]
+                fn $transport() {
+                    $crate::run_scenario($crate::scenarios!(@transport $transport), $n, super::$name);
+                }
+            )*
         }
     };
+    (@transport blocking) => { $crate::Transport::Blocking };
+    (@transport tokio) => { $crate::Transport::Tokio };
+    (@transport async_std) => { $crate::Transport::AsyncStd };
 }

@@ -146,6 +146,9 @@ etcd_tests::scenarios! {
         for _ in 0..10 {
             assert!(through.get("/ka/missing").unwrap_err().is_key_not_found());
         }
-        assert_eq!(proxy.accepted(), 1, "100+ requests should share one connection");
+        // hyper-util's pool may race a fresh connect against a connection that is
+        // on its way back to idle, so allow one spare.
+        let accepted = proxy.accepted();
+        assert!((1..=2).contains(&accepted), "110 sequential requests used {accepted} connections");
     }
 }
