@@ -37,23 +37,26 @@ pub struct ResponseMeta {
 }
 
 impl ResponseMeta {
-    /// Reads the etcd headers; absent or unreadable headers are `None`.
+    /// Reads the etcd headers in one pass; absent or unreadable headers are
+    /// `None`, and of a repeated header the first counts.
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
-        let number = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok())
-        };
-        ResponseMeta {
-            etcd_index: number("x-etcd-index"),
-            raft_index: number("x-raft-index"),
-            raft_term: number("x-raft-term"),
-            cluster_id: headers
-                .get("x-etcd-cluster-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+        fn number(value: &http::HeaderValue) -> Option<u64> {
+            std::str::from_utf8(value.as_bytes()).ok()?.trim().parse().ok()
         }
+        let mut meta = ResponseMeta::default();
+        for (name, value) in headers {
+            // Header names are stored lowercase.
+            match name.as_str() {
+                "x-etcd-index" if meta.etcd_index.is_none() => meta.etcd_index = number(value),
+                "x-raft-index" if meta.raft_index.is_none() => meta.raft_index = number(value),
+                "x-raft-term" if meta.raft_term.is_none() => meta.raft_term = number(value),
+                "x-etcd-cluster-id" if meta.cluster_id.is_none() => {
+                    meta.cluster_id = value.to_str().ok().map(str::to_owned)
+                }
+                _ => {}
+            }
+        }
+        meta
     }
 }
 
