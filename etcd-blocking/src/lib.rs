@@ -159,8 +159,3 @@ fn failure(error: ureq::Error) -> ExchangeFailure {
     };
     ExchangeFailure::new(kind, error)
 }
-
-/// The README's examples, compiled as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeExamples;

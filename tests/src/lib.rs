@@ -13,3 +13,8 @@ pub mod harness;
 pub mod proxy;
 
 pub use conformance::{run_scenario, Env, TestClient, Topology, Transport};
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
