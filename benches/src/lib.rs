@@ -3,13 +3,19 @@
 //! The criterion micro-benchmarks live in `benches/` (run them with
 //! `cargo bench -p etcd-benches`); `v2_parse` measures the v2 response parser
 //! of `etcd-proto` against an untyped `serde_json::Value` parse of the same
-//! bytes. The end-to-end benchmark binary, against a real etcd, will join them
-//! here later.
+//! bytes.
 //!
-//! This library holds what the benchmarks share: generators of realistic
-//! response bodies, built deterministically so every run parses the same bytes.
+//! The end-to-end benchmark binary `etcd-bench` (`src/bin/etcd-bench.rs`)
+//! runs every transport against a real etcd next to a bare HTTP/1.1
+//! baseline; its measurement core lives in [`e2e`].
+//!
+//! This library also holds what the criterion benchmarks share: generators of
+//! realistic response bodies, built deterministically so every run parses the
+//! same bytes.
 
 use std::fmt::Write as _;
+
+pub mod e2e;
 
 /// The `X-Etcd-Index` that goes with [`v2_listing_body`]`(dirs, keys_per_dir)`:
 /// the largest `createdIndex` or `modifiedIndex` in it.

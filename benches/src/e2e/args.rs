@@ -1,0 +1,216 @@
+//! Command-line flags of `etcd-bench`, after etcd's `tools/benchmark`.
+//!
+//! Flags take their value as the next argument or after `=`
+//! (`--clients 32`, `--clients=32`).
+
+use super::transport::TransportKind;
+use super::workload::Workload;
+
+/// The usage text printed by `--help` and after a bad flag.
+pub const USAGE: &str = "\
+etcd-bench: end-to-end benchmark of the etcd v2 clients against a real etcd
+
+USAGE: etcd-bench [FLAGS]
+
+  --endpoints URL[,URL]  etcd client URLs; default: start a throwaway etcd
+                         (binary from $ETCD_BIN or PATH) and stop it at the end
+  --workload put|get     what every request does (default put); get writes
+                         the keys first
+  --clients N            requests in flight; 1 = sequential (default 1)
+  --total N              requests per measured run (default 10000)
+  --key-size N           bytes per key (default 16)
+  --key-space N          distinct keys, cycled over (default 2000)
+  --val-size N           bytes per value (default 100)
+  --transport LIST       comma list of raw,blocking,tokio,async-std
+                         (default: all four)
+  --rounds N             measured runs per transport, interleaved; the median
+                         round is reported (default 3)
+  --warmup N             unmeasured requests before each run (default 500)
+  -h, --help             this text
+";
+
+/// What to run. See [`USAGE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// etcd client URLs; empty: start a server.
+    pub endpoints: Vec<String>,
+    /// Requests in flight.
+    pub clients: usize,
+    /// Requests per measured run.
+    pub total: usize,
+    /// Bytes per key.
+    pub key_size: usize,
+    /// Distinct keys.
+    pub key_space: usize,
+    /// Bytes per value.
+    pub val_size: usize,
+    /// What every request does.
+    pub workload: Workload,
+    /// The transports, in report order; empty: all of them.
+    pub transports: Vec<TransportKind>,
+    /// Measured runs per transport.
+    pub rounds: usize,
+    /// Unmeasured requests before each measured run.
+    pub warmup: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            endpoints: Vec::new(),
+            clients: 1,
+            total: 10_000,
+            key_size: 16,
+            key_space: 2000,
+            val_size: 100,
+            workload: Workload::Put,
+            transports: Vec::new(),
+            rounds: 3,
+            warmup: 500,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the benchmark.
+    Run(Options),
+    /// Print [`USAGE`].
+    Help,
+}
+
+impl Options {
+    /// Parses the arguments (without the program name).
+    pub fn parse<I, S>(args: I) -> Result<Command, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut o = Options::default();
+        let mut args = args.into_iter().map(Into::into);
+        while let Some(arg) = args.next() {
+            if arg == "-h" || arg == "--help" {
+                return Ok(Command::Help);
+            }
+            let Some(flag) = arg.strip_prefix("--") else {
+                return Err(format!("unexpected argument {arg:?}"));
+            };
+            let (name, value) = match flag.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => {
+                    let value = args
+                        .next()
+                        .ok_or_else(|| format!("--{flag} needs a value"))?;
+                    (flag.to_owned(), value)
+                }
+            };
+            let count = |min: usize| -> Result<usize, String> {
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| format!("--{name}: {value:?} is not a number"))?;
+                if n < min {
+                    return Err(format!("--{name} must be at least {min}"));
+                }
+                Ok(n)
+            };
+            match name.as_str() {
+                "endpoints" => {
+                    o.endpoints = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    if o.endpoints.is_empty() {
+                        return Err("--endpoints needs at least one URL".into());
+                    }
+                }
+                "clients" => o.clients = count(1)?,
+                "total" => o.total = count(1)?,
+                "key-size" => o.key_size = count(1)?,
+                "key-space" => o.key_space = count(1)?,
+                "val-size" => o.val_size = count(0)?,
+                "workload" => o.workload = value.parse()?,
+                "transport" | "transports" => {
+                    o.transports.clear();
+                    for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let kind: TransportKind = name.parse()?;
+                        if !o.transports.contains(&kind) {
+                            o.transports.push(kind);
+                        }
+                    }
+                }
+                "rounds" => o.rounds = count(1)?,
+                "warmup" => o.warmup = count(0)?,
+                _ => return Err(format!("unknown flag --{name}")),
+            }
+        }
+        Ok(Command::Run(o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        Options::parse(args.iter().copied())
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(parse(&[]), Ok(Command::Run(Options::default())));
+        assert_eq!(parse(&["-h"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn every_flag_in_both_forms() {
+        let Ok(Command::Run(o)) = parse(&[
+            "--endpoints",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--clients=32",
+            "--total",
+            "5000",
+            "--key-size=20",
+            "--key-space",
+            "100",
+            "--val-size",
+            "0",
+            "--workload=get",
+            "--transport",
+            "blocking,raw,raw",
+            "--rounds",
+            "5",
+            "--warmup=0",
+        ]) else {
+            panic!("did not parse");
+        };
+        assert_eq!(o.endpoints, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+        assert_eq!(
+            (o.clients, o.total, o.key_size, o.key_space),
+            (32, 5000, 20, 100)
+        );
+        assert_eq!((o.val_size, o.rounds, o.warmup), (0, 5, 0));
+        assert_eq!(o.workload, Workload::Get);
+        assert_eq!(o.transports, [TransportKind::Blocking, TransportKind::Raw]);
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        assert!(parse(&["--clients", "0"])
+            .unwrap_err()
+            .contains("at least 1"));
+        assert!(parse(&["--clients"]).unwrap_err().contains("needs a value"));
+        assert!(parse(&["--total", "x"])
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(parse(&["--transport", "grpc"])
+            .unwrap_err()
+            .contains("unknown transport"));
+        assert!(parse(&["--frobnicate", "1"])
+            .unwrap_err()
+            .contains("unknown flag"));
+        assert!(parse(&["put"]).unwrap_err().contains("unexpected"));
+    }
+}

@@ -1,0 +1,66 @@
+//! The `async-std` transport: one `etcd_async_std::Client`, `clients` tasks
+//! spawned on async-std's global executor (one thread per core by default;
+//! `ASYNC_STD_THREAD_COUNT` changes that). The client lives as long as the
+//! driver, so pooled connections carry over from the warm-up to the
+//! measured run.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use super::async_worker::{task_worker, AsyncKv};
+use super::transport::{endpoints_or_default, Driver, Job, JobOutcome};
+
+impl AsyncKv for etcd_async_std::Client {
+    async fn put_value(&self, key: &str, value: &str) -> Result<(), String> {
+        self.set(key, value)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn get_value(&self, key: &str) -> Result<(), String> {
+        self.get(key).await.map(drop).map_err(|e| e.to_string())
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Debug)]
+pub struct AsyncStdDriver {
+    client: etcd_async_std::Client,
+}
+
+impl AsyncStdDriver {
+    /// Builds the client (no I/O yet).
+    pub fn new(endpoints: &[String]) -> Result<AsyncStdDriver, String> {
+        let client = endpoints_or_default(endpoints)
+            .into_iter()
+            .fold(etcd_async_std::Client::builder(), |b, url| b.endpoint(url))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(AsyncStdDriver { client })
+    }
+}
+
+impl Driver for AsyncStdDriver {
+    fn run(&mut self, job: &Job) -> Result<JobOutcome, String> {
+        let next = Arc::new(AtomicUsize::new(0));
+        async_std::task::block_on(async {
+            let tasks: Vec<_> = (0..job.clients)
+                .map(|_| {
+                    let (client, job, next) = (self.client.clone(), job.clone(), Arc::clone(&next));
+                    async_std::task::spawn(async move { task_worker(client, job, &next).await })
+                })
+                .collect();
+            let mut outcomes = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                outcomes.push(task.await);
+            }
+            Ok(outcomes.into_iter().collect())
+        })
+    }
+}
+
+/// A driver for `endpoints`.
+pub fn driver(endpoints: &[String]) -> Result<Box<dyn Driver>, String> {
+    Ok(Box::new(AsyncStdDriver::new(endpoints)?))
+}

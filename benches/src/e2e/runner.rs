@@ -1,0 +1,364 @@
+//! Measured runs, rounds and the whole benchmark session.
+//!
+//! A session ([`run_benchmark`]) reads the server's version, makes the keys
+//! (and writes them first for `get`), then runs `rounds` rounds. Within a
+//! round every transport gets one warm-up job and one measured run, one
+//! transport after the other, so noise on the machine (other processes, CPU
+//! frequency, etcd compacting) hits every transport alike; each round starts
+//! with the next transport in turn, so none is always first. Per transport the
+//! round with the median requests/second is reported, whole (its latencies
+//! and CPU figures belong to that same run).
+//!
+//! Around each measured run the bench reads its own CPU clock (every thread
+//! of the process, so also a runtime's worker threads and what the client
+//! spends in the kernel), the server's when the server's pid is known, and
+//! the wall clock. Nothing is printed per request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::args::Options;
+use super::cpu::CpuClock;
+use super::latency::Latencies;
+use super::raw_http::RawConnection;
+use super::transport::{Driver, Errors, Job, RawDriver, TransportKind};
+use super::workload::{unique_prefix, KeySpace, Workload};
+
+/// One measured run of one transport.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// The round it belongs to, from 0.
+    pub round: usize,
+    /// Requests issued (successful or not).
+    pub requests: usize,
+    /// Wall time of the whole run.
+    pub wall: Duration,
+    /// Latencies of the successful requests.
+    pub latencies: Latencies,
+    /// CPU time the bench process spent during the run.
+    pub client_cpu: Duration,
+    /// CPU time the server spent during the run, when its pid is known.
+    pub server_cpu: Option<Duration>,
+    /// Failed requests.
+    pub errors: Errors,
+}
+
+impl Measurement {
+    /// Successful requests per second of wall time.
+    pub fn requests_per_sec(&self) -> f64 {
+        self.latencies.count() as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// Client CPU time per request, in microseconds.
+    pub fn client_cpu_us_per_op(&self) -> f64 {
+        per_op_us(self.client_cpu, self.requests)
+    }
+
+    /// Server CPU time per request, in microseconds.
+    pub fn server_cpu_us_per_op(&self) -> Option<f64> {
+        self.server_cpu.map(|cpu| per_op_us(cpu, self.requests))
+    }
+}
+
+fn per_op_us(cpu: Duration, requests: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
+}
+
+/// Every round of one transport.
+#[derive(Debug, Clone)]
+pub struct TransportResult {
+    /// The transport.
+    pub kind: TransportKind,
+    /// One measurement per round, in round order.
+    pub rounds: Vec<Measurement>,
+}
+
+impl TransportResult {
+    /// The round with the median requests/second (the lower middle one for
+    /// an even number of rounds).
+    pub fn median(&self) -> &Measurement {
+        let mut order: Vec<&Measurement> = self.rounds.iter().collect();
+        order.sort_by(|a, b| a.requests_per_sec().total_cmp(&b.requests_per_sec()));
+        order[(order.len() - 1) / 2]
+    }
+}
+
+/// The CPU clocks read around each run.
+#[derive(Debug, Clone, Copy)]
+pub struct Clocks {
+    /// The bench process.
+    pub client: CpuClock,
+    /// The server, when it runs on this machine with a known pid.
+    pub server: Option<CpuClock>,
+}
+
+/// Reads `clock`, or zero when it cannot be read (the process is gone).
+fn read_or_zero(clock: &CpuClock) -> Duration {
+    clock.read().unwrap_or_default()
+}
+
+/// Runs `job` once on `driver`, reading every clock around it.
+pub fn measure(
+    driver: &mut dyn Driver,
+    job: &Job,
+    round: usize,
+    clocks: &Clocks,
+) -> Result<Measurement, String> {
+    let client_before = read_or_zero(&clocks.client);
+    let server_before = clocks.server.as_ref().map(read_or_zero);
+    let start = Instant::now();
+    let outcome = driver.run(job)?;
+    let wall = start.elapsed();
+    let server_after = clocks.server.as_ref().map(read_or_zero);
+    let client_after = read_or_zero(&clocks.client);
+    Ok(Measurement {
+        round,
+        requests: job.requests,
+        wall,
+        latencies: Latencies::merge(outcome.latencies),
+        client_cpu: client_after.saturating_sub(client_before),
+        server_cpu: server_before
+            .zip(server_after)
+            .map(|(before, after)| after.saturating_sub(before)),
+        errors: outcome.errors,
+    })
+}
+
+/// How many rounds and requests, for [`run_rounds`].
+#[derive(Debug, Clone)]
+pub struct RoundPlan {
+    /// The measured job (its `requests` is `--total`).
+    pub job: Job,
+    /// Unmeasured requests before each measured run.
+    pub warmup: usize,
+    /// Rounds.
+    pub rounds: usize,
+}
+
+/// Runs every round, interleaving the transports (see the
+/// [module docs](self)). `progress` gets one line per measured run.
+pub fn run_rounds(
+    drivers: &mut [(TransportKind, Box<dyn Driver>)],
+    plan: &RoundPlan,
+    clocks: &Clocks,
+    progress: &mut dyn FnMut(String),
+) -> Result<Vec<TransportResult>, String> {
+    let mut results: Vec<TransportResult> = drivers
+        .iter()
+        .map(|(kind, _)| TransportResult {
+            kind: *kind,
+            rounds: Vec::new(),
+        })
+        .collect();
+    let warmup = Job {
+        requests: plan.warmup,
+        ..plan.job.clone()
+    };
+    let n = drivers.len();
+    for round in 0..plan.rounds {
+        for turn in 0..n {
+            let t = (round + turn) % n;
+            let (kind, driver) = &mut drivers[t];
+            if warmup.requests > 0 {
+                let outcome = driver
+                    .run(&warmup)
+                    .map_err(|e| format!("{kind} warm-up: {e}"))?;
+                if let Some(first) = &outcome.errors.first {
+                    progress(format!(
+                        "warning: {kind} warm-up: {} of {} requests failed; first: {first}",
+                        outcome.errors.count, warmup.requests
+                    ));
+                }
+            }
+            let m = measure(driver.as_mut(), &plan.job, round, clocks)
+                .map_err(|e| format!("{kind}: {e}"))?;
+            let server = m
+                .server_cpu_us_per_op()
+                .map_or(String::new(), |us| format!(", server {us:.1} µs/op"));
+            let errors = if m.errors.count > 0 {
+                format!(", {} ERRORS", m.errors.count)
+            } else {
+                String::new()
+            };
+            progress(format!(
+                "round {}/{}  {:<9} {:>9.0} req/s  client {:.1} µs/op{server}{errors}",
+                round + 1,
+                plan.rounds,
+                kind.name(),
+                m.requests_per_sec(),
+                m.client_cpu_us_per_op(),
+            ));
+            results[t].rounds.push(m);
+        }
+    }
+    Ok(results)
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The options the session ran with.
+    pub options: Options,
+    /// The endpoints measured.
+    pub endpoints: Vec<String>,
+    /// The pid of the server when the bench started it.
+    pub server_pid: Option<u32>,
+    /// The server's version (from `/version`).
+    pub etcd_version: String,
+    /// The directory holding the keys.
+    pub prefix: String,
+    /// The real key size (may exceed `--key-size` when that was too short).
+    pub key_size: usize,
+    /// How the client's CPU time was read.
+    pub client_clock: String,
+    /// How the server's CPU time was read.
+    pub server_clock: Option<String>,
+    /// The server's CPU use while idle, in microseconds per second.
+    pub server_idle_us_per_sec: Option<f64>,
+    /// Results, in the order of the transports.
+    pub results: Vec<TransportResult>,
+}
+
+/// Runs a whole session against `endpoints`; see the [module docs](self).
+/// `server_pid` is the server's pid when it runs on this machine (its CPU
+/// time is then measured too).
+pub fn run_benchmark(
+    options: &Options,
+    endpoints: &[String],
+    server_pid: Option<u32>,
+    progress: &mut dyn FnMut(String),
+) -> Result<Report, String> {
+    let first = endpoints.first().ok_or("no endpoint")?;
+    let etcd_version = server_version(first)?;
+    let keyspace = KeySpace::new(
+        &unique_prefix(),
+        options.key_size,
+        options.key_space,
+        options.val_size,
+    );
+
+    let asked: Vec<TransportKind> = if options.transports.is_empty() {
+        TransportKind::ALL.to_vec()
+    } else {
+        options.transports.clone()
+    };
+    let mut drivers: Vec<(TransportKind, Box<dyn Driver>)> = Vec::new();
+    for kind in asked {
+        drivers.push((kind, kind.driver(endpoints)?));
+    }
+
+    let keys: Arc<[String]> = keyspace.keys.clone().into();
+    let value: Arc<str> = keyspace.value.as_str().into();
+    if options.workload == Workload::Get {
+        progress(format!(
+            "writing {} keys under {} for the get workload",
+            keys.len(),
+            keyspace.prefix
+        ));
+        populate(endpoints, &keys, &value)?;
+    }
+
+    let clocks = Clocks {
+        client: CpuClock::this_process(),
+        server: server_pid.map(CpuClock::of_pid),
+    };
+    let server_idle_us_per_sec = clocks.server.as_ref().map(|clock| {
+        let window = Duration::from_millis(500);
+        let before = read_or_zero(clock);
+        std::thread::sleep(window);
+        let idle = read_or_zero(clock).saturating_sub(before);
+        idle.as_secs_f64() * 1e6 / window.as_secs_f64()
+    });
+
+    let plan = RoundPlan {
+        job: Job {
+            workload: options.workload,
+            keys,
+            value,
+            clients: options.clients,
+            requests: options.total,
+        },
+        warmup: options.warmup,
+        rounds: options.rounds,
+    };
+    let results = run_rounds(&mut drivers, &plan, &clocks, progress);
+    drop(drivers);
+    // Leave a shared server as it was (a throwaway one is killed anyway).
+    if server_pid.is_none() {
+        if let Err(e) = delete_dir(first, &keyspace.prefix) {
+            progress(format!(
+                "warning: could not delete {}: {e}",
+                keyspace.prefix
+            ));
+        }
+    }
+    Ok(Report {
+        options: options.clone(),
+        endpoints: endpoints.to_vec(),
+        server_pid,
+        etcd_version,
+        prefix: keyspace.prefix.clone(),
+        key_size: keyspace.key_size(),
+        client_clock: clocks.client.to_string(),
+        server_clock: clocks.server.map(|c| c.to_string()),
+        server_idle_us_per_sec,
+        results: results?,
+    })
+}
+
+/// The `etcdserver` version from `GET /version`.
+pub fn server_version(url: &str) -> Result<String, String> {
+    let mut conn = RawConnection::connect(url).map_err(|e| format!("{url}: {e}"))?;
+    let response = conn
+        .get("/version")
+        .map_err(|e| format!("{url}/version: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(response.body).map_err(|e| format!("{url}/version: {e}"))?;
+    json["etcdserver"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{url}/version: no etcdserver field in {json}"))
+}
+
+/// Writes every key (8 connections), for the get workload, and checks that
+/// one reads back.
+fn populate(endpoints: &[String], keys: &Arc<[String]>, value: &Arc<str>) -> Result<(), String> {
+    let job = Job {
+        workload: Workload::Put,
+        keys: Arc::clone(keys),
+        value: Arc::clone(value),
+        clients: keys.len().min(8),
+        requests: keys.len(),
+    };
+    let outcome = RawDriver::new(endpoints)?.run(&job)?;
+    if let Some(first) = outcome.errors.first {
+        return Err(format!(
+            "writing the keys: {} failed; first: {first}",
+            outcome.errors.count
+        ));
+    }
+    let mut conn = RawConnection::connect(&endpoints[0]).map_err(|e| e.to_string())?;
+    let path = format!("/v2/keys{}", keys[keys.len() - 1]);
+    let response = conn.get(&path).map_err(|e| format!("GET {path}: {e}"))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(response.body).map_err(|e| format!("GET {path}: {e}"))?;
+    if json["node"]["value"].as_str() != Some(value) {
+        return Err(format!("GET {path}: value not written back: {json}"));
+    }
+    Ok(())
+}
+
+/// Deletes the directory `dir` and everything below it.
+fn delete_dir(url: &str, dir: &str) -> Result<(), String> {
+    let mut conn = RawConnection::connect(url).map_err(|e| e.to_string())?;
+    let response = conn
+        .delete(&format!("/v2/keys{dir}?recursive=true"))
+        .map_err(|e| e.to_string())?;
+    match response.status {
+        200 | 404 => Ok(()),
+        status => Err(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(response.body)
+        )),
+    }
+}

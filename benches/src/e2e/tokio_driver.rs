@@ -1,0 +1,74 @@
+//! The `tokio` transport: one `etcd_tokio::Client` on a multi-thread tokio
+//! runtime with 2 worker threads (this machine's core count), `clients`
+//! spawned tasks. The runtime and the client live as long as the driver, so
+//! pooled connections carry over from the warm-up to the measured run.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use super::async_worker::{task_worker, AsyncKv};
+use super::transport::{endpoints_or_default, Driver, Job, JobOutcome};
+
+/// Worker threads of the runtime.
+pub const WORKER_THREADS: usize = 2;
+
+impl AsyncKv for etcd_tokio::Client {
+    async fn put_value(&self, key: &str, value: &str) -> Result<(), String> {
+        self.set(key, value)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn get_value(&self, key: &str) -> Result<(), String> {
+        self.get(key).await.map(drop).map_err(|e| e.to_string())
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Debug)]
+pub struct TokioDriver {
+    runtime: tokio::runtime::Runtime,
+    client: etcd_tokio::Client,
+}
+
+impl TokioDriver {
+    /// Starts the runtime and builds the client (no I/O yet).
+    pub fn new(endpoints: &[String]) -> Result<TokioDriver, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKER_THREADS)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let client = endpoints_or_default(endpoints)
+            .into_iter()
+            .fold(etcd_tokio::Client::builder(), |b, url| b.endpoint(url))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(TokioDriver { runtime, client })
+    }
+}
+
+impl Driver for TokioDriver {
+    fn run(&mut self, job: &Job) -> Result<JobOutcome, String> {
+        let next = Arc::new(AtomicUsize::new(0));
+        self.runtime.block_on(async {
+            let tasks: Vec<_> = (0..job.clients)
+                .map(|_| {
+                    let (client, job, next) = (self.client.clone(), job.clone(), Arc::clone(&next));
+                    tokio::spawn(async move { task_worker(client, job, &next).await })
+                })
+                .collect();
+            let mut outcomes = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                outcomes.push(task.await.map_err(|e| format!("worker task: {e}"))?);
+            }
+            Ok(outcomes.into_iter().collect())
+        })
+    }
+}
+
+/// A driver for `endpoints`.
+pub fn driver(endpoints: &[String]) -> Result<Box<dyn Driver>, String> {
+    Ok(Box::new(TokioDriver::new(endpoints)?))
+}

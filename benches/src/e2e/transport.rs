@@ -1,0 +1,320 @@
+//! The transports under test, behind one [`Driver`] interface.
+//!
+//! A driver owns its client (and connections, and runtime) for the whole
+//! benchmark, so keep-alive connections opened during the warm-up are the
+//! ones measured. [`Driver::run`] performs one [`Job`]: `clients` workers
+//! (threads or tasks) take request numbers from a shared counter until
+//! `requests` have been issued; request `i` uses key `i % keys.len()`. Each
+//! worker times every request with [`Instant`] and records into its own
+//! [`Recorder`]. Nothing else happens inside `run`, so the caller can read the
+//! clocks around it.
+//!
+//! | transport   | what runs the `clients` workers                                   |
+//! |-------------|-------------------------------------------------------------------|
+//! | `raw`       | threads, each with one [`RawConnection`]: no client library       |
+//! | `blocking`  | threads sharing one `Arc<etcd_blocking::Client>`                  |
+//! | `tokio`     | tasks on a 2-worker multi-thread runtime, one `etcd_tokio::Client` |
+//! | `async-std` | tasks on async-std's runtime, one `etcd_async_std::Client`         |
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::latency::Recorder;
+use super::raw_http::RawConnection;
+use super::workload::Workload;
+
+/// One measured (or warm-up) batch of requests.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// What every request does.
+    pub workload: Workload,
+    /// The keys, cycled over.
+    pub keys: Arc<[String]>,
+    /// The value written by puts.
+    pub value: Arc<str>,
+    /// Requests in flight at once (workers).
+    pub clients: usize,
+    /// Requests in all.
+    pub requests: usize,
+}
+
+/// Failed requests of a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Errors {
+    /// How many requests failed.
+    pub count: u64,
+    /// The first failure's message.
+    pub first: Option<String>,
+}
+
+impl Errors {
+    /// Counts one failure.
+    pub fn add(&mut self, message: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(message());
+        }
+    }
+
+    /// Adds another worker's failures.
+    pub fn absorb(&mut self, other: Errors) {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
+    }
+}
+
+/// What one worker measured.
+#[derive(Debug, Default)]
+pub struct WorkerOutcome {
+    /// Latencies of the successful requests.
+    pub latencies: Recorder,
+    /// The failed requests.
+    pub errors: Errors,
+}
+
+/// What a whole job measured, every worker's outcome together.
+#[derive(Debug, Default)]
+pub struct JobOutcome {
+    /// One per worker.
+    pub latencies: Vec<Recorder>,
+    /// All failures.
+    pub errors: Errors,
+}
+
+impl FromIterator<WorkerOutcome> for JobOutcome {
+    fn from_iter<I: IntoIterator<Item = WorkerOutcome>>(iter: I) -> Self {
+        let mut out = JobOutcome::default();
+        for w in iter {
+            out.latencies.push(w.latencies);
+            out.errors.absorb(w.errors);
+        }
+        out
+    }
+}
+
+/// A transport ready to run jobs. See the [module docs](self).
+pub trait Driver {
+    /// Runs one job to completion. `Err` only when the job could not run at
+    /// all (no connection, say); failed requests are counted in the outcome.
+    fn run(&mut self, job: &Job) -> Result<JobOutcome, String>;
+}
+
+/// The transports this benchmark knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// Bare HTTP/1.1 over `std::net::TcpStream`: the baseline.
+    Raw,
+    /// `etcd-blocking` (ureq).
+    Blocking,
+    /// `etcd-tokio`.
+    Tokio,
+    /// `etcd-async-std`.
+    AsyncStd,
+}
+
+impl TransportKind {
+    /// Every transport, in report order.
+    pub const ALL: [TransportKind; 4] = [
+        TransportKind::Raw,
+        TransportKind::Blocking,
+        TransportKind::Tokio,
+        TransportKind::AsyncStd,
+    ];
+
+    /// The name used in flags and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Raw => "raw",
+            TransportKind::Blocking => "blocking",
+            TransportKind::Tokio => "tokio",
+            TransportKind::AsyncStd => "async-std",
+        }
+    }
+
+    /// A driver for this transport talking to `endpoints` (no I/O yet).
+    pub fn driver(self, endpoints: &[String]) -> Result<Box<dyn Driver>, String> {
+        match self {
+            TransportKind::Raw => Ok(Box::new(RawDriver::new(endpoints)?)),
+            TransportKind::Blocking => Ok(Box::new(BlockingDriver::new(endpoints)?)),
+            TransportKind::Tokio => super::tokio_driver::driver(endpoints),
+            TransportKind::AsyncStd => super::async_std_driver::driver(endpoints),
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TransportKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        TransportKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                format!("unknown transport {s:?} (expected raw, blocking, tokio or async-std)")
+            })
+    }
+}
+
+/// The loop of one thread worker: take request numbers until `job.requests`
+/// are issued, timing `op(key)` for each.
+pub fn thread_worker(
+    job: &Job,
+    next: &AtomicUsize,
+    mut op: impl FnMut(&str) -> Result<(), String>,
+) -> WorkerOutcome {
+    let mut out = WorkerOutcome {
+        latencies: Recorder::with_capacity(expected_per_worker(job)),
+        errors: Errors::default(),
+    };
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= job.requests {
+            return out;
+        }
+        let key = &job.keys[i % job.keys.len()];
+        let start = Instant::now();
+        let result = op(key);
+        let elapsed = start.elapsed();
+        match result {
+            Ok(()) => out.latencies.record(elapsed),
+            Err(e) => out.errors.add(|| e),
+        }
+    }
+}
+
+/// Room to reserve per worker: its fair share and some slack, so recording
+/// rarely reallocates while measuring.
+pub fn expected_per_worker(job: &Job) -> usize {
+    let share = job.requests / job.clients.max(1);
+    share + share / 2 + 16
+}
+
+/// The endpoints, or the default one when there are none.
+pub fn endpoints_or_default(endpoints: &[String]) -> Vec<String> {
+    if endpoints.is_empty() {
+        vec![etcd_proto::DEFAULT_ENDPOINT.to_owned()]
+    } else {
+        endpoints.to_vec()
+    }
+}
+
+/// The `raw` baseline: one [`RawConnection`] per worker thread, worker `w`
+/// on endpoint `w % endpoints.len()`. Connections are kept between jobs.
+#[derive(Debug)]
+pub struct RawDriver {
+    endpoints: Vec<String>,
+    connections: Vec<RawConnection>,
+}
+
+impl RawDriver {
+    /// A driver for `endpoints` (no connection yet).
+    pub fn new(endpoints: &[String]) -> Result<RawDriver, String> {
+        Ok(RawDriver {
+            endpoints: endpoints_or_default(endpoints),
+            connections: Vec::new(),
+        })
+    }
+}
+
+impl Driver for RawDriver {
+    fn run(&mut self, job: &Job) -> Result<JobOutcome, String> {
+        while self.connections.len() < job.clients {
+            let url = &self.endpoints[self.connections.len() % self.endpoints.len()];
+            let conn = RawConnection::connect(url).map_err(|e| format!("{url}: {e}"))?;
+            self.connections.push(conn);
+        }
+        let next = AtomicUsize::new(0);
+        let workload = job.workload;
+        let value = job.value.as_bytes();
+        Ok(std::thread::scope(|s| {
+            let workers: Vec<_> = self.connections[..job.clients]
+                .iter_mut()
+                .map(|conn| {
+                    let next = &next;
+                    s.spawn(move || {
+                        let mut path = String::with_capacity(128);
+                        thread_worker(job, next, |key| {
+                            path.clear();
+                            path.push_str("/v2/keys");
+                            path.push_str(key);
+                            let response = match workload {
+                                Workload::Put => conn.put_value(&path, value),
+                                Workload::Get => conn.get(&path),
+                            }
+                            .map_err(|e| format!("{workload} {key}: {e}"))?;
+                            match (workload, response.status) {
+                                (Workload::Put, 200 | 201) | (Workload::Get, 200) => Ok(()),
+                                (_, status) => Err(format!(
+                                    "{workload} {key}: status {status}: {}",
+                                    String::from_utf8_lossy(response.body)
+                                )),
+                            }
+                        })
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("worker panicked"))
+                .collect()
+        }))
+    }
+}
+
+/// `etcd-blocking`: one client shared by every worker thread.
+#[derive(Debug)]
+pub struct BlockingDriver {
+    client: Arc<etcd_blocking::Client>,
+}
+
+impl BlockingDriver {
+    /// A client for `endpoints` (no I/O yet).
+    pub fn new(endpoints: &[String]) -> Result<BlockingDriver, String> {
+        let builder = endpoints_or_default(endpoints)
+            .into_iter()
+            .fold(etcd_blocking::Client::builder(), |b, url| b.endpoint(url));
+        let client = builder.build().map_err(|e| e.to_string())?;
+        Ok(BlockingDriver {
+            client: Arc::new(client),
+        })
+    }
+}
+
+impl Driver for BlockingDriver {
+    fn run(&mut self, job: &Job) -> Result<JobOutcome, String> {
+        let next = AtomicUsize::new(0);
+        let workload = job.workload;
+        Ok(std::thread::scope(|s| {
+            let workers: Vec<_> = (0..job.clients)
+                .map(|_| {
+                    let client = Arc::clone(&self.client);
+                    let next = &next;
+                    s.spawn(move || {
+                        thread_worker(job, next, |key| {
+                            match workload {
+                                Workload::Put => client.set(key, &*job.value).map(drop),
+                                Workload::Get => client.get(key).map(drop),
+                            }
+                            .map_err(|e| format!("{workload} {key}: {e}"))
+                        })
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("worker panicked"))
+                .collect()
+        }))
+    }
+}
