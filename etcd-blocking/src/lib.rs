@@ -27,6 +27,8 @@
 //! # Ok::<(), etcd_blocking::Error>(())
 //! ```
 
+mod io;
+
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -35,6 +37,7 @@ use etcd_proto::drive::{drive_blocking, Exchange, ExchangeFailure, Transport};
 use etcd_proto::{
     Call, Cluster, Config, Flow, FromConfig, Operation, Transmit, TransportErrorKind,
 };
+use ureq::unversioned::transport::{Connector as _, DefaultConnector};
 
 pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
 
@@ -54,14 +57,16 @@ pub struct Client {
 impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
         let cluster = config.cluster()?;
-        let agent = ureq::Agent::config_builder()
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(config.connect_timeout))
             .max_idle_connections(config.max_idle_connections)
             .max_idle_connections_per_host(config.max_idle_connections)
-            .build()
-            .new_agent();
+            .build();
+        let connector = DefaultConnector::new().chain(io::OneWriteConnector);
+        let agent =
+            ureq::Agent::with_parts(agent_config, connector, io::LiteralFirstResolver::default());
         Ok(Client {
             agent,
             cluster: Mutex::new(cluster),

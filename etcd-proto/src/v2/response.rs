@@ -41,7 +41,11 @@ impl ResponseMeta {
     /// `None`, and of a repeated header the first counts.
     pub fn from_headers(headers: &http::HeaderMap) -> Self {
         fn number(value: &http::HeaderValue) -> Option<u64> {
-            std::str::from_utf8(value.as_bytes()).ok()?.trim().parse().ok()
+            std::str::from_utf8(value.as_bytes())
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
         }
         let mut meta = ResponseMeta::default();
         for (name, value) in headers {
