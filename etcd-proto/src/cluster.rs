@@ -1,13 +1,29 @@
 //! [`Cluster`]: what a client knows about the etcd cluster and how it talks to it.
+//!
+//! # Endpoint policy
+//!
+//! One endpoint is *pinned*: every call starts there. A call that fails on an
+//! endpoint (a transport error or a 5xx answer) moves the pin to the next
+//! endpoint and, if the operation may be replayed, tries the others in turn
+//! (see [`Call`](crate::Call)). A success re-pins to the endpoint that answered.
+//!
+//! After a failure, and at most once per [`MEMBER_SYNC_INTERVAL`], the next
+//! call first refreshes the endpoint list from `/v2/members` — unless member
+//! discovery was turned off. The endpoints the client was built with are
+//! always kept, so the list can never drain to empty.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::endpoint::Endpoint;
 use crate::error::UsageError;
 use crate::operation::Target;
+use crate::v2::Member;
 
 /// The default per-request timeout: 5 seconds, as in etcd's Go v2 client.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shortest time between two member-list refreshes.
+pub const MEMBER_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The endpoints, the pinned one, and the settings every request shares.
 ///
@@ -17,10 +33,16 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Cluster {
     endpoints: Vec<Endpoint>,
+    seeds: Vec<Endpoint>,
     pinned: usize,
     version_prefix: String,
     request_timeout: Option<Duration>,
     authorization: Option<http::HeaderValue>,
+    discover_members: bool,
+    sync_due: bool,
+    last_sync: Option<Instant>,
+    expected_cluster_id: Option<String>,
+    allow_redirect: bool,
 }
 
 impl Cluster {
@@ -29,12 +51,24 @@ impl Cluster {
         if endpoints.is_empty() {
             return Err(UsageError::NoEndpoints);
         }
+        let mut unique: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            if !unique.contains(&endpoint) {
+                unique.push(endpoint);
+            }
+        }
         Ok(Cluster {
-            endpoints,
+            seeds: unique.clone(),
+            endpoints: unique,
             pinned: 0,
             version_prefix: "/v2".to_owned(),
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             authorization: None,
+            discover_members: true,
+            sync_due: false,
+            last_sync: None,
+            expected_cluster_id: None,
+            allow_redirect: false,
         })
     }
 
@@ -58,8 +92,9 @@ impl Cluster {
         };
     }
 
-    /// Sets how long an ordinary request may take (`None`: no limit). Watches
-    /// are not bound by it: they carry their own deadline.
+    /// Sets how long an ordinary call may take, every failover attempt
+    /// included (`None`: no limit). Watches are not bound by it: they carry
+    /// their own deadline.
     pub fn set_request_timeout(&mut self, timeout: Option<Duration>) {
         self.request_timeout = timeout;
     }
@@ -74,6 +109,25 @@ impl Cluster {
                 v.set_sensitive(true);
                 v
             });
+    }
+
+    /// Whether to refresh the endpoint list from `/v2/members` after a failure
+    /// (default true; python-etcd's `use_proxies=True` is `false` here).
+    pub fn set_discover_members(&mut self, on: bool) {
+        self.discover_members = on;
+    }
+
+    /// Refuse answers whose `X-Etcd-Cluster-Id` is not `id` (python-etcd's
+    /// `expected_cluster_id`): they fail with [`Error::ClusterMismatch`](crate::Error::ClusterMismatch).
+    pub fn set_expected_cluster_id(&mut self, id: Option<String>) {
+        self.expected_cluster_id = id;
+    }
+
+    /// Follow HTTP redirects that keep the request's path and query (another
+    /// member or proxy); a redirect that would change the path — which etcd uses
+    /// to rewrite keys — is always refused. Default false.
+    pub fn set_allow_redirect(&mut self, on: bool) {
+        self.allow_redirect = on;
     }
 
     /// Every endpoint, in order.
@@ -96,11 +150,137 @@ impl Cluster {
         self.request_timeout
     }
 
-    pub(crate) fn target(&self) -> Target<'_> {
-        Target::new(self.pinned(), &self.version_prefix)
+    /// The cluster ID answers must carry, if one was set.
+    pub fn expected_cluster_id(&self) -> Option<&str> {
+        self.expected_cluster_id.as_deref()
+    }
+
+    pub(crate) fn allow_redirect(&self) -> bool {
+        self.allow_redirect
+    }
+
+    pub(crate) fn target_on<'a>(&'a self, endpoint: &'a Endpoint) -> Target<'a> {
+        Target::new(endpoint, &self.version_prefix)
     }
 
     pub(crate) fn authorization(&self) -> Option<&http::HeaderValue> {
         self.authorization.as_ref()
+    }
+
+    /// `endpoint` answered: pin it.
+    pub(crate) fn endpoint_succeeded(&mut self, endpoint: &Endpoint) {
+        if let Some(i) = self.endpoints.iter().position(|e| e == endpoint) {
+            self.pinned = i;
+        }
+    }
+
+    /// `endpoint` failed: move the pin past it and ask for a member refresh.
+    pub(crate) fn endpoint_failed(&mut self, endpoint: &Endpoint) {
+        if self.pinned() == endpoint {
+            self.pinned = (self.pinned + 1) % self.endpoints.len();
+        }
+        if self.discover_members && self.endpoints.len() > 1 {
+            self.sync_due = true;
+        }
+    }
+
+    /// True when the next call should refresh the member list first.
+    pub(crate) fn member_sync_due(&self, now: Instant) -> bool {
+        self.sync_due
+            && self
+                .last_sync
+                .is_none_or(|last| now.saturating_duration_since(last) >= MEMBER_SYNC_INTERVAL)
+    }
+
+    /// A refresh was attempted at `now` (whether or not it worked).
+    pub(crate) fn member_sync_attempted(&mut self, now: Instant) {
+        self.sync_due = false;
+        self.last_sync = Some(now);
+    }
+
+    /// Replaces the endpoint list with the members' client URLs, keeping the
+    /// seeds and the pinned endpoint. An empty or unusable list changes nothing.
+    pub fn apply_members(&mut self, members: &[Member]) {
+        let mut endpoints: Vec<Endpoint> = members
+            .iter()
+            .flat_map(|m| m.client_urls.iter())
+            .filter_map(|url| Endpoint::parse(url).ok())
+            .collect();
+        if endpoints.is_empty() {
+            return;
+        }
+        let pinned = self.pinned().clone();
+        for seed in &self.seeds {
+            endpoints.push(seed.clone());
+        }
+        let mut unique: Vec<Endpoint> = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            if !unique.contains(&endpoint) {
+                unique.push(endpoint);
+            }
+        }
+        self.pinned = unique.iter().position(|e| *e == pinned).unwrap_or_else(|| {
+            unique.push(pinned);
+            unique.len() - 1
+        });
+        self.endpoints = unique;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(urls: &[&str]) -> Member {
+        Member {
+            id: "1".into(),
+            name: "m".into(),
+            peer_urls: vec![],
+            client_urls: urls.iter().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn failures_rotate_the_pin_and_successes_keep_it() {
+        let mut c = Cluster::from_urls(&["http://a:1", "http://b:2", "http://c:3"]).unwrap();
+        let a = c.endpoints()[0].clone();
+        let b = c.endpoints()[1].clone();
+        c.endpoint_failed(&a);
+        assert_eq!(c.pinned(), &b);
+        c.endpoint_failed(&a); // not pinned any more: no change
+        assert_eq!(c.pinned(), &b);
+        c.endpoint_succeeded(&a);
+        assert_eq!(c.pinned(), &a);
+    }
+
+    #[test]
+    fn member_list_never_drains_and_keeps_seeds_and_pin() {
+        let mut c = Cluster::from_urls(&["http://seed:1", "http://b:2"]).unwrap();
+        let b = c.endpoints()[1].clone();
+        c.endpoint_succeeded(&b);
+        c.apply_members(&[]);
+        assert_eq!(c.endpoints().len(), 2);
+        c.apply_members(&[member(&["http://x:9"]), member(&["not a url"])]);
+        let urls: Vec<_> = c.endpoints().iter().map(|e| e.as_str()).collect();
+        assert_eq!(urls, ["http://x:9", "http://seed:1", "http://b:2"]);
+        assert_eq!(c.pinned(), &b);
+    }
+
+    #[test]
+    fn member_sync_is_rate_limited_and_can_be_turned_off() {
+        let now = Instant::now();
+        let mut c = Cluster::from_urls(&["http://a:1", "http://b:2"]).unwrap();
+        let a = c.endpoints()[0].clone();
+        assert!(!c.member_sync_due(now));
+        c.endpoint_failed(&a);
+        assert!(c.member_sync_due(now));
+        c.member_sync_attempted(now);
+        c.endpoint_failed(&a);
+        assert!(!c.member_sync_due(now + Duration::from_millis(10)));
+        assert!(c.member_sync_due(now + MEMBER_SYNC_INTERVAL));
+        c.set_discover_members(false);
+        c.member_sync_attempted(now);
+        c.endpoint_failed(&a);
+        assert!(!c.member_sync_due(now + MEMBER_SYNC_INTERVAL * 2));
     }
 }

@@ -27,6 +27,12 @@ pub struct Config {
     pub max_idle_connections: usize,
     /// The largest response body accepted (default 512 MiB).
     pub max_response_bytes: u64,
+    /// Refresh the endpoint list from `/v2/members` after a failure (default true).
+    pub discover_members: bool,
+    /// The `X-Etcd-Cluster-Id` every answer must carry, if set.
+    pub expected_cluster_id: Option<String>,
+    /// Follow redirects that keep the request path (default false).
+    pub allow_redirect: bool,
 }
 
 impl Default for Config {
@@ -39,6 +45,9 @@ impl Default for Config {
             basic_auth: None,
             max_idle_connections: 64,
             max_response_bytes: 512 * 1024 * 1024,
+            discover_members: true,
+            expected_cluster_id: None,
+            allow_redirect: false,
         }
     }
 }
@@ -58,6 +67,9 @@ impl Config {
         if let Some((user, password)) = &self.basic_auth {
             cluster.set_basic_auth(user, password);
         }
+        cluster.set_discover_members(self.discover_members);
+        cluster.set_expected_cluster_id(self.expected_cluster_id.clone());
+        cluster.set_allow_redirect(self.allow_redirect);
         Ok(cluster)
     }
 }
@@ -87,8 +99,40 @@ impl<C: FromConfig> Default for ClientBuilder<C> {
 
 impl<C: FromConfig> ClientBuilder<C> {
     /// Adds an endpoint URL such as `http://127.0.0.1:2379` (default: that one).
+    /// With several, calls fail over between them (see [`Call`](crate::Call)).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.config.endpoints.push(url.into());
+        self
+    }
+
+    /// Adds several endpoint URLs.
+    pub fn endpoints<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
+        self.config
+            .endpoints
+            .extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// Whether to refresh the endpoint list from `/v2/members` after a failure
+    /// (default true). `false` uses only the given endpoints (python-etcd's
+    /// `use_proxies=True`).
+    pub fn discover_members(mut self, on: bool) -> Self {
+        self.config.discover_members = on;
+        self
+    }
+
+    /// Refuse answers from any cluster but `id` (the `X-Etcd-Cluster-Id`
+    /// header; python-etcd's `expected_cluster_id`).
+    pub fn expected_cluster_id(mut self, id: impl Into<String>) -> Self {
+        self.config.expected_cluster_id = Some(id.into());
+        self
+    }
+
+    /// Follow HTTP redirects that keep the request's path and query
+    /// (python-etcd's `allow_redirect`; default false). Redirects that change
+    /// the path are never followed: etcd uses them to rewrite keys.
+    pub fn allow_redirect(mut self, on: bool) -> Self {
+        self.config.allow_redirect = on;
         self
     }
 
@@ -99,8 +143,9 @@ impl<C: FromConfig> ClientBuilder<C> {
         self
     }
 
-    /// How long an ordinary request may take, connecting included (default
-    /// 5 s; `None`: no limit). Watches carry their own deadline instead.
+    /// How long an ordinary call may take, connecting and every failover
+    /// attempt included (default 5 s; `None`: no limit). Watches carry their
+    /// own deadline instead.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.request_timeout = timeout;
         self

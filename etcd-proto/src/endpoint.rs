@@ -70,6 +70,11 @@ impl Endpoint {
         &self.authority
     }
 
+    /// The path every request is sent under (empty, or e.g. `/etcd`).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
     /// The absolute URI of `path_and_query` (which starts with `/`) on this endpoint.
     ///
     /// Fails, rather than sending the request elsewhere, when the URI is too long

@@ -26,10 +26,15 @@ pub enum Error {
     Etcd(EtcdError),
     /// The request or its response was lost on the way (connect, I/O, timeout).
     Transport(TransportError),
+    /// Every endpoint failed; each one's last error is kept.
+    Unavailable(Unavailable),
+    /// An endpoint answered for a different cluster than the one expected.
+    ClusterMismatch(ClusterMismatch),
 }
 
 /// The broad class of an [`Error`], for matching without destructuring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// See [`Error::Usage`].
     Usage,
@@ -37,8 +42,10 @@ pub enum ErrorKind {
     Malformed,
     /// See [`Error::Etcd`].
     Etcd,
-    /// See [`Error::Transport`].
+    /// See [`Error::Transport`] and [`Error::Unavailable`].
     Transport,
+    /// See [`Error::ClusterMismatch`].
+    ClusterMismatch,
 }
 
 impl Error {
@@ -48,7 +55,8 @@ impl Error {
             Error::Usage(_) => ErrorKind::Usage,
             Error::Malformed(_) => ErrorKind::Malformed,
             Error::Etcd(_) => ErrorKind::Etcd,
-            Error::Transport(_) => ErrorKind::Transport,
+            Error::Transport(_) | Error::Unavailable(_) => ErrorKind::Transport,
+            Error::ClusterMismatch(_) => ErrorKind::ClusterMismatch,
         }
     }
 
@@ -74,6 +82,8 @@ impl fmt::Display for Error {
             Error::Malformed(e) => write!(f, "malformed response: {e}"),
             Error::Etcd(e) => write!(f, "etcd error: {e}"),
             Error::Transport(e) => write!(f, "transport error: {e}"),
+            Error::Unavailable(e) => e.fmt(f),
+            Error::ClusterMismatch(e) => e.fmt(f),
         }
     }
 }
@@ -85,6 +95,8 @@ impl std::error::Error for Error {
             Error::Malformed(e) => Some(e),
             Error::Etcd(e) => Some(e),
             Error::Transport(e) => Some(e),
+            Error::Unavailable(e) => Some(e),
+            Error::ClusterMismatch(e) => Some(e),
         }
     }
 }
@@ -287,9 +299,13 @@ impl TransportError {
         self.kind
     }
 
-    /// True if the request certainly never reached the server.
+    /// True if the request certainly never reached the server (no connection,
+    /// or no TLS session, was ever made).
     pub fn request_not_sent(&self) -> bool {
-        self.kind == TransportErrorKind::Connect
+        matches!(
+            self.kind,
+            TransportErrorKind::Connect | TransportErrorKind::Tls
+        )
     }
 }
 
@@ -317,3 +333,45 @@ impl std::error::Error for TransportError {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
+
+/// Every endpoint failed. Holds each endpoint's last error, in endpoint order.
+#[derive(Debug)]
+pub struct Unavailable {
+    /// `(endpoint, its last error)` for every endpoint tried.
+    pub failures: Vec<(String, Error)>,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "all {} endpoints failed", self.failures.len())?;
+        for (endpoint, error) in &self.failures {
+            write!(f, "; {endpoint}: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// An endpoint belongs to another cluster than the expected one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMismatch {
+    /// The endpoint that answered.
+    pub endpoint: String,
+    /// The cluster ID the client was configured to expect.
+    pub expected: String,
+    /// The `X-Etcd-Cluster-Id` it answered with (empty if none).
+    pub found: String,
+}
+
+impl fmt::Display for ClusterMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} belongs to cluster {:?}, not the expected {:?}",
+            self.endpoint, self.found, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ClusterMismatch {}

@@ -1,13 +1,11 @@
-//! [`Flow`]: the one interface every transport drives, and [`Call`], the flow
-//! that runs a single [`Operation`].
+//! [`Flow`]: the one interface every transport drives.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::cluster::Cluster;
-use crate::error::{Error, TransportError, TransportErrorKind, UsageError};
-use crate::operation::{Operation, Wait};
+use crate::error::{Error, TransportErrorKind};
 
 /// A sans-IO state machine that needs HTTP exchanges to reach its result.
 ///
@@ -70,97 +68,4 @@ pub struct Transmit {
     pub request: http::Request<Bytes>,
     /// How long to wait for the complete response; `None` means no limit.
     pub timeout: Option<Duration>,
-}
-
-/// The flow that runs one [`Operation`]: build, send, parse.
-#[derive(Debug)]
-pub struct Call<O: Operation> {
-    op: O,
-    state: CallState<O::Output>,
-}
-
-#[derive(Debug)]
-enum CallState<T> {
-    Ready,
-    InFlight { endpoint: String },
-    Finished(Option<Result<T, Error>>),
-}
-
-impl<O: Operation> Call<O> {
-    /// A call that will run `op`.
-    pub fn new(op: O) -> Self {
-        Call {
-            op,
-            state: CallState::Ready,
-        }
-    }
-
-    fn finish(&mut self, result: Result<O::Output, Error>) {
-        self.state = CallState::Finished(Some(result));
-    }
-}
-
-impl<O: Operation> Flow for Call<O> {
-    type Output = O::Output;
-
-    fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<O::Output> {
-        match &mut self.state {
-            CallState::Ready => {}
-            CallState::InFlight { .. } => {
-                return Step::Done(Err(UsageError::FlowOutOfOrder {
-                    expected: "the outcome of the last transmit",
-                }
-                .into()))
-            }
-            CallState::Finished(result) => {
-                return Step::Done(result.take().unwrap_or_else(|| {
-                    Err(UsageError::FlowOutOfOrder {
-                        expected: "no poll after Done",
-                    }
-                    .into())
-                }))
-            }
-        }
-        let mut request = match self.op.build(&cluster.target()) {
-            Ok(request) => request,
-            Err(e) => return Step::Done(Err(e.into())),
-        };
-        if let Some(auth) = cluster.authorization() {
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, auth.clone());
-        }
-        let timeout = match self.op.wait() {
-            Wait::Request => cluster.request_timeout(),
-            Wait::LongPoll(deadline) => deadline.map(|d| d.saturating_duration_since(now)),
-        };
-        self.state = CallState::InFlight {
-            endpoint: cluster.pinned().as_str().to_owned(),
-        };
-        Step::Transmit(Transmit { request, timeout })
-    }
-
-    fn handle_response(
-        &mut self,
-        _cluster: &mut Cluster,
-        _now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        let result = self.op.parse(response);
-        self.finish(result);
-    }
-
-    fn handle_failure(
-        &mut self,
-        _cluster: &mut Cluster,
-        _now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        let endpoint = match &self.state {
-            CallState::InFlight { endpoint } => endpoint.clone(),
-            _ => String::from("(no request in flight)"),
-        };
-        self.finish(Err(TransportError::new(endpoint, kind, source).into()));
-    }
 }

@@ -71,6 +71,7 @@
 
 #![deny(missing_docs)]
 
+mod call;
 mod client_methods;
 mod cluster;
 mod config;
@@ -81,13 +82,14 @@ mod flow;
 mod operation;
 pub mod v2;
 
+pub use call::Call;
 pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT};
 pub use config::{ClientBuilder, Config, FromConfig, DEFAULT_ENDPOINT};
 pub use endpoint::Endpoint;
 pub use error::{
     Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind, UsageError,
 };
-pub use flow::{Call, Flow, Step, Transmit};
+pub use flow::{Flow, Step, Transmit};
 pub use operation::{Operation, Replay, Target, Wait};
 
 #[doc(hidden)]

@@ -1222,12 +1222,18 @@ fn ordinary_calls_use_the_request_timeout() {
         ]
     }
 
+    // A first attempt gets a third of the request timeout (at least 500 ms),
+    // so a call can still fail over within it.
     for t in timeouts(&mut cluster) {
-        assert_eq!(t, cluster.request_timeout());
+        assert_eq!(t, cluster.request_timeout().map(|t| t / 3));
     }
-    cluster.set_request_timeout(Some(Duration::from_millis(1500)));
+    cluster.set_request_timeout(Some(Duration::from_millis(1200)));
     for t in timeouts(&mut cluster) {
-        assert_eq!(t, Some(Duration::from_millis(1500)));
+        assert_eq!(t, Some(Duration::from_millis(500)));
+    }
+    cluster.set_request_timeout(Some(Duration::from_millis(300)));
+    for t in timeouts(&mut cluster) {
+        assert_eq!(t, Some(Duration::from_millis(300)));
     }
     cluster.set_request_timeout(None);
     for t in timeouts(&mut cluster) {

@@ -189,22 +189,45 @@ fn cluster() -> Cluster {
     Cluster::from_urls(&[EP]).unwrap()
 }
 
-/// Runs `op` through a `Call`: poll → Transmit → handle_response → poll → Done.
+/// Runs `op` through a `Call`: poll → Transmit → handle_response → … → Done,
+/// in virtual time, answering every attempt with the same `response` (a call
+/// retries a transient 5xx within its request timeout).
 fn drive<O: Operation>(op: O, response: http::Response<Bytes>) -> Result<O::Output, Error>
 where
     O::Output: std::fmt::Debug,
 {
     let mut cluster = cluster();
     let mut call = Call::new(op);
-    let now = Instant::now();
-    match call.poll(&mut cluster, now) {
-        Step::Transmit(t) => assert_eq!(t.timeout, cluster.request_timeout()),
-        other => panic!("expected a transmit, got {other:?}"),
-    }
-    call.handle_response(&mut cluster, now, response);
-    let result = match call.poll(&mut cluster, now) {
-        Step::Done(result) => result,
-        other => panic!("expected done, got {other:?}"),
+    let start = Instant::now();
+    let mut now = start;
+    let (parts, body) = response.into_parts();
+    let replay = || {
+        let mut r = http::Response::new(body.clone());
+        *r.status_mut() = parts.status;
+        *r.headers_mut() = parts.headers.clone();
+        r
+    };
+    let mut attempts = 0;
+    let result = loop {
+        match call.poll(&mut cluster, now) {
+            Step::Transmit(t) => {
+                let left = cluster
+                    .request_timeout()
+                    .map(|d| d.saturating_sub(now - start));
+                assert!(
+                    t.timeout.is_some() && t.timeout <= left,
+                    "an attempt never outlives the call"
+                );
+                attempts += 1;
+                assert!(attempts < 100, "the call does not end");
+                call.handle_response(&mut cluster, now, replay());
+            }
+            Step::Sleep(until) => {
+                assert!(until > now);
+                now = until;
+            }
+            Step::Done(result) => break result,
+        }
     };
     // A finished call stays finished.
     match call.poll(&mut cluster, now) {
@@ -945,13 +968,15 @@ fn transport_failure_names_the_endpoint() {
     let mut cluster = Cluster::from_urls(&["https://gw.example/etcd/"]).unwrap();
     let mut call = Call::new(Write::new("/k", "v"));
     assert!(matches!(call.poll(&mut cluster, now), Step::Transmit(_)));
+    // The attempt had the whole request timeout: it ends when the call does.
+    let later = now + cluster.request_timeout().unwrap();
     call.handle_failure(
         &mut cluster,
-        now,
+        later,
         TransportErrorKind::Timeout,
         "deadline elapsed".into(),
     );
-    let Step::Done(Err(Error::Transport(t))) = call.poll(&mut cluster, now) else {
+    let Step::Done(Err(Error::Transport(t))) = call.poll(&mut cluster, later) else {
         panic!("expected a transport error")
     };
     assert!(!t.request_not_sent());
@@ -1099,21 +1124,42 @@ fn drive_leader(
     let mut cluster = cluster();
     cluster.set_request_timeout(Some(Duration::from_secs(2)));
     let mut flow = Leader::new();
-    let now = Instant::now();
+    // Virtual time. Once the answers run out, every further attempt fails
+    // like the last answer did (a call retries a lost request within its
+    // request timeout); those retries are not listed in `asked`.
+    let mut now = Instant::now();
     let mut answers = answers.into_iter();
+    let mut last_failure = None;
     let mut asked = Vec::new();
+    let mut attempts = 0;
     loop {
         match flow.poll(&mut cluster, now) {
             Step::Transmit(t) => {
                 assert_eq!(t.request.method(), "GET");
-                assert_eq!(t.timeout, Some(Duration::from_secs(2)));
-                asked.push(t.request.uri().to_string());
-                match answers.next().expect("the flow asked for more requests") {
-                    Ok(r) => flow.handle_response(&mut cluster, now, r),
-                    Err(kind) => flow.handle_failure(&mut cluster, now, kind, "reset".into()),
+                assert!(t.timeout.is_some_and(|t| t <= Duration::from_secs(2)));
+                attempts += 1;
+                assert!(attempts < 100, "the flow does not end");
+                match answers.next() {
+                    Some(answer) => {
+                        asked.push(t.request.uri().to_string());
+                        match answer {
+                            Ok(r) => flow.handle_response(&mut cluster, now, r),
+                            Err(kind) => {
+                                last_failure = Some(kind);
+                                flow.handle_failure(&mut cluster, now, kind, "reset".into())
+                            }
+                        }
+                    }
+                    None => {
+                        let kind = last_failure.expect("the flow asked for more requests");
+                        flow.handle_failure(&mut cluster, now, kind, "reset".into())
+                    }
                 }
             }
-            Step::Sleep(_) => panic!("the leader flow never sleeps"),
+            Step::Sleep(until) => {
+                assert!(until > now);
+                now = until;
+            }
             Step::Done(result) => {
                 assert!(answers.next().is_none(), "unused answers");
                 // Done stays done.

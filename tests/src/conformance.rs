@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_proto::{Call, Error, Flow, Operation};
+use etcd_proto::{Call, Config, Error, Flow, FromConfig, Operation};
 
 use crate::harness::{EtcdCluster, EtcdServer};
 
@@ -28,19 +28,12 @@ pub enum Transport {
 }
 
 impl Transport {
-    /// A client of this transport for `urls`, with `request_timeout`.
-    pub fn connect_with(self, urls: &[String], request_timeout: Duration) -> TestClient {
-        fn configured<C: etcd_proto::FromConfig>(urls: &[String], timeout: Duration) -> C {
-            urls.iter()
-                .fold(etcd_proto::ClientBuilder::<C>::default(), |b, url| {
-                    b.endpoint(url)
-                })
-                .request_timeout(Some(timeout))
-                .build()
-                .expect("valid endpoint")
-        }
+    /// A client of this transport built from `config`.
+    pub fn connect_config(self, config: Config) -> TestClient {
         match self {
-            Transport::Blocking => TestClient::Blocking(configured(urls, request_timeout)),
+            Transport::Blocking => {
+                TestClient::Blocking(FromConfig::from_config(config).expect("valid config"))
+            }
             Transport::Tokio => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
@@ -49,11 +42,22 @@ impl Transport {
                     .expect("tokio runtime");
                 TestClient::Tokio {
                     runtime: Arc::new(runtime),
-                    client: configured(urls, request_timeout),
+                    client: FromConfig::from_config(config).expect("valid config"),
                 }
             }
-            Transport::AsyncStd => TestClient::AsyncStd(configured(urls, request_timeout)),
+            Transport::AsyncStd => {
+                TestClient::AsyncStd(FromConfig::from_config(config).expect("valid config"))
+            }
         }
+    }
+
+    /// A client of this transport for `urls`, with `request_timeout`.
+    pub fn connect_with(self, urls: &[String], request_timeout: Duration) -> TestClient {
+        self.connect_config(Config {
+            endpoints: urls.to_vec(),
+            request_timeout: Some(request_timeout),
+            ..Config::default()
+        })
     }
 
     /// A client of this transport for `urls`, with a 10 s request timeout.
@@ -63,6 +67,8 @@ impl Transport {
 }
 
 /// A client of one transport, with the common client API.
+// One per test: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum TestClient {
     /// See [`Transport::Blocking`].
@@ -238,6 +244,16 @@ impl Env {
             Topology::Single(s) => s,
             Topology::Cluster(_) => panic!("scenario needs a single server"),
         }
+    }
+
+    /// Kills member `i` of the cluster (SIGKILL by pid; the harness reaps it).
+    pub fn kill_member(&self, i: usize) {
+        let pid = self.cluster().member_pid(i);
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL {pid} failed");
     }
 
     /// The cluster. Panics on a single server.

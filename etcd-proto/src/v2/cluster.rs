@@ -7,9 +7,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::response::{error_response, json};
+use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, MalformedResponse, TransportErrorKind, UsageError};
-use crate::flow::{Call, Flow, Step};
+use crate::flow::{Flow, Step};
 use crate::operation::{empty_request, Operation, Target};
 
 fn get(target: &Target<'_>, v2_path: &str) -> Result<http::Request<Bytes>, UsageError> {

@@ -1,0 +1,410 @@
+//! [`Call`]: the flow that runs one [`Operation`], failing over between endpoints.
+//!
+//! # Failover rules
+//!
+//! - The first attempt goes to the pinned endpoint, later ones to each other
+//!   endpoint in turn. A success re-pins to the endpoint that answered.
+//! - A transport failure or a 5xx answer counts against the endpoint.
+//! - An operation that is not safe to replay ([`Replay::AtMostOnce`]: creates,
+//!   in-order appends, deletes, compare-and-swaps) is tried on another
+//!   endpoint only if the request certainly never left (a connect failure).
+//!   Otherwise its first failure is returned as is: it may have taken effect.
+//! - When every endpoint failed and at least one of them seemed alive but busy
+//!   (a timeout, a broken connection, an election in progress), another round
+//!   starts after a short backoff. If every endpoint refused connections, the
+//!   call fails at once with [`Error::Unavailable`], naming each endpoint.
+//! - **The whole call, every attempt included, ends by the request timeout**
+//!   (or the operation's own long-poll deadline). One attempt of an ordinary
+//!   request gets at most a third of the request timeout (at least 500 ms):
+//!   a write sent during a leader election is dropped by raft and would hang
+//!   until etcd's own 7 s timeout, so the call gives up on that attempt early
+//!   enough to retry once the new leader is there. Without any deadline, a
+//!   call makes at most three rounds.
+//! - A member-list refresh the [`Cluster`] asks for runs first, as one
+//!   `GET /v2/members`; its failure only counts against the endpoint.
+//! - Answers whose `X-Etcd-Cluster-Id` is not the expected one fail with
+//!   [`Error::ClusterMismatch`]. Redirects are followed only when allowed and
+//!   only when they keep the request's path and query.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::cluster::Cluster;
+use crate::endpoint::Endpoint;
+use crate::error::{
+    ClusterMismatch, Error, MalformedResponse, TransportError, TransportErrorKind, Unavailable,
+    UsageError,
+};
+use crate::flow::{Flow, Step, Transmit};
+use crate::operation::{Operation, Replay, Wait};
+use crate::v2::{Members, V2ErrorCode};
+
+/// Rounds over every endpoint a call makes when it has no deadline.
+const MAX_ROUNDS_WITHOUT_DEADLINE: u32 = 3;
+/// Redirects followed at most per call.
+const MAX_REDIRECTS: u32 = 3;
+/// One attempt of an ordinary request gets this share of the request timeout…
+const ATTEMPT_SHARE: u32 = 3;
+/// …but never less than this (or what is left, if less).
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+
+/// The flow that runs one [`Operation`]: build, send, parse, failing over
+/// between endpoints by the rules in the [module docs](self).
+#[derive(Debug)]
+pub struct Call<O: Operation> {
+    op: O,
+    state: State<O::Output>,
+    deadline: Option<Instant>,
+    attempt_cap: Option<Duration>,
+    started: bool,
+    round: u32,
+    tried: Vec<Endpoint>,
+    busy: bool,
+    failures: Vec<(String, Error)>,
+    redirect: Option<Endpoint>,
+    redirects: u32,
+}
+
+#[derive(Debug)]
+enum State<T> {
+    Ready,
+    Syncing(Endpoint),
+    InFlight(Endpoint),
+    Backoff(Instant),
+    Finished(Option<Result<T, Error>>),
+}
+
+impl<O: Operation> Call<O> {
+    /// A call that will run `op`.
+    pub fn new(op: O) -> Self {
+        Call {
+            op,
+            state: State::Ready,
+            deadline: None,
+            attempt_cap: None,
+            started: false,
+            round: 0,
+            tried: Vec::new(),
+            busy: false,
+            failures: Vec::new(),
+            redirect: None,
+            redirects: 0,
+        }
+    }
+
+    fn finish(&mut self, result: Result<O::Output, Error>) {
+        self.state = State::Finished(Some(result));
+    }
+
+    /// Remembers `error` as `endpoint`'s latest failure.
+    fn record(&mut self, endpoint: &Endpoint, error: Error) {
+        let name = endpoint.as_str();
+        match self.failures.iter_mut().find(|(e, _)| e == name) {
+            Some(slot) => slot.1 = error,
+            None => self.failures.push((name.to_owned(), error)),
+        }
+    }
+
+    /// After a failure: try elsewhere if that is safe, else stop with `error`.
+    fn after_failure(&mut self, endpoint: &Endpoint, error: Error, may_have_taken_effect: bool) {
+        if may_have_taken_effect && self.op.replay() == Replay::AtMostOnce {
+            self.finish(Err(error));
+        } else {
+            self.record(endpoint, error);
+            self.state = State::Ready;
+        }
+    }
+
+    /// The error to return when no endpoint is left to try.
+    fn give_up(&mut self) -> Error {
+        let mut failures = std::mem::take(&mut self.failures);
+        if failures.len() == 1 {
+            return failures.remove(0).1;
+        }
+        Error::Unavailable(Unavailable { failures })
+    }
+
+    fn next_endpoint(&self, cluster: &Cluster) -> Option<Endpoint> {
+        if let Some(target) = &self.redirect {
+            return Some(target.clone());
+        }
+        let endpoints = cluster.endpoints();
+        let start = endpoints
+            .iter()
+            .position(|e| e == cluster.pinned())
+            .unwrap_or(0);
+        (0..endpoints.len())
+            .map(|i| &endpoints[(start + i) % endpoints.len()])
+            .find(|e| !self.tried.contains(e))
+            .cloned()
+    }
+
+    /// What is left of the call's time.
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(now))
+    }
+
+    /// The timeout of the next attempt.
+    fn attempt_timeout(&self, now: Instant) -> Option<Duration> {
+        match (self.timeout(now), self.attempt_cap) {
+            (Some(left), Some(cap)) => Some(left.min(cap)),
+            (left, _) => left,
+        }
+    }
+
+    fn out_of_time(&self, now: Instant) -> bool {
+        match self.deadline {
+            Some(deadline) => now >= deadline,
+            None => self.round + 1 >= MAX_ROUNDS_WITHOUT_DEADLINE,
+        }
+    }
+
+    fn with_auth(cluster: &Cluster, mut request: http::Request<Bytes>) -> http::Request<Bytes> {
+        if let Some(auth) = cluster.authorization() {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, auth.clone());
+        }
+        request
+    }
+
+    /// Starts the next attempt, a backoff, or the end.
+    fn start_attempt(&mut self, cluster: &mut Cluster, now: Instant) -> Option<Step<O::Output>> {
+        if cluster.member_sync_due(now) && self.redirect.is_none() {
+            cluster.member_sync_attempted(now);
+            let endpoint = cluster.pinned().clone();
+            if let Ok(request) = Members.build(&cluster.target_on(&endpoint)) {
+                let request = Self::with_auth(cluster, request);
+                self.state = State::Syncing(endpoint);
+                return Some(Step::Transmit(Transmit {
+                    request,
+                    timeout: match (cluster.request_timeout(), self.timeout(now)) {
+                        (Some(own), Some(left)) => Some(own.min(left)),
+                        (own, left) => own.or(left),
+                    },
+                }));
+            }
+        }
+        let Some(endpoint) = self.next_endpoint(cluster) else {
+            // Every endpoint failed this round.
+            if self.busy && !self.out_of_time(now) {
+                let backoff = Duration::from_millis(50 << self.round.min(4));
+                let until = now + backoff;
+                if self.deadline.is_none_or(|d| until < d) {
+                    self.state = State::Backoff(until);
+                    return None;
+                }
+            }
+            let error = self.give_up();
+            self.finish(Err(error));
+            return None;
+        };
+        if self.deadline.is_some_and(|d| now >= d) && !self.failures.is_empty() {
+            let error = self.give_up();
+            self.finish(Err(error));
+            return None;
+        }
+        let request = match self.op.build(&cluster.target_on(&endpoint)) {
+            Ok(request) => Self::with_auth(cluster, request),
+            Err(e) => {
+                self.finish(Err(e.into()));
+                return None;
+            }
+        };
+        self.redirect = None;
+        self.tried.push(endpoint.clone());
+        self.state = State::InFlight(endpoint);
+        Some(Step::Transmit(Transmit {
+            request,
+            timeout: self.attempt_timeout(now),
+        }))
+    }
+
+    /// The redirect target, if `response` is a redirect this call may follow.
+    fn redirect_target(
+        &self,
+        cluster: &Cluster,
+        sent_to: &Endpoint,
+        response: &http::Response<Bytes>,
+    ) -> Option<Endpoint> {
+        if !response.status().is_redirection()
+            || !cluster.allow_redirect()
+            || self.redirects >= MAX_REDIRECTS
+        {
+            return None;
+        }
+        let location: http::Uri = response
+            .headers()
+            .get(http::header::LOCATION)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()?;
+        let original = self.op.build(&cluster.target_on(sent_to)).ok()?;
+        let same_path = location.path_and_query().map(|p| p.as_str())
+            == original.uri().path_and_query().map(|p| p.as_str());
+        if !same_path {
+            return None;
+        }
+        let (scheme, authority) = (location.scheme_str()?, location.authority()?);
+        // The endpoint's base path is part of the request path: keep it.
+        Endpoint::parse(&format!("{scheme}://{authority}{}", sent_to.base_path())).ok()
+    }
+}
+
+impl<O: Operation> Flow for Call<O> {
+    type Output = O::Output;
+
+    fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<O::Output> {
+        if !self.started {
+            self.started = true;
+            (self.deadline, self.attempt_cap) = match self.op.wait() {
+                Wait::Request => (
+                    cluster.request_timeout().map(|t| now + t),
+                    cluster
+                        .request_timeout()
+                        .map(|t| (t / ATTEMPT_SHARE).max(MIN_ATTEMPT)),
+                ),
+                Wait::LongPoll(deadline) => (deadline, None),
+            };
+        }
+        loop {
+            match &mut self.state {
+                State::Finished(result) => {
+                    return Step::Done(result.take().unwrap_or_else(|| {
+                        Err(UsageError::FlowOutOfOrder {
+                            expected: "no poll after Done",
+                        }
+                        .into())
+                    }))
+                }
+                State::InFlight(_) | State::Syncing(_) => {
+                    return Step::Done(Err(UsageError::FlowOutOfOrder {
+                        expected: "the outcome of the last transmit",
+                    }
+                    .into()))
+                }
+                State::Backoff(until) => {
+                    if now < *until {
+                        return Step::Sleep(*until);
+                    }
+                    self.state = State::Ready;
+                    self.round += 1;
+                    self.tried.clear();
+                    self.busy = false;
+                }
+                State::Ready => {
+                    if let Some(step) = self.start_attempt(cluster, now) {
+                        return step;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        cluster: &mut Cluster,
+        _now: Instant,
+        response: http::Response<Bytes>,
+    ) {
+        let endpoint = match std::mem::replace(&mut self.state, State::Ready) {
+            State::Syncing(_) => {
+                // An endpoint that answers is alive, even if its list is unusable.
+                if let Ok(members) = Members.parse(response) {
+                    cluster.apply_members(&members);
+                }
+                return;
+            }
+            State::InFlight(endpoint) => endpoint,
+            other => {
+                self.state = other;
+                return;
+            }
+        };
+        if let Some(expected) = cluster.expected_cluster_id() {
+            let found = response
+                .headers()
+                .get("x-etcd-cluster-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if found != expected {
+                let error = Error::ClusterMismatch(ClusterMismatch {
+                    endpoint: endpoint.as_str().to_owned(),
+                    expected: expected.to_owned(),
+                    found: found.to_owned(),
+                });
+                cluster.endpoint_failed(&endpoint);
+                // The wrong cluster may have acted on it.
+                self.after_failure(&endpoint, error, true);
+                return;
+            }
+        }
+        if let Some(target) = self.redirect_target(cluster, &endpoint, &response) {
+            self.redirects += 1;
+            self.redirect = Some(target);
+            // A redirect is not a failure: the same round goes on.
+            self.tried.pop();
+            return;
+        }
+        if response.status().is_server_error() {
+            let status = response.status().as_u16();
+            let error = match self.op.parse(response) {
+                Err(e) => e,
+                Ok(_) => {
+                    MalformedResponse::new(status, "server error status with a success body", b"")
+                        .into()
+                }
+            };
+            self.busy |= is_transient(&error);
+            cluster.endpoint_failed(&endpoint);
+            self.after_failure(&endpoint, error, true);
+            return;
+        }
+        cluster.endpoint_succeeded(&endpoint);
+        let result = self.op.parse(response);
+        self.finish(result);
+    }
+
+    fn handle_failure(
+        &mut self,
+        cluster: &mut Cluster,
+        _now: Instant,
+        kind: TransportErrorKind,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) {
+        match std::mem::replace(&mut self.state, State::Ready) {
+            State::Syncing(endpoint) => cluster.endpoint_failed(&endpoint),
+            State::InFlight(endpoint) => {
+                let error = TransportError::new(endpoint.as_str(), kind, source);
+                let not_sent = error.request_not_sent();
+                // A timeout or a broken exchange: the member may be alive but busy.
+                self.busy |= matches!(
+                    kind,
+                    TransportErrorKind::Timeout | TransportErrorKind::Io | TransportErrorKind::Http
+                );
+                cluster.endpoint_failed(&endpoint);
+                self.after_failure(&endpoint, error.into(), !not_sent);
+            }
+            other => self.state = other,
+        }
+    }
+}
+
+/// True for server errors that say "not now" rather than "never": an election,
+/// a raft timeout, a gateway in between.
+fn is_transient(error: &Error) -> bool {
+    match error {
+        Error::Etcd(_) => error.as_v2().is_some_and(|e| match e.code {
+            V2ErrorCode::LeaderElect => true,
+            V2ErrorCode::RaftInternal => e.cause.as_deref().is_some_and(|c| {
+                c.contains("timed out") || c.contains("leader") || c.contains("stopped")
+            }),
+            _ => false,
+        }),
+        // A 5xx without an etcd error body: a proxy or a member in trouble.
+        Error::Malformed(_) => true,
+        _ => false,
+    }
+}
