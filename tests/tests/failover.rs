@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 use etcd_proto::v2::ReadOptions;
 use etcd_proto::{Config, Error, ErrorKind};
 
+/// What one writer saw: the writes acknowledged, its longest wait between
+/// two acknowledgements, and how many writes failed.
+struct WriterReport {
+    acked: Vec<(String, String)>,
+    longest_gap: Duration,
+    errors: usize,
+}
+
 /// A loopback URL nothing listens on.
 fn dead_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -21,7 +29,7 @@ etcd_tests::scenarios! {
         let urls = env.urls();
         let kill_at = Instant::now() + Duration::from_millis(700);
         let stop_at = kill_at + Duration::from_secs(4);
-        let results: Vec<(Vec<(String, String)>, Duration, usize)> = std::thread::scope(|s| {
+        let results: Vec<WriterReport> = std::thread::scope(|s| {
             let writers: Vec<_> = (0..4)
                 .map(|w| {
                     let urls = urls.clone();
@@ -44,7 +52,7 @@ etcd_tests::scenarios! {
                             }
                             i += 1;
                         }
-                        (acked, longest_gap, errors)
+                        WriterReport { acked, longest_gap, errors }
                     })
                 })
                 .collect();
@@ -53,7 +61,7 @@ etcd_tests::scenarios! {
             writers.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let survivors = env.client_for(&urls[1..]);
-        for (acked, longest_gap, errors) in results {
+        for WriterReport { acked, longest_gap, errors } in results {
             assert!(longest_gap < Duration::from_secs(5), "a writer stalled for {longest_gap:?}");
             assert!(acked.len() > 20, "a writer got only {} writes through", acked.len());
             assert!(errors <= 2, "{errors} writes failed outright");
