@@ -14,13 +14,17 @@
 //! and hyper errors to [`TransportErrorKind`]s.
 //!
 //! The I/O is hyper's low-level HTTP/1.1 client (`hyper::client::conn::http1`)
-//! over async-std's `TcpStream` (TCP_NODELAY set), with each connection's
-//! driver running as an async-std task. Connections are kept alive, up to
-//! `max_idle_connections` idle ones per endpoint. A connection goes back to
-//! the pool only after its response was read to the end: an exchange that
-//! fails, times out or is cancelled (its future dropped) closes its
-//! connection, so dropping a request future at any point is safe and never
-//! leaves a half-used connection behind for the next request.
+//! over async-std's `TcpStream` (TCP_NODELAY set). No task is spawned: each
+//! connection is driven by the task using it, so a request is written and
+//! its response read within the caller's own task, whatever executor runs
+//! it. Connections are kept alive, up to `max_idle_connections` idle ones
+//! per endpoint; nobody polls an idle connection, and one that the server
+//! closed meanwhile is noticed, and replaced, when it is next checked out.
+//! A connection goes back to the pool only after its response was read to
+//! the end: an exchange that fails, times out or is cancelled (its future
+//! dropped) closes its connection, so dropping a request future at any
+//! point is safe and never leaves a half-used connection behind for the
+//! next request.
 //!
 //! Timeouts: the flow's timeout (the builder's `request_timeout`, or a
 //! watch's deadline) bounds the whole exchange, connecting included;
@@ -34,13 +38,13 @@
 //! # Runtimes: async-std and smol
 //!
 //! async-std is discontinued upstream in favour of smol. This crate still
-//! uses async-std, but everything it relies on (sockets, timers, the task
-//! pool its connection drivers run on) is built on async-io and
-//! async-executor, the same foundations smol uses. So the client **works
-//! under smol too**: `smol::block_on(client.get(..))` and tasks spawned with
-//! `smol::spawn` drive it fine (both are tested). The connection driver
-//! tasks always run on async-std's global executor, which starts its own
-//! threads on first use, whichever executor polls your futures.
+//! uses async-std, but all it relies on (sockets and timers) is built on
+//! async-io, the reactor smol uses too, and it runs every connection in the
+//! caller's task. So the client **works under smol too**:
+//! `smol::block_on(client.get(..))` and tasks spawned with `smol::spawn`
+//! drive it fine (both are tested). The one thing that still runs on
+//! async-std's own executor (which starts its threads on first use) is
+//! resolving an endpoint's host name; IP-address endpoints skip it.
 //!
 //! No tokio runtime is needed or used. hyper 1 itself depends on the `tokio`
 //! crate with only its `sync` feature (hyper's internal channels), so
@@ -81,12 +85,14 @@ use etcd_proto::drive::{drive, AsyncTransport, Exchange, ExchangeFailure};
 use etcd_proto::{
     Call, Cluster, Config, Flow, FromConfig, Operation, Transmit, TransportErrorKind,
 };
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{Full, LengthLimitError};
 
+mod conn;
 mod failure;
 mod pool;
 mod rt;
 
+use conn::ExchangeError;
 use failure::Failure;
 use pool::Pool;
 
@@ -195,43 +201,16 @@ impl Inner {
     /// One exchange: a pooled connection, the request, the whole response.
     async fn exchange(&self, request: http::Request<Bytes>, sent: &AtomicBool) -> Exchange {
         let (request, authority) = origin_form(request)?;
-        let mut lease = self.pool.checkout(&authority).await?;
+        let lease = self.pool.checkout(&authority).await?;
         sent.store(true, Ordering::Release);
         let reused = lease.reused();
-        let response = lease
-            .sender()
-            .try_send_request(request)
+        lease
+            .exchange(request, self.max_response_bytes)
             .await
-            .map_err(|e| match e.message() {
-                // hyper handed the request back: it never reached the wire.
-                Some(_) => ExchangeFailure::new(
-                    TransportErrorKind::Connect,
-                    Failure::caused(
-                        if reused {
-                            "the idle keep-alive connection closed before the request was sent"
-                        } else {
-                            "the new connection closed before the request was sent"
-                        },
-                        e.into_error(),
-                    ),
-                ),
-                None => {
-                    let e = e.into_error();
-                    ExchangeFailure::new(
-                        head_kind(&e),
-                        Failure::caused("no response (request may have been sent)", e),
-                    )
-                }
-            })?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, self.max_response_bytes)
-            .collect()
-            .await
-            .map_err(|e| self.body_failure(e))?
-            .to_bytes();
-        // The body was read to its end: only now may the connection serve another request.
-        lease.complete();
-        Ok(http::Response::from_parts(parts, body))
+            .map_err(|e| match e {
+                ExchangeError::Head { error, unsent } => head_failure(error, unsent, reused),
+                ExchangeError::Body(e) => self.body_failure(e),
+            })
     }
 
     fn body_failure(&self, error: Box<dyn std::error::Error + Send + Sync>) -> ExchangeFailure {
@@ -346,6 +325,28 @@ fn deadline_passed(limit: Duration, sent: bool) -> ExchangeFailure {
             Failure::new(format!(
                 "no connection within the request timeout ({limit:?}); the request was not sent"
             )),
+        )
+    }
+}
+
+/// No response head arrived.
+fn head_failure(error: hyper::Error, unsent: bool, reused: bool) -> ExchangeFailure {
+    if unsent {
+        ExchangeFailure::new(
+            TransportErrorKind::Connect,
+            Failure::caused(
+                if reused {
+                    "the idle keep-alive connection closed before the request was sent"
+                } else {
+                    "the new connection closed before the request was sent"
+                },
+                error,
+            ),
+        )
+    } else {
+        ExchangeFailure::new(
+            head_kind(&error),
+            Failure::caused("no response (request may have been sent)", error),
         )
     }
 }

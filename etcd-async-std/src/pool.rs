@@ -1,9 +1,11 @@
 //! Keep-alive HTTP/1.1 connections, kept idle per endpoint authority.
 //!
-//! A connection is taken out of the pool for exactly one exchange, as a
-//! [`Lease`]. It goes back only through [`Lease::complete`], called after the
-//! response body was read to its end; a lease dropped any other way (an
-//! error, a timeout, the caller dropping the request future) closes its
+//! A connection ([`Conn`]: hyper's sender together with its driver) is taken
+//! out of the pool for exactly one exchange, as a [`Lease`], and is driven by
+//! the task running that exchange. It goes back only through
+//! [`Lease::complete`], once the response body was read to its end; a lease
+//! dropped any other way (an error, a timeout, the caller dropping the
+//! request future) drops the sender and the driver, which closes the
 //! connection. So a cancelled exchange can never leave a half-used
 //! connection in the pool.
 
@@ -17,19 +19,15 @@ use bytes::Bytes;
 use etcd_proto::drive::ExchangeFailure;
 use etcd_proto::TransportErrorKind;
 use http_body_util::Full;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::rt::Executor;
+use hyper::client::conn::http1;
 
+use crate::conn::{Conn, ExchangeError};
 use crate::failure::Failure;
-use crate::rt::{AsyncStdExecutor, FuturesIo};
-
-/// The sending half of one HTTP/1.1 connection.
-pub(crate) type Sender = SendRequest<Full<Bytes>>;
+use crate::rt::FuturesIo;
 
 /// Idle connections per authority (`host:port`).
-#[derive(Debug)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<String, Vec<Sender>>>,
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
     max_idle: usize,
     connect_timeout: Duration,
 }
@@ -46,25 +44,21 @@ impl Pool {
     /// A connection to `authority` that is ready for a request: an idle one
     /// if one is still open, else a new one.
     pub(crate) async fn checkout(&self, authority: &str) -> Result<Lease<'_>, ExchangeFailure> {
-        while let Some(mut sender) = self.take_idle(authority) {
-            if sender.is_closed() {
-                continue;
+        while let Some(mut conn) = self.take_idle(authority) {
+            if conn.ready().await {
+                return Ok(self.lease(authority, conn, true));
             }
-            // Usually ready at once; a connection whose previous response just
-            // ended may need its driver task to run first. Err: it closed.
-            if sender.ready().await.is_ok() {
-                return Ok(self.lease(authority, sender, true));
-            }
+            // It closed while idle: it drops here; try the next one.
         }
-        let sender = self.connect(authority).await?;
-        Ok(self.lease(authority, sender, false))
+        let conn = self.connect(authority).await?;
+        Ok(self.lease(authority, conn, false))
     }
 
-    fn lease(&self, authority: &str, sender: Sender, reused: bool) -> Lease<'_> {
+    fn lease(&self, authority: &str, conn: Conn, reused: bool) -> Lease<'_> {
         Lease {
             pool: self,
             authority: authority.to_owned(),
-            sender: Some(sender),
+            conn: Some(conn),
             reused,
             complete: false,
         }
@@ -72,30 +66,31 @@ impl Pool {
 
     /// Pops the most recently used idle connection (the lock is released
     /// before the caller awaits anything).
-    fn take_idle(&self, authority: &str) -> Option<Sender> {
+    fn take_idle(&self, authority: &str) -> Option<Conn> {
         self.lock().get_mut(authority)?.pop()
     }
 
-    fn put_idle(&self, authority: String, sender: Sender) {
-        if sender.is_closed() {
+    fn put_idle(&self, authority: String, mut conn: Conn) {
+        if !conn.is_open() {
             return;
         }
+        conn.park();
         let mut idle = self.lock();
         let list = idle.entry(authority).or_default();
-        list.retain(|s| !s.is_closed());
+        list.retain(Conn::is_open);
         if list.len() < self.max_idle {
-            list.push(sender);
+            list.push(conn);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Sender>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Conn>>> {
         // Every update leaves the map consistent, so a panic elsewhere cannot corrupt it.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens a TCP connection (within the connect timeout), hands it to hyper
-    /// and spawns the task that drives it.
-    async fn connect(&self, authority: &str) -> Result<Sender, ExchangeFailure> {
+    /// Opens a TCP connection (within the connect timeout) and hands it to
+    /// hyper. Nothing is spawned: the lease drives the connection.
+    async fn connect(&self, authority: &str) -> Result<Conn, ExchangeFailure> {
         let connecting = TcpStream::connect(authority);
         let stream = match async_std::future::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
@@ -126,11 +121,16 @@ impl Pool {
                     Failure::caused(format!("starting HTTP/1.1 on {authority} failed"), e),
                 )
             })?;
-        AsyncStdExecutor.execute(async move {
-            // The exchange sees this connection's errors through its sender.
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(Conn::new(sender, connection))
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("max_idle", &self.max_idle)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,39 +138,54 @@ impl Pool {
 pub(crate) struct Lease<'p> {
     pool: &'p Pool,
     authority: String,
-    sender: Option<Sender>,
+    /// Always `Some` until dropped.
+    conn: Option<Conn>,
     reused: bool,
     complete: bool,
 }
 
 impl Lease<'_> {
-    /// The connection's sender.
-    pub(crate) fn sender(&mut self) -> &mut Sender {
-        self.sender
-            .as_mut()
-            .expect("a lease holds its sender until dropped")
-    }
-
     /// True if the connection served an earlier exchange.
     pub(crate) fn reused(&self) -> bool {
         self.reused
     }
 
+    /// Sends `request` and reads the whole response, its body up to
+    /// `max_body` bytes, driving the connection in this task meanwhile.
+    /// Succeeding, the lease completes: the connection goes back to the
+    /// pool. Failing or dropped before the end, the connection closes.
+    pub(crate) async fn exchange(
+        mut self,
+        request: http::Request<Full<Bytes>>,
+        max_body: usize,
+    ) -> Result<http::Response<Bytes>, ExchangeError> {
+        let response = self
+            .conn
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+            .exchange(request, max_body)
+            .await?;
+        // The body was read to its end: only now may the connection serve another request.
+        self.complete();
+        Ok(response)
+    }
+
     /// The exchange read its whole response: the connection may serve the
     /// next one. The only way a connection returns to the pool.
-    pub(crate) fn complete(mut self) {
+    fn complete(mut self) {
         self.complete = true;
     }
 }
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
+        if let Some(conn) = self.conn.take() {
             if self.complete {
                 self.pool
-                    .put_idle(std::mem::take(&mut self.authority), sender);
+                    .put_idle(std::mem::take(&mut self.authority), conn);
             }
-            // Otherwise the sender drops here, and with it the connection.
+            // Otherwise the sender and the driver drop here, and with them
+            // the connection.
         }
     }
 }
@@ -188,6 +203,10 @@ impl fmt::Debug for Lease<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_std::io::{ReadExt, WriteExt};
+    use async_std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     impl Pool {
         fn idle_count(&self, authority: &str) -> usize {
@@ -197,9 +216,7 @@ mod tests {
 
     /// A listener that accepts connections and keeps them open, silent.
     async fn listener() -> String {
-        let listener = async_std::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = listener.local_addr().unwrap().to_string();
         async_std::task::spawn(async move {
             let mut open = Vec::new();
@@ -208,6 +225,60 @@ mod tests {
             }
         });
         authority
+    }
+
+    /// What the scripted server does after reading a request head.
+    #[derive(Clone, Copy)]
+    enum After {
+        /// Answers, then closes the connection a moment later.
+        AnswerThenClose,
+        /// Never answers; counts the connections it saw closed by the client.
+        Hang,
+    }
+
+    /// A server that handles each connection by `after`; the counter is the
+    /// number of connections the client closed while the server waited.
+    async fn server(after: After) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let counter = closed.clone();
+        async_std::task::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                async_std::task::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    match after {
+                        After::AnswerThenClose => {
+                            let _ = stream
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                .await;
+                            async_std::task::sleep(Duration::from_millis(30)).await;
+                        }
+                        After::Hang => {
+                            if let Ok(0) = stream.read(&mut buf).await {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (authority, closed)
+    }
+
+    fn get(authority: &str) -> http::Request<Full<Bytes>> {
+        http::Request::get("/")
+            .header(http::header::HOST, authority)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
     }
 
     #[async_std::test]
@@ -244,5 +315,74 @@ mod tests {
             lease.complete();
         }
         assert_eq!(pool.idle_count(&authority), 2);
+    }
+
+    #[async_std::test]
+    async fn a_cancelled_exchange_closes_its_connection_at_once() {
+        let (authority, closed) = server(After::Hang).await;
+        let pool = Pool::new(4, Duration::from_secs(1));
+        let lease = pool.checkout(&authority).await.unwrap();
+        let exchange = lease.exchange(get(&authority), 1024);
+        // The request is sent, the response never comes: the deadline drops
+        // the exchange, lease and connection with it.
+        let timed_out = async_std::future::timeout(Duration::from_millis(100), exchange).await;
+        assert!(timed_out.is_err());
+        assert_eq!(pool.idle_count(&authority), 0);
+        for _ in 0..100 {
+            if closed.load(Ordering::SeqCst) == 1 {
+                return;
+            }
+            async_std::task::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the server never saw the connection close");
+    }
+
+    #[async_std::test]
+    async fn a_connection_closed_while_idle_is_not_reused() {
+        let (authority, _) = server(After::AnswerThenClose).await;
+        let pool = Pool::new(4, Duration::from_secs(1));
+        let lease = pool.checkout(&authority).await.unwrap();
+        let response = lease.exchange(get(&authority), 1024).await.ok().unwrap();
+        assert_eq!(response.body().as_ref(), b"ok");
+        // Nobody drives the idle connection: it is still in the pool after
+        // the server closed it, until a checkout polls its driver.
+        assert_eq!(pool.idle_count(&authority), 1);
+        async_std::task::sleep(Duration::from_millis(100)).await;
+        let lease = pool.checkout(&authority).await.unwrap();
+        assert!(!lease.reused());
+        assert_eq!(pool.idle_count(&authority), 0);
+    }
+
+    #[test]
+    fn an_exchange_needs_no_other_task() {
+        // A server on its own thread, blocking I/O: no executor anywhere
+        // but the single-threaded `block_on` below.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            for _ in 0..3 {
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).unwrap();
+                    assert!(n > 0);
+                    head.extend_from_slice(&buf[..n]);
+                }
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .unwrap();
+            }
+        });
+        let pool = Pool::new(4, Duration::from_secs(1));
+        smol::block_on(async {
+            for i in 0..3 {
+                let lease = pool.checkout(&authority).await.unwrap();
+                assert_eq!(lease.reused(), i > 0);
+                let response = lease.exchange(get(&authority), 1024).await.ok().unwrap();
+                assert_eq!(response.body().as_ref(), b"ok");
+            }
+        });
     }
 }

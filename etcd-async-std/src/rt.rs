@@ -1,7 +1,7 @@
-//! The glue between hyper's runtime traits and async-std: an I/O adapter over
-//! any futures-io stream, and an executor that spawns on async-std.
+//! The glue between hyper's I/O traits and async-std: an adapter over any
+//! futures-io stream. No executor: hyper's HTTP/1.1 client connections need
+//! none, and this crate drives each connection in the task that uses it.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -72,22 +72,5 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for FuturesIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-}
-
-/// Runs hyper's background futures (the connection drivers) as async-std
-/// tasks, on async-std's global executor, whatever executor polls the
-/// requests themselves.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct AsyncStdExecutor;
-
-impl<F> hyper::rt::Executor<F> for AsyncStdExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        // Detached: the task ends when its connection closes.
-        drop(async_std::task::spawn(future));
     }
 }
