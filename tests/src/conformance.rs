@@ -271,7 +271,17 @@ impl Env {
 }
 
 /// Starts the servers for a scenario, connects the transport, runs it.
+///
+/// Cluster scenarios run one at a time per test process: three members
+/// each, plus their clients, on a 2-core machine would otherwise starve each
+/// other's elections.
 pub fn run_scenario(transport: Transport, cluster_size: usize, scenario: fn(&TestClient, &Env)) {
+    static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = (cluster_size > 1).then(|| {
+        ONE_CLUSTER_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    });
     let topology = if cluster_size <= 1 {
         Topology::Single(EtcdServer::start())
     } else {

@@ -62,9 +62,9 @@ etcd_tests::scenarios! {
         });
         let survivors = env.client_for(&urls[1..]);
         for WriterReport { acked, longest_gap, errors } in results {
-            assert!(longest_gap < Duration::from_secs(5), "a writer stalled for {longest_gap:?}");
+            assert!(longest_gap < Duration::from_secs(6), "a writer stalled for {longest_gap:?}");
             assert!(acked.len() > 20, "a writer got only {} writes through", acked.len());
-            assert!(errors <= 2, "{errors} writes failed outright");
+            assert!(errors <= 3, "{errors} writes failed outright");
             for (key, value) in acked {
                 let node = survivors.read(&key, ReadOptions::new().quorum(true)).unwrap().node;
                 assert_eq!(node.value.as_deref(), Some(value.as_str()), "acknowledged {key} lost");
