@@ -142,6 +142,19 @@ macro_rules! client_methods {
                 $crate::__finish!($($asyncness)?; self.execute($crate::v2::Pop($crate::v2::Delete::new(key))))
             }
 
+            /// Waits for the next change of a key (or, recursively, under it), from
+            /// now or from an index; unbounded unless `options` set a timeout
+            /// (python-etcd: `watch(key, index=, recursive=, timeout=)`).
+            pub $($asyncness)? fn watch(
+                &self,
+                key: &str,
+                options: $crate::v2::WatchOptions,
+            ) -> Result<$crate::v2::KeysResponse, $crate::Error> {
+                $crate::__finish!($($asyncness)?; self.run($crate::v2::Watch::new(key, options).once()))
+            }
+
+            $crate::__watcher_method!($($asyncness)?);
+
             /// Server and cluster versions (python-etcd: `version`, `cluster_version`).
             pub $($asyncness)? fn version(&self) -> Result<$crate::v2::VersionInfo, $crate::Error> {
                 $crate::__finish!($($asyncness)?; self.execute($crate::v2::GetVersion))
@@ -191,5 +204,36 @@ macro_rules! __finish {
     };
     (; $call:expr) => {
         $call
+    };
+}
+
+/// The continuous watch method: an `Iterator` on blocking clients, a `Stream`
+/// on async ones.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __watcher_method {
+    () => {
+        /// Watches a key (or, recursively, under it) continuously, tracking the
+        /// index itself; see [`Watch`]($crate::v2::Watch) for the guarantees.
+        /// An iterator that never ends (python-etcd: `eternal_watch`).
+        pub fn watcher(
+            &self,
+            key: &str,
+            options: $crate::v2::WatchOptions,
+        ) -> $crate::drive::Watcher<'_, Self> {
+            $crate::drive::Watcher::new(self, $crate::v2::Watch::new(key, options))
+        }
+    };
+    (async) => {
+        /// Watches a key (or, recursively, under it) continuously, tracking the
+        /// index itself; see [`Watch`]($crate::v2::Watch) for the guarantees.
+        /// A stream that never ends; drop it to stop (aio-etcd: `eternal_watch`).
+        pub fn watcher(
+            &self,
+            key: &str,
+            options: $crate::v2::WatchOptions,
+        ) -> $crate::drive::WatchStream<Self> {
+            $crate::drive::WatchStream::new(self.clone(), $crate::v2::Watch::new(key, options))
+        }
     };
 }

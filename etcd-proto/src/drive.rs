@@ -108,3 +108,124 @@ fn report<F: Flow>(flow: &mut F, cluster: &mut Cluster, now: Instant, outcome: E
         Err(failure) => flow.handle_failure(cluster, now, failure.kind, failure.source),
     }
 }
+
+/// A client that runs flows to completion by blocking the calling thread.
+pub trait BlockingRun {
+    /// Drives `flow` to completion.
+    fn run_flow<F: Flow>(&self, flow: F) -> Result<F::Output, Error>;
+}
+
+impl<T: Transport> BlockingRun for T {
+    fn run_flow<F: Flow>(&self, flow: F) -> Result<F::Output, Error> {
+        drive_blocking(self, flow)
+    }
+}
+
+/// A continuous v2 watch as a blocking iterator: each `next()` waits for the
+/// next [`WatchEvent`](crate::v2::WatchEvent). It never ends; an `Err` item
+/// (every endpoint failed, say) can be followed by more items, resuming from
+/// the same index.
+#[derive(Debug)]
+pub struct Watcher<'c, C> {
+    client: &'c C,
+    watch: crate::v2::Watch,
+}
+
+impl<'c, C: BlockingRun> Watcher<'c, C> {
+    /// A watcher driving `watch` on `client`.
+    pub fn new(client: &'c C, watch: crate::v2::Watch) -> Self {
+        Watcher { client, watch }
+    }
+
+    /// The index the next wait starts from (`None`: from now).
+    pub fn next_index(&self) -> Option<u64> {
+        self.watch.next_index()
+    }
+}
+
+impl<C: BlockingRun> Iterator for Watcher<'_, C> {
+    type Item = Result<crate::v2::WatchEvent, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let flow = self.watch.clone().next_event();
+        Some(match self.client.run_flow(flow) {
+            Ok((watch, result)) => {
+                self.watch = watch;
+                result
+            }
+            Err(error) => Err(error),
+        })
+    }
+}
+
+type WatchFuture = std::pin::Pin<
+    Box<dyn Future<Output = (crate::v2::Watch, Result<crate::v2::WatchEvent, Error>)> + Send>,
+>;
+
+/// A continuous v2 watch as a [`Stream`](futures_core::Stream) of
+/// [`WatchEvent`](crate::v2::WatchEvent)s, for any async client. It never
+/// ends; dropping it cancels the long poll in flight (its connection is
+/// closed, nothing is left behind on the server).
+pub struct WatchStream<T> {
+    client: T,
+    idle: Option<crate::v2::Watch>,
+    running: Option<WatchFuture>,
+}
+
+impl<T> std::fmt::Debug for WatchStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStream")
+            .field("waiting", &self.running.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+// No field is ever pinned in place (the running future is boxed), so moving
+// the stream is always fine.
+impl<T> Unpin for WatchStream<T> {}
+
+impl<T: AsyncTransport + Clone + Send + 'static> WatchStream<T> {
+    /// A stream driving `watch` on `client`.
+    pub fn new(client: T, watch: crate::v2::Watch) -> Self {
+        WatchStream {
+            client,
+            idle: Some(watch),
+            running: None,
+        }
+    }
+}
+
+impl<T: AsyncTransport + Clone + Send + 'static> futures_core::Stream for WatchStream<T> {
+    type Item = Result<crate::v2::WatchEvent, Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.running.is_none() {
+            let Some(watch) = this.idle.take() else {
+                return std::task::Poll::Ready(None);
+            };
+            let client = this.client.clone();
+            this.running = Some(Box::pin(async move {
+                let fallback = watch.clone();
+                match drive(&client, watch.next_event()).await {
+                    Ok(outcome) => outcome,
+                    Err(error) => (fallback, Err(error)),
+                }
+            }));
+        }
+        let Some(running) = this.running.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        match running.as_mut().poll(cx) {
+            std::task::Poll::Ready((watch, result)) => {
+                this.running = None;
+                this.idle = Some(watch);
+                std::task::Poll::Ready(Some(result))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}

@@ -12,6 +12,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use etcd_proto::drive::BlockingRun;
+use etcd_proto::v2::{WatchEvent, WatchOptions};
 use etcd_proto::{Call, Config, Error, Flow, FromConfig, Operation};
 
 use crate::harness::{EtcdCluster, EtcdServer};
@@ -199,6 +201,49 @@ impl TestClient {
 }
 
 etcd_proto::client_methods!(TestClient);
+
+impl BlockingRun for TestClient {
+    /// Only the blocking client runs arbitrary (possibly non-`Send`) flows
+    /// here; tests watch async clients through [`TestClient::watch_events`].
+    fn run_flow<F: Flow>(&self, flow: F) -> Result<F::Output, Error> {
+        match self {
+            TestClient::Blocking(client) => client.run_flow(flow),
+            _ => panic!("use watch_events() for async transports"),
+        }
+    }
+}
+
+impl TestClient {
+    /// The transport's own continuous watcher, as a blocking iterator: the
+    /// blocking client's `Iterator`, or the async clients' `Stream` polled on
+    /// their runtime.
+    pub fn watch_events<'a>(
+        &'a self,
+        key: &str,
+        options: WatchOptions,
+    ) -> Box<dyn Iterator<Item = Result<WatchEvent, Error>> + 'a> {
+        fn next<S: futures_core::Stream + Unpin>(
+            stream: &mut S,
+        ) -> impl Future<Output = Option<S::Item>> + '_ {
+            std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *stream).poll_next(cx))
+        }
+        match self {
+            TestClient::Blocking(client) => Box::new(client.watcher(key, options)),
+            TestClient::Tokio { runtime, client } => {
+                let mut stream = client.watcher(key, options);
+                Box::new(std::iter::from_fn(move || {
+                    runtime.block_on(next(&mut stream))
+                }))
+            }
+            TestClient::AsyncStd(client) => {
+                let mut stream = client.watcher(key, options);
+                Box::new(std::iter::from_fn(move || {
+                    async_std::task::block_on(next(&mut stream))
+                }))
+            }
+        }
+    }
+}
 
 /// What a scenario runs against.
 pub enum Topology {

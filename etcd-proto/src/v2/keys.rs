@@ -475,7 +475,7 @@ impl Operation for Pop {
 }
 
 /// `/keys<encoded key>`.
-fn keys_path(key: &str) -> Result<String, UsageError> {
+pub(crate) fn keys_path(key: &str) -> Result<String, UsageError> {
     let encoded = encode_key_path(key)?;
     let mut path = String::with_capacity(5 + encoded.len());
     path.push_str("/keys");

@@ -5,6 +5,7 @@
 //!
 //! - [`keys`]: the operations on keys — [`Read`], [`Write`], [`Delete`], [`Pop`].
 //! - [`cluster`]: version, machines, members, leader, stats.
+//! - [`watch`]: long polls with index tracking and resync ([`Watch`]).
 //! - [`Node`] and [`KeysResponse`]: what comes back, with tree walks.
 //! - [`V2Error`] / [`V2ErrorCode`]: the error table.
 
@@ -15,6 +16,7 @@ mod key;
 pub mod keys;
 mod node;
 mod response;
+pub mod watch;
 
 pub use cluster::{
     FollowerCounts, GetVersion, Leader, LeaderStats, Machines, Member, Members, SelfStats,
@@ -24,3 +26,4 @@ pub use error::{V2Error, V2ErrorCode};
 pub use keys::{Delete, DeleteOptions, Pop, Read, ReadOptions, Ttl, Write, WriteOptions};
 pub use node::{Node, Subtree};
 pub use response::{Action, KeysResponse, ResponseMeta};
+pub use watch::{NextEvent, Resync, WaitForEvent, Watch, WatchEvent, WatchOnce, WatchOptions};
