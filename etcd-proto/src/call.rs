@@ -1,30 +1,4 @@
 //! [`Call`]: the flow that runs one [`Operation`], failing over between endpoints.
-//!
-//! # Failover rules
-//!
-//! - The first attempt goes to the pinned endpoint, later ones to each other
-//!   endpoint in turn. A success re-pins to the endpoint that answered.
-//! - A transport failure or a 5xx answer counts against the endpoint.
-//! - An operation that is not safe to replay ([`Replay::AtMostOnce`]: creates,
-//!   in-order appends, deletes, compare-and-swaps) is tried on another
-//!   endpoint only if the request certainly never left (a connect failure).
-//!   Otherwise its first failure is returned as is: it may have taken effect.
-//! - When every endpoint failed and at least one of them seemed alive but busy
-//!   (a timeout, a broken connection, an election in progress), another round
-//!   starts after a short backoff. If every endpoint refused connections, the
-//!   call fails at once with [`Error::Unavailable`], naming each endpoint.
-//! - **The whole call, every attempt included, ends by the request timeout**
-//!   (or the operation's own long-poll deadline). One attempt of an ordinary
-//!   request gets at most a third of the request timeout (at least 500 ms):
-//!   a write sent during a leader election is dropped by raft and would hang
-//!   until etcd's own 7 s timeout, so the call gives up on that attempt early
-//!   enough to retry once the new leader is there. Without any deadline, a
-//!   call makes at most three rounds.
-//! - A member-list refresh the [`Cluster`] asks for runs first, as one
-//!   `GET /v2/members`; its failure only counts against the endpoint.
-//! - Answers whose `X-Etcd-Cluster-Id` is not the expected one fail with
-//!   [`Error::ClusterMismatch`]. Redirects are followed only when allowed and
-//!   only when they keep the request's path and query.
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +24,33 @@ const ATTEMPT_SHARE: u32 = 3;
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// The flow that runs one [`Operation`]: build, send, parse, failing over
-/// between endpoints by the rules in the [module docs](self).
+/// between endpoints.
+///
+/// # Failover rules
+///
+/// - The first attempt goes to the pinned endpoint, later ones to each other
+///   endpoint in turn. A success re-pins to the endpoint that answered.
+/// - A transport failure or a 5xx answer counts against the endpoint.
+/// - An operation that is not safe to replay ([`Replay::AtMostOnce`]: creates,
+///   in-order appends, deletes, compare-and-swaps) is tried on another
+///   endpoint only if the request certainly never left (a connect failure).
+///   Otherwise its first failure is returned as is: it may have taken effect.
+/// - When every endpoint failed and at least one of them seemed alive but busy
+///   (a timeout, a broken connection, an election in progress), another round
+///   starts after a short backoff. If every endpoint refused connections, the
+///   call fails at once with [`Error::Unavailable`], naming each endpoint.
+/// - **The whole call, every attempt included, ends by the request timeout**
+///   (or the operation's own long-poll deadline). One attempt of an ordinary
+///   request gets at most a third of the request timeout (at least 500 ms):
+///   a write sent during a leader election is dropped by raft and would hang
+///   until etcd's own 7 s timeout, so the call gives up on that attempt early
+///   enough to retry once the new leader is there. Without any deadline, a
+///   call makes at most three rounds.
+/// - A member-list refresh the [`Cluster`] asks for runs first, as one
+///   `GET /v2/members`; its failure only counts against the endpoint.
+/// - Answers whose `X-Etcd-Cluster-Id` is not the expected one fail with
+///   [`Error::ClusterMismatch`]. Redirects are followed only when allowed and
+///   only when they keep the request's path and query.
 #[derive(Debug)]
 pub struct Call<O: Operation> {
     op: O,

@@ -1,16 +1,4 @@
 //! [`Cluster`]: what a client knows about the etcd cluster and how it talks to it.
-//!
-//! # Endpoint policy
-//!
-//! One endpoint is *pinned*: every call starts there. A call that fails on an
-//! endpoint (a transport error or a 5xx answer) moves the pin to the next
-//! endpoint and, if the operation may be replayed, tries the others in turn
-//! (see [`Call`](crate::Call)). A success re-pins to the endpoint that answered.
-//!
-//! After a failure, and at most once per [`MEMBER_SYNC_INTERVAL`], the next
-//! call first refreshes the endpoint list from `/v2/members` — unless member
-//! discovery was turned off. The endpoints the client was built with are
-//! always kept, so the list can never drain to empty.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +14,18 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MEMBER_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The endpoints, the pinned one, and the settings every request shares.
+///
+/// # Endpoint policy
+///
+/// One endpoint is *pinned*: every call starts there. A call that fails on an
+/// endpoint (a transport error or a 5xx answer) moves the pin to the next
+/// endpoint and, if the operation may be replayed, tries the others in turn
+/// (see [`Call`](crate::Call)). A success re-pins to the endpoint that answered.
+///
+/// After a failure, and at most once per [`MEMBER_SYNC_INTERVAL`], the next
+/// call first refreshes the endpoint list from `/v2/members` — unless member
+/// discovery was turned off. The endpoints the client was built with are
+/// always kept, so the list can never drain to empty.
 ///
 /// A transport keeps one `Cluster` per client (behind a lock when requests run
 /// concurrently) and lends it to each flow it drives. Flows read it to build

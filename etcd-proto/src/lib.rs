@@ -83,7 +83,7 @@ mod operation;
 pub mod v2;
 
 pub use call::Call;
-pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT};
+pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, MEMBER_SYNC_INTERVAL};
 pub use config::{ClientBuilder, Config, FromConfig, DEFAULT_ENDPOINT};
 pub use endpoint::Endpoint;
 pub use error::{
