@@ -111,6 +111,17 @@ macro_rules! client_methods {
                 $crate::__finish!($($asyncness)?; self.execute($crate::v2::Write::update(node)))
             }
 
+            /// Updates a key with `f` (current value, `None` if absent → new value),
+            /// atomically: read, write only if unchanged since (`prevIndex`), and
+            /// on a lost race start over after a short backoff, up to
+            /// 100 attempts. Returns the successful write.
+            pub $($asyncness)? fn update_with<F>(&self, key: &str, f: F) -> Result<$crate::v2::KeysResponse, $crate::Error>
+            where
+                F: FnMut(Option<&str>) -> String + Send,
+            {
+                $crate::__finish!($($asyncness)?; self.run($crate::v2::UpdateWith::new(key, f)))
+            }
+
             /// Resets a key's TTL without changing its value or notifying watchers
             /// (python-etcd: `refresh(key, ttl)`).
             pub $($asyncness)? fn refresh(

@@ -134,6 +134,11 @@ pub enum UsageError {
     },
     /// A directory cannot hold a value.
     DirectoryWithValue,
+    /// A read-modify-write of a directory: it has no value to update.
+    DirectoryHasNoValue {
+        /// The directory.
+        key: String,
+    },
     /// A refresh only bumps the TTL; it cannot carry a value.
     RefreshWithValue,
     /// A refresh needs a TTL.
@@ -174,6 +179,9 @@ impl fmt::Display for UsageError {
                 "key {key:?} has an empty, '.' or '..' segment; etcd v2 would store it under a different, cleaned key"
             ),
             UsageError::DirectoryWithValue => f.write_str("cannot create a directory with a value"),
+            UsageError::DirectoryHasNoValue { key } => {
+                write!(f, "{key} is a directory: it has no value to update")
+            }
             UsageError::RefreshWithValue => f.write_str("a refresh cannot change the value"),
             UsageError::RefreshWithoutTtl => f.write_str("a refresh needs a TTL"),
             UsageError::ValueNotUtf8 { valid_up_to } => write!(

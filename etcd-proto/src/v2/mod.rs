@@ -6,6 +6,7 @@
 //! - [`keys`]: the operations on keys — [`Read`], [`Write`], [`Delete`], [`Pop`].
 //! - [`cluster`]: version, machines, members, leader, stats.
 //! - [`watch`]: long polls with index tracking and resync ([`Watch`]).
+//! - [`update`]: the optimistic read-modify-write loop ([`UpdateWith`]).
 //! - [`Node`] and [`KeysResponse`]: what comes back, with tree walks.
 //! - [`V2Error`] / [`V2ErrorCode`]: the error table.
 
@@ -16,6 +17,7 @@ mod key;
 pub mod keys;
 mod node;
 mod response;
+pub mod update;
 pub mod watch;
 
 pub use cluster::{
@@ -26,4 +28,5 @@ pub use error::{V2Error, V2ErrorCode};
 pub use keys::{Delete, DeleteOptions, Pop, Read, ReadOptions, Ttl, Write, WriteOptions};
 pub use node::{Node, Subtree};
 pub use response::{Action, KeysResponse, ResponseMeta};
+pub use update::UpdateWith;
 pub use watch::{NextEvent, Resync, WaitForEvent, Watch, WatchEvent, WatchOnce, WatchOptions};

@@ -1,0 +1,294 @@
+//! [`UpdateWith`]: the optimistic read-modify-write loop on one v2 key.
+//!
+//! Read the key (a quorum read), compute the new value with the caller's
+//! function, write it only if nobody changed the key since (`prevIndex` of
+//! the read, or `prevExist=false` when the key did not exist), and on a lost
+//! race (errorCode 101, 105 or 100) start over after a short randomized
+//! backoff, up to a limit of attempts. The result is the successful write.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::error::V2ErrorCode;
+use super::keys::{Read, ReadOptions, Write, WriteOptions};
+use super::response::KeysResponse;
+use crate::call::Call;
+use crate::cluster::Cluster;
+use crate::error::{Error, TransportErrorKind, UsageError};
+use crate::flow::{Flow, Step};
+
+/// Attempts an update makes by default before giving up.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 100;
+
+/// The read-modify-write flow; see the [module docs](self).
+///
+/// `f` gets the current value (`None` if the key does not exist) and returns
+/// the value to write. It may run several times, once per attempt.
+pub struct UpdateWith<F> {
+    key: String,
+    f: F,
+    max_attempts: u32,
+    attempt: u32,
+    seed: u64,
+    stage: Stage,
+}
+
+enum Stage {
+    Reading(Call<Read>),
+    Writing(Call<Write>),
+    Backoff(Option<Instant>),
+    Done(Option<Result<KeysResponse, Error>>),
+}
+
+impl<F> std::fmt::Debug for UpdateWith<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateWith")
+            .field("key", &self.key)
+            .field("attempt", &self.attempt)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: FnMut(Option<&str>) -> String> UpdateWith<F> {
+    /// Updates `key` with `f`.
+    pub fn new(key: impl Into<String>, f: F) -> Self {
+        let key = key.into();
+        // Backoff jitter only needs to differ between contenders: std's
+        // per-process random hash keys give that without a clock or a crate.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write(key.as_bytes());
+        let read = Self::read(&key);
+        UpdateWith {
+            key,
+            f,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            attempt: 0,
+            seed: hasher.finish(),
+            stage: Stage::Reading(read),
+        }
+    }
+
+    /// Gives up after `n` lost races (default [`DEFAULT_MAX_ATTEMPTS`]).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    fn read(key: &str) -> Call<Read> {
+        Call::new(Read::new(key).options(ReadOptions::new().quorum(true)))
+    }
+
+    /// How long to wait before attempt `attempt + 1`: exponential from 2 ms,
+    /// capped at 250 ms, with the upper half randomized.
+    fn backoff(&mut self) -> Duration {
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let ceiling = (2u64 << self.attempt.min(7)).min(250);
+        let jitter = (self.seed >> 33) % (ceiling / 2 + 1);
+        Duration::from_millis(ceiling / 2 + jitter)
+    }
+
+    fn after_read(&mut self, result: Result<KeysResponse, Error>) -> Stage {
+        let (current, index) = match result {
+            Ok(read) if read.node.dir => {
+                let key = self.key.clone();
+                return Stage::Done(Some(Err(UsageError::DirectoryHasNoValue { key }.into())));
+            }
+            Ok(read) => (read.node.value, Some(read.node.modified_index)),
+            Err(e) if e.is_key_not_found() => (None, None),
+            Err(e) => return Stage::Done(Some(Err(e))),
+        };
+        let new = (self.f)(current.as_deref());
+        let options = match index {
+            Some(index) => WriteOptions::new().prev_index(index),
+            None => WriteOptions::new().prev_exist(false),
+        };
+        Stage::Writing(Call::new(
+            Write::new(self.key.clone(), new).options(options),
+        ))
+    }
+
+    fn after_write(&mut self, result: Result<KeysResponse, Error>) -> Stage {
+        let lost_race = result
+            .as_ref()
+            .err()
+            .and_then(Error::as_v2)
+            .is_some_and(|e| {
+                matches!(
+                    e.code,
+                    V2ErrorCode::CompareFailed | V2ErrorCode::NodeExist | V2ErrorCode::KeyNotFound
+                )
+            });
+        if !lost_race {
+            return Stage::Done(Some(result));
+        }
+        self.attempt += 1;
+        if self.attempt >= self.max_attempts {
+            return Stage::Done(Some(result));
+        }
+        Stage::Backoff(None)
+    }
+}
+
+impl<F: FnMut(Option<&str>) -> String> Flow for UpdateWith<F> {
+    type Output = KeysResponse;
+
+    fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<KeysResponse> {
+        loop {
+            let next = match &mut self.stage {
+                Stage::Reading(call) => match call.poll(cluster, now) {
+                    Step::Done(result) => self.after_read(result),
+                    other => return other,
+                },
+                Stage::Writing(call) => match call.poll(cluster, now) {
+                    Step::Done(result) => self.after_write(result),
+                    other => return other,
+                },
+                Stage::Backoff(None) => Stage::Backoff(Some(now + self.backoff())),
+                Stage::Backoff(Some(until)) if now < *until => return Step::Sleep(*until),
+                Stage::Backoff(Some(_)) => Stage::Reading(Self::read(&self.key)),
+                Stage::Done(result) => {
+                    return Step::Done(result.take().unwrap_or_else(|| {
+                        Err(UsageError::FlowOutOfOrder {
+                            expected: "no poll after Done",
+                        }
+                        .into())
+                    }))
+                }
+            };
+            self.stage = next;
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        response: http::Response<Bytes>,
+    ) {
+        match &mut self.stage {
+            Stage::Reading(call) => call.handle_response(cluster, now, response),
+            Stage::Writing(call) => call.handle_response(cluster, now, response),
+            Stage::Backoff(_) | Stage::Done(_) => {}
+        }
+    }
+
+    fn handle_failure(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        kind: TransportErrorKind,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) {
+        match &mut self.stage {
+            Stage::Reading(call) => call.handle_failure(cluster, now, kind, source),
+            Stage::Writing(call) => call.handle_failure(cluster, now, kind, source),
+            Stage::Backoff(_) | Stage::Done(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> http::Response<Bytes> {
+        let mut r = http::Response::new(Bytes::from(body.to_owned()));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        r
+    }
+
+    fn get(value: &str, index: u64) -> http::Response<Bytes> {
+        answer(
+            200,
+            &format!(
+                r#"{{"action":"get","node":{{"key":"/c","value":"{value}","modifiedIndex":{index},"createdIndex":1}}}}"#
+            ),
+        )
+    }
+
+    const LOST: &str =
+        r#"{"errorCode":101,"message":"Compare failed","cause":"[5 != 6]","index":6}"#;
+
+    /// Runs `flow`, answering each request with the next scripted response.
+    fn run<F: FnMut(Option<&str>) -> String>(
+        mut flow: UpdateWith<F>,
+        mut answers: Vec<http::Response<Bytes>>,
+    ) -> (Vec<String>, Result<KeysResponse, Error>, u32) {
+        let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
+        let mut now = Instant::now();
+        let (mut sent, mut sleeps) = (Vec::new(), 0);
+        answers.reverse();
+        loop {
+            match flow.poll(&mut cluster, now) {
+                Step::Transmit(t) => {
+                    sent.push(format!(
+                        "{} {} {}",
+                        t.request.method(),
+                        t.request.uri(),
+                        String::from_utf8_lossy(t.request.body())
+                    ));
+                    let response = answers.pop().expect("more requests than scripted");
+                    flow.handle_response(&mut cluster, now, response);
+                }
+                Step::Sleep(until) => {
+                    sleeps += 1;
+                    assert!(until > now && until - now <= Duration::from_millis(250));
+                    now = until;
+                }
+                Step::Done(result) => return (sent, result, sleeps),
+            }
+        }
+    }
+
+    #[test]
+    fn a_lost_race_is_retried_with_the_fresh_value() {
+        let flow = UpdateWith::new("/c", |v: Option<&str>| {
+            (v.unwrap().parse::<u32>().unwrap() + 1).to_string()
+        });
+        let set = r#"{"action":"compareAndSwap","node":{"key":"/c","value":"3","modifiedIndex":7,"createdIndex":1}}"#;
+        let (sent, result, sleeps) = run(
+            flow,
+            vec![
+                get("1", 5),
+                answer(412, LOST),
+                get("2", 6),
+                answer(200, set),
+            ],
+        );
+        assert_eq!(result.unwrap().node.value.as_deref(), Some("3"));
+        assert_eq!(sleeps, 1);
+        assert!(sent[0].contains("/v2/keys/c?quorum=true"), "{}", sent[0]);
+        assert!(sent[1].ends_with("value=2&prevIndex=5"), "{}", sent[1]);
+        assert!(sent[3].ends_with("value=3&prevIndex=6"), "{}", sent[3]);
+    }
+
+    #[test]
+    fn a_missing_key_is_created_and_gives_up_after_the_limit() {
+        let not_found = answer(
+            404,
+            r#"{"errorCode":100,"message":"Key not found","cause":"/c","index":3}"#,
+        );
+        let exists = r#"{"errorCode":105,"message":"Key already exists","cause":"/c","index":4}"#;
+        let flow =
+            UpdateWith::new("/c", |v: Option<&str>| v.unwrap_or("0").to_owned()).max_attempts(2);
+        let again = answer(
+            404,
+            r#"{"errorCode":100,"message":"Key not found","cause":"/c","index":4}"#,
+        );
+        let (sent, result, _) = run(
+            flow,
+            vec![not_found, answer(412, exists), again, answer(412, exists)],
+        );
+        assert!(sent[1].ends_with("value=0&prevExist=false"), "{}", sent[1]);
+        assert_eq!(
+            result.unwrap_err().as_v2().unwrap().code,
+            V2ErrorCode::NodeExist
+        );
+    }
+}
