@@ -91,6 +91,7 @@ mod conn;
 mod failure;
 mod pool;
 mod rt;
+mod srv;
 
 use conn::ExchangeError;
 use failure::Failure;
@@ -193,9 +194,15 @@ impl AsyncTransport for Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner))
     }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        // A lock's keeper: runs on async-std's executor, whoever polls the client.
+        drop(async_std::task::spawn(task));
+    }
 }
 
 etcd_proto::client_methods!(Client, async);
+etcd_proto::lock_methods!(Client, async);
 
 impl Inner {
     /// One exchange: a pooled connection, the request, the whole response.

@@ -28,8 +28,9 @@
 //! ```
 
 mod io;
+mod srv;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -37,7 +38,7 @@ use etcd_proto::drive::{drive_blocking, Exchange, ExchangeFailure, Transport};
 use etcd_proto::{
     Call, Cluster, Config, Flow, FromConfig, Operation, Transmit, TransportErrorKind,
 };
-use ureq::unversioned::transport::{Connector as _, DefaultConnector};
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector as _};
 
 pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
 
@@ -46,11 +47,12 @@ pub use etcd_proto::DEFAULT_ENDPOINT;
 /// Settings for a [`Client`]; start from [`Client::builder`].
 pub type ClientBuilder = etcd_proto::ClientBuilder<Client>;
 
-/// A blocking etcd client. See the [crate docs](crate).
-#[derive(Debug)]
+/// A blocking etcd client. See the [crate docs](crate). Cloning is cheap: a
+/// clone shares the connection pool and the cluster state.
+#[derive(Debug, Clone)]
 pub struct Client {
     agent: ureq::Agent,
-    cluster: Mutex<Cluster>,
+    cluster: Arc<Mutex<Cluster>>,
     max_response_bytes: u64,
 }
 
@@ -64,12 +66,14 @@ impl FromConfig for Client {
             .max_idle_connections(config.max_idle_connections)
             .max_idle_connections_per_host(config.max_idle_connections)
             .build();
-        let connector = DefaultConnector::new().chain(io::OneWriteConnector);
+        // ureq's chain minus its TCP transport (ours is leaner) and TLS (not
+        // built): a CONNECT tunnel if a proxy is configured, else plain TCP.
+        let connector = ConnectProxyConnector::default().chain(io::TcpConnector);
         let agent =
             ureq::Agent::with_parts(agent_config, connector, io::LiteralFirstResolver::default());
         Ok(Client {
             agent,
-            cluster: Mutex::new(cluster),
+            cluster: Arc::new(Mutex::new(cluster)),
             max_response_bytes: config.max_response_bytes,
         })
     }
@@ -141,9 +145,15 @@ impl Transport for Client {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
+
+    fn spawn(&self, task: impl FnOnce() + Send + 'static) {
+        // A lock's TTL keeper.
+        drop(std::thread::spawn(task));
+    }
 }
 
 etcd_proto::client_methods!(Client);
+etcd_proto::lock_methods!(Client);
 
 /// Sorts a ureq error into the kind the core reasons with.
 fn failure(error: ureq::Error) -> ExchangeFailure {
@@ -160,6 +170,7 @@ fn failure(error: ureq::Error) -> ExchangeFailure {
             TransportErrorKind::Http
         }
         E::Tls(_) | E::TlsRequired => TransportErrorKind::Tls,
+        E::Other(e) if e.is::<io::TlsUnavailable>() => TransportErrorKind::Tls,
         _ => TransportErrorKind::Io,
     };
     ExchangeFailure::new(kind, error)

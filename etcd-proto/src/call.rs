@@ -56,6 +56,7 @@ pub struct Call<O: Operation> {
     op: O,
     state: State<O::Output>,
     deadline: Option<Instant>,
+    deadline_cap: Option<Instant>,
     attempt_cap: Option<Duration>,
     started: bool,
     round: u32,
@@ -82,6 +83,7 @@ impl<O: Operation> Call<O> {
             op,
             state: State::Ready,
             deadline: None,
+            deadline_cap: None,
             attempt_cap: None,
             started: false,
             round: 0,
@@ -91,6 +93,13 @@ impl<O: Operation> Call<O> {
             redirect: None,
             redirects: 0,
         }
+    }
+
+    /// Ends the call by `deadline` at the latest, whatever its own timeout
+    /// (a step of a longer flow with a deadline of its own).
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline_cap = deadline;
+        self
     }
 
     fn finish(&mut self, result: Result<O::Output, Error>) {
@@ -171,6 +180,20 @@ impl<O: Operation> Call<O> {
 
     /// Starts the next attempt, a backoff, or the end.
     fn start_attempt(&mut self, cluster: &mut Cluster, now: Instant) -> Option<Step<O::Output>> {
+        if self.deadline.is_some_and(|d| now >= d) {
+            // No time left: never send a request with a zero timeout.
+            if self.failures.is_empty() {
+                let error = TransportError::new(
+                    cluster.pinned().as_str(),
+                    TransportErrorKind::Timeout,
+                    "the deadline passed before the request was sent",
+                );
+                self.record(&cluster.pinned().clone(), error.into());
+            }
+            let error = self.give_up();
+            self.finish(Err(error));
+            return None;
+        }
         if cluster.member_sync_due(now) && self.redirect.is_none() {
             cluster.member_sync_attempted(now);
             let endpoint = cluster.pinned().clone();
@@ -200,11 +223,6 @@ impl<O: Operation> Call<O> {
             self.finish(Err(error));
             return None;
         };
-        if self.deadline.is_some_and(|d| now >= d) && !self.failures.is_empty() {
-            let error = self.give_up();
-            self.finish(Err(error));
-            return None;
-        }
         let request = match self.op.build(&cluster.target_on(&endpoint)) {
             Ok(request) => Self::with_auth(cluster, request),
             Err(e) => {
@@ -268,6 +286,9 @@ impl<O: Operation> Flow for Call<O> {
                 ),
                 Wait::LongPoll(deadline) => (deadline, None),
             };
+            if let Some(cap) = self.deadline_cap {
+                self.deadline = Some(self.deadline.map_or(cap, |d| d.min(cap)));
+            }
         }
         loop {
             match &mut self.state {
@@ -370,7 +391,7 @@ impl<O: Operation> Flow for Call<O> {
     fn handle_failure(
         &mut self,
         cluster: &mut Cluster,
-        _now: Instant,
+        now: Instant,
         kind: TransportErrorKind,
         source: Box<dyn std::error::Error + Send + Sync>,
     ) {
@@ -379,6 +400,17 @@ impl<O: Operation> Flow for Call<O> {
             State::InFlight(endpoint) => {
                 let error = TransportError::new(endpoint.as_str(), kind, source);
                 let not_sent = error.request_not_sent();
+                // A long poll that reached its own deadline: nothing is wrong
+                // with the endpoint, and there is no time left to try another.
+                if kind == TransportErrorKind::Timeout
+                    && matches!(self.op.wait(), Wait::LongPoll(_))
+                    && self.deadline.is_some_and(|d| now >= d)
+                {
+                    self.record(&endpoint, error.into());
+                    let error = self.give_up();
+                    self.finish(Err(error));
+                    return;
+                }
                 // A timeout or a broken exchange: the member may be alive but busy.
                 self.busy |= matches!(
                     kind,

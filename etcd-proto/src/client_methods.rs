@@ -248,3 +248,48 @@ macro_rules! __watcher_method {
         }
     };
 }
+
+/// Defines `lock` and `try_lock` on a client type whose transport can spawn a
+/// lock's TTL keeper: `lock_methods!(Client)` (blocking, guard released on
+/// drop) or `lock_methods!(Client, async)` (guard released with `.release().await`).
+#[macro_export]
+macro_rules! lock_methods {
+    ($client:ty $(, $asyncness:tt)?) => {
+        impl $client {
+            /// Acquires the lock `name` (python-etcd's `Lock(client, name).acquire()`):
+            /// blocking unless `options` say otherwise, with an optional deadline;
+            /// the guard exposes the lock key and its fencing token. See
+            /// [`etcd_proto::v2::lock`] for the recipe and its guarantees.
+            pub $($asyncness)? fn lock(
+                &self,
+                name: &str,
+                options: $crate::v2::LockOptions,
+            ) -> Result<$crate::__lock_guard!($($asyncness)?), $crate::Error> {
+                $crate::__finish!($($asyncness)?; <$crate::__lock_guard!($($asyncness)?)>::acquire(self, name, options))
+            }
+
+            /// One non-blocking attempt at the lock `name`: `Ok(None)` if another
+            /// client holds it (our queue key is removed again).
+            pub $($asyncness)? fn try_lock(
+                &self,
+                name: &str,
+                options: $crate::v2::LockOptions,
+            ) -> Result<Option<$crate::__lock_guard!($($asyncness)?)>, $crate::Error> {
+                let attempt = <$crate::__lock_guard!($($asyncness)?)>::acquire(self, name, options.blocking(false));
+                match $crate::__finish!($($asyncness)?; attempt) {
+                    Ok(guard) => Ok(Some(guard)),
+                    Err($crate::Error::Lock($crate::v2::LockError::Busy { .. })) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    };
+}
+
+/// The guard type of [`lock_methods!`] for each kind of client.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __lock_guard {
+    () => { $crate::drive::LockGuard<Self> };
+    (async) => { $crate::drive::AsyncLockGuard<Self> };
+}

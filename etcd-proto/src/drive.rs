@@ -50,6 +50,9 @@ pub trait Transport {
     fn now(&self) -> Instant;
     /// Runs `f` with exclusive access to the client's cluster state.
     fn with_cluster<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> R;
+    /// Runs `task` in the background (a lock's TTL keeper). The core never
+    /// spawns by itself: it asks the transport.
+    fn spawn(&self, task: impl FnOnce() + Send + 'static);
 }
 
 /// What an async transport provides.
@@ -63,6 +66,9 @@ pub trait AsyncTransport: Sync {
     /// Runs `f` with exclusive access to the client's cluster state. Never
     /// held across an `.await`.
     fn with_cluster<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> R;
+    /// Runs `task` in the background on the client's runtime (a lock's TTL
+    /// keeper). The core never spawns by itself: it asks the transport.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
 }
 
 /// Runs `flow` to completion on a blocking transport.
@@ -226,6 +232,187 @@ impl<T: AsyncTransport + Clone + Send + 'static> futures_core::Stream for WatchS
                 std::task::Poll::Ready(Some(result))
             }
             std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// A lock held through an async client; see [`crate::v2::lock`].
+///
+/// For a [`Hold::Refreshed`](crate::v2::Hold::Refreshed) lock a background
+/// task (spawned through [`AsyncTransport::spawn`]) refreshes the TTL while
+/// the guard lives. **Release it with [`release`](Self::release)`.await`.**
+/// Dropping the guard without releasing stops the refreshing at once; the
+/// lock then frees itself when its TTL runs out (nothing can be awaited in
+/// `Drop`).
+pub struct AsyncLockGuard<T> {
+    client: T,
+    lock: crate::v2::HeldLock,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<T> std::fmt::Debug for AsyncLockGuard<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncLockGuard")
+            .field("lock", &self.lock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
+    /// Acquires the lock `name`. A non-blocking attempt on a held lock fails
+    /// with [`LockError::Busy`](crate::v2::LockError::Busy), leaving no key behind.
+    pub async fn acquire(
+        client: &T,
+        name: &str,
+        options: crate::v2::LockOptions,
+    ) -> Result<Self, Error> {
+        let flow = crate::v2::AcquireLock::new(name, options);
+        let path = flow.path().to_owned();
+        let Some(lock) = drive(client, flow).await? else {
+            return Err(crate::v2::LockError::Busy { path }.into());
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if lock.hold == crate::v2::Hold::Refreshed {
+            let keeper = crate::v2::KeepLock::new(lock.clone(), stop.clone());
+            let (background, lost_flag) = (client.clone(), lost.clone());
+            client.spawn(async move {
+                if drive(&background, keeper).await.is_err() {
+                    lost_flag.store(true, std::sync::atomic::Ordering::Release);
+                }
+            });
+        }
+        Ok(AsyncLockGuard {
+            client: client.clone(),
+            lock,
+            stop,
+            lost,
+        })
+    }
+
+    /// The lock: its key, uuid and fencing token.
+    pub fn lock(&self) -> &crate::v2::HeldLock {
+        &self.lock
+    }
+
+    /// The fencing token: our key's `createdIndex`, growing with every acquisition.
+    pub fn fencing_token(&self) -> u64 {
+        self.lock.index
+    }
+
+    /// True if the refresher found our key gone: the lock is no longer ours.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Asks etcd whether we still hold the lock.
+    pub async fn is_acquired(&self) -> Result<bool, Error> {
+        drive(&self.client, self.lock.check()).await
+    }
+
+    /// Stops refreshing and deletes our key (only if it is still ours).
+    /// `Ok(false)`: it was already gone.
+    pub async fn release(self) -> Result<bool, Error> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        drive(&self.client, self.lock.release()).await
+    }
+}
+
+impl<T> Drop for AsyncLockGuard<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// A lock held through a blocking client; see [`crate::v2::lock`].
+///
+/// For a [`Hold::Refreshed`](crate::v2::Hold::Refreshed) lock a background
+/// thread (spawned through [`Transport::spawn`]) refreshes the TTL while the
+/// guard lives. **Dropping the guard releases the lock** (a guarded
+/// compare-and-delete); [`release`](Self::release) does the same and reports
+/// the outcome.
+pub struct LockGuard<C: Transport> {
+    client: C,
+    lock: crate::v2::HeldLock,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    released: bool,
+}
+
+impl<C: Transport> std::fmt::Debug for LockGuard<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("lock", &self.lock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Transport + Clone + Send + 'static> LockGuard<C> {
+    /// Acquires the lock `name`. A non-blocking attempt on a held lock fails
+    /// with [`LockError::Busy`](crate::v2::LockError::Busy), leaving no key behind.
+    pub fn acquire(client: &C, name: &str, options: crate::v2::LockOptions) -> Result<Self, Error> {
+        let flow = crate::v2::AcquireLock::new(name, options);
+        let path = flow.path().to_owned();
+        let Some(lock) = drive_blocking(client, flow)? else {
+            return Err(crate::v2::LockError::Busy { path }.into());
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if lock.hold == crate::v2::Hold::Refreshed {
+            let keeper = crate::v2::KeepLock::new(lock.clone(), stop.clone());
+            let (background, lost_flag) = (client.clone(), lost.clone());
+            client.spawn(move || {
+                if drive_blocking(&background, keeper).is_err() {
+                    lost_flag.store(true, std::sync::atomic::Ordering::Release);
+                }
+            });
+        }
+        Ok(LockGuard {
+            client: client.clone(),
+            lock,
+            stop,
+            lost,
+            released: false,
+        })
+    }
+}
+
+impl<C: Transport> LockGuard<C> {
+    /// The lock: its key, uuid and fencing token.
+    pub fn lock(&self) -> &crate::v2::HeldLock {
+        &self.lock
+    }
+
+    /// The fencing token: our key's `createdIndex`, growing with every acquisition.
+    pub fn fencing_token(&self) -> u64 {
+        self.lock.index
+    }
+
+    /// True if the refresher found our key gone: the lock is no longer ours.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Asks etcd whether we still hold the lock.
+    pub fn is_acquired(&self) -> Result<bool, Error> {
+        drive_blocking(&self.client, self.lock.check())
+    }
+
+    /// Stops refreshing and deletes our key (only if it is still ours).
+    /// `Ok(false)`: it was already gone.
+    pub fn release(mut self) -> Result<bool, Error> {
+        self.released = true;
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        drive_blocking(&self.client, self.lock.release())
+    }
+}
+
+impl<C: Transport> Drop for LockGuard<C> {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if !self.released {
+            let _ = drive_blocking(&self.client, self.lock.release());
         }
     }
 }

@@ -6,6 +6,7 @@
 //! | [`Error::Malformed`] | the server's output could not be understood | truncated JSON, a 404 page where JSON was due |
 //! | [`Error::Etcd`] | etcd understood the request and refused it | v2 errorCode 100 "Key not found" |
 //! | [`Error::Transport`] | the bytes never made the round trip | connection refused by `http://127.0.0.1:2379` |
+//! | [`Error::Discovery`] | DNS SRV discovery found no cluster (no default is used) | NXDOMAIN for both SRV names |
 //!
 //! The core never produces [`Error::Transport`] by itself: transports build a
 //! [`TransportError`] (naming the endpoint) and hand it to the flow they drive.
@@ -30,6 +31,11 @@ pub enum Error {
     Unavailable(Unavailable),
     /// An endpoint answered for a different cluster than the one expected.
     ClusterMismatch(ClusterMismatch),
+    /// DNS SRV discovery found no endpoint (see [`srv`](crate::srv)): no
+    /// client was built and nothing was sent to etcd.
+    Discovery(crate::srv::DiscoveryError),
+    /// A lock was lost, not found, or not acquired in time.
+    Lock(crate::v2::LockError),
 }
 
 /// The broad class of an [`Error`], for matching without destructuring.
@@ -46,6 +52,10 @@ pub enum ErrorKind {
     Transport,
     /// See [`Error::ClusterMismatch`].
     ClusterMismatch,
+    /// See [`Error::Discovery`].
+    Discovery,
+    /// See [`Error::Lock`].
+    Lock,
 }
 
 impl Error {
@@ -57,6 +67,8 @@ impl Error {
             Error::Etcd(_) => ErrorKind::Etcd,
             Error::Transport(_) | Error::Unavailable(_) => ErrorKind::Transport,
             Error::ClusterMismatch(_) => ErrorKind::ClusterMismatch,
+            Error::Discovery(_) => ErrorKind::Discovery,
+            Error::Lock(_) => ErrorKind::Lock,
         }
     }
 
@@ -84,6 +96,8 @@ impl fmt::Display for Error {
             Error::Transport(e) => write!(f, "transport error: {e}"),
             Error::Unavailable(e) => e.fmt(f),
             Error::ClusterMismatch(e) => e.fmt(f),
+            Error::Discovery(e) => e.fmt(f),
+            Error::Lock(e) => e.fmt(f),
         }
     }
 }
@@ -97,6 +111,8 @@ impl std::error::Error for Error {
             Error::Transport(e) => Some(e),
             Error::Unavailable(e) => Some(e),
             Error::ClusterMismatch(e) => Some(e),
+            Error::Discovery(e) => Some(e),
+            Error::Lock(e) => Some(e),
         }
     }
 }
@@ -114,6 +130,16 @@ impl From<MalformedResponse> for Error {
 impl From<V2Error> for Error {
     fn from(e: V2Error) -> Self {
         Error::Etcd(EtcdError::V2(e))
+    }
+}
+impl From<crate::v2::LockError> for Error {
+    fn from(e: crate::v2::LockError) -> Self {
+        Error::Lock(e)
+    }
+}
+impl From<crate::srv::DiscoveryError> for Error {
+    fn from(e: crate::srv::DiscoveryError) -> Self {
+        Error::Discovery(e)
     }
 }
 impl From<TransportError> for Error {

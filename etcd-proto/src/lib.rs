@@ -80,6 +80,7 @@ mod endpoint;
 mod error;
 mod flow;
 mod operation;
+pub mod srv;
 pub mod v2;
 
 pub use call::Call;

@@ -386,3 +386,105 @@ macro_rules! scenarios {
     (@transport tokio) => { $crate::Transport::Tokio };
     (@transport async_std) => { $crate::Transport::AsyncStd };
 }
+
+/// A lock held through one transport's own lock API.
+#[derive(Debug)]
+pub enum TestLock<'a> {
+    /// `etcd_blocking::Client::lock`.
+    Blocking(etcd_proto::drive::LockGuard<etcd_blocking::Client>),
+    /// `etcd_tokio::Client::lock`, on its runtime.
+    Tokio(
+        &'a tokio::runtime::Runtime,
+        etcd_proto::drive::AsyncLockGuard<etcd_tokio::Client>,
+    ),
+    /// `etcd_async_std::Client::lock`.
+    AsyncStd(etcd_proto::drive::AsyncLockGuard<etcd_async_std::Client>),
+}
+
+impl TestLock<'_> {
+    /// The lock's key, uuid and fencing token.
+    pub fn held(&self) -> &etcd_proto::v2::HeldLock {
+        match self {
+            TestLock::Blocking(g) => g.lock(),
+            TestLock::Tokio(_, g) => g.lock(),
+            TestLock::AsyncStd(g) => g.lock(),
+        }
+    }
+
+    /// Asks etcd whether the lock is still ours.
+    pub fn is_acquired(&self) -> Result<bool, Error> {
+        match self {
+            TestLock::Blocking(g) => g.is_acquired(),
+            TestLock::Tokio(rt, g) => rt.block_on(g.is_acquired()),
+            TestLock::AsyncStd(g) => async_std::task::block_on(g.is_acquired()),
+        }
+    }
+
+    /// Releases it; `Ok(false)` if our key was already gone.
+    pub fn release(self) -> Result<bool, Error> {
+        match self {
+            TestLock::Blocking(g) => g.release(),
+            TestLock::Tokio(rt, g) => rt.block_on(g.release()),
+            TestLock::AsyncStd(g) => async_std::task::block_on(g.release()),
+        }
+    }
+}
+
+impl TestClient {
+    /// Acquires a lock through the transport's own API.
+    pub fn acquire(
+        &self,
+        name: &str,
+        options: etcd_proto::v2::LockOptions,
+    ) -> Result<TestLock<'_>, Error> {
+        Ok(match self {
+            TestClient::Blocking(client) => TestLock::Blocking(client.lock(name, options)?),
+            TestClient::Tokio { runtime, client } => {
+                TestLock::Tokio(runtime, runtime.block_on(client.lock(name, options))?)
+            }
+            TestClient::AsyncStd(client) => {
+                TestLock::AsyncStd(async_std::task::block_on(client.lock(name, options))?)
+            }
+        })
+    }
+
+    /// Runs `body` holding the lock, then releases it.
+    pub fn with_lock<R>(
+        &self,
+        name: &str,
+        options: etcd_proto::v2::LockOptions,
+        body: impl FnOnce() -> R,
+    ) -> Result<R, Error> {
+        let lock = self.acquire(name, options)?;
+        let result = body();
+        lock.release()?;
+        Ok(result)
+    }
+
+    /// One non-blocking attempt through the transport's `try_lock`; releases
+    /// at once if it got the lock. True if it got it.
+    pub fn try_lock_now(&self, name: &str, options: etcd_proto::v2::LockOptions) -> bool {
+        let got = match self {
+            TestClient::Blocking(client) => client
+                .try_lock(name, options)
+                .unwrap()
+                .map(TestLock::Blocking),
+            TestClient::Tokio { runtime, client } => runtime
+                .block_on(client.try_lock(name, options))
+                .unwrap()
+                .map(|g| TestLock::Tokio(runtime, g)),
+            TestClient::AsyncStd(client) => {
+                async_std::task::block_on(client.try_lock(name, options))
+                    .unwrap()
+                    .map(TestLock::AsyncStd)
+            }
+        };
+        match got {
+            Some(lock) => {
+                lock.release().unwrap();
+                true
+            }
+            None => false,
+        }
+    }
+}

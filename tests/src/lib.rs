@@ -5,14 +5,18 @@
 //! - [`conformance`] runs one scenario source on every transport: see
 //!   [`scenarios!`].
 //! - [`proxy`] relays and counts TCP connections, to observe connection reuse.
+//! - [`dns`] is a tiny DNS server answering SRV questions, and [`discovery`]
+//!   runs each transport's DNS SRV discovery against it.
 //!
 //! The scenarios live in `tests/tests/*.rs`, one file per area.
 
 pub mod conformance;
+pub mod discovery;
+pub mod dns;
 pub mod harness;
 pub mod proxy;
 
-pub use conformance::{run_scenario, Env, TestClient, Topology, Transport};
+pub use conformance::{run_scenario, Env, TestClient, TestLock, Topology, Transport};
 
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]

@@ -7,6 +7,7 @@
 //! - [`cluster`]: version, machines, members, leader, stats.
 //! - [`watch`]: long polls with index tracking and resync ([`Watch`]).
 //! - [`update`]: the optimistic read-modify-write loop ([`UpdateWith`]).
+//! - [`lock`]: python-etcd's lock recipe, fixed ([`AcquireLock`]).
 //! - [`Node`] and [`KeysResponse`]: what comes back, with tree walks.
 //! - [`V2Error`] / [`V2ErrorCode`]: the error table.
 
@@ -15,6 +16,7 @@ mod error;
 mod form;
 mod key;
 pub mod keys;
+pub mod lock;
 mod node;
 mod response;
 pub mod update;
@@ -26,6 +28,7 @@ pub use cluster::{
 };
 pub use error::{V2Error, V2ErrorCode};
 pub use keys::{Delete, DeleteOptions, Pop, Read, ReadOptions, Ttl, Write, WriteOptions};
+pub use lock::{AcquireLock, HeldLock, Hold, KeepLock, LockError, LockOptions};
 pub use node::{Node, Subtree};
 pub use response::{Action, KeysResponse, ResponseMeta};
 pub use update::UpdateWith;

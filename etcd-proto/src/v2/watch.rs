@@ -200,6 +200,11 @@ impl Watch {
         self.next_index
     }
 
+    /// Sets how long the next wait may take before it gives up with a timeout.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.options.timeout = Some(timeout);
+    }
+
     /// The flow that waits for the next event and gives this state back.
     pub fn next_event(self) -> NextEvent {
         NextEvent::new(self, true)
@@ -226,6 +231,9 @@ pub struct NextEvent {
 #[derive(Debug)]
 enum Stage {
     Start,
+    /// A watch "from now": one read pins now to an index first, so that no
+    /// later poll (renewals, failovers) can miss an event.
+    Anchoring(Call<Read>),
     Polling {
         call: Call<WaitForEvent>,
         until: Option<Instant>,
@@ -260,7 +268,13 @@ impl NextEvent {
                 .recursive(watch.options.recursive)
                 .sorted(true)
                 .quorum(true);
-            return Stage::Resyncing(Call::new(Read::new(watch.key.clone()).options(options)));
+            let read = Read::new(watch.key.clone()).options(options);
+            return Stage::Resyncing(Call::new(read).with_deadline(deadline));
+        }
+        if watch.next_index.is_none() {
+            return Stage::Anchoring(
+                Call::new(Read::new(watch.key.clone())).with_deadline(deadline),
+            );
         }
         let renew_at = now + watch.options.poll_interval;
         let until = Some(deadline.map_or(renew_at, |d| d.min(renew_at)));
@@ -288,7 +302,8 @@ impl NextEvent {
         let watch = self.watch();
         match result {
             Ok(Some(event)) => {
-                watch.next_index = Some(event.node.modified_index + 1);
+                let next = event.node.modified_index.saturating_add(1);
+                watch.next_index = Some(watch.next_index.map_or(next, |current| current.max(next)));
                 Stage::Done(Some(Ok(WatchEvent::Changed(event))))
             }
             // The server ended the poll without an event: poll again.
@@ -310,6 +325,27 @@ impl NextEvent {
                     }
                 }
             },
+        }
+    }
+
+    /// What to do with the outcome of the anchoring read.
+    fn after_anchor(&mut self, result: Result<KeysResponse, Error>) -> Stage {
+        let index = match result {
+            Ok(read) => read.meta.etcd_index,
+            Err(e) if e.is_key_not_found() => e.as_v2().map(|v| v.index),
+            Err(e) => return Stage::Done(Some(Err(e))),
+        };
+        match index {
+            Some(index) => {
+                self.watch().next_index = Some(index.saturating_add(1));
+                Stage::Start
+            }
+            None => Stage::Done(Some(Err(crate::error::MalformedResponse::new(
+                200,
+                "read without X-Etcd-Index: cannot tell where now is",
+                b"",
+            )
+            .into()))),
         }
     }
 
@@ -336,20 +372,22 @@ impl NextEvent {
             Err(e) => return Stage::Done(Some(Err(e))),
         };
         watch.resync = None;
-        watch.next_index = Some(index + 1);
+        watch.next_index = Some(index.saturating_add(1));
         Stage::Done(Some(Ok(WatchEvent::Resynced(Resync {
             snapshot,
-            next_index: index + 1,
+            next_index: index.saturating_add(1),
             cleared,
         }))))
     }
 }
 
-/// True for a transport timeout, alone or as every endpoint's last failure.
-fn is_timeout(error: &Error) -> bool {
+/// True when a long poll ended by reaching its own time limit: a transport
+/// timeout, alone or among the endpoints' last failures (in a long poll, a
+/// timeout only happens at the renewal time or the caller's deadline).
+pub(crate) fn is_timeout(error: &Error) -> bool {
     match error {
         Error::Transport(t) => t.kind() == TransportErrorKind::Timeout,
-        Error::Unavailable(u) => u.failures.iter().all(|(_, e)| is_timeout(e)),
+        Error::Unavailable(u) => u.failures.iter().any(|(_, e)| is_timeout(e)),
         _ => false,
     }
 }
@@ -370,6 +408,11 @@ impl Flow for NextEvent {
                         let until = *until;
                         self.after_poll(result, until, now)
                     }
+                    Step::Transmit(t) => return Step::Transmit(t),
+                    Step::Sleep(t) => return Step::Sleep(t),
+                },
+                Stage::Anchoring(call) => match call.poll(cluster, now) {
+                    Step::Done(result) => self.after_anchor(result),
                     Step::Transmit(t) => return Step::Transmit(t),
                     Step::Sleep(t) => return Step::Sleep(t),
                 },
@@ -404,7 +447,9 @@ impl Flow for NextEvent {
     ) {
         match &mut self.stage {
             Stage::Polling { call, .. } => call.handle_response(cluster, now, response),
-            Stage::Resyncing(call) => call.handle_response(cluster, now, response),
+            Stage::Resyncing(call) | Stage::Anchoring(call) => {
+                call.handle_response(cluster, now, response)
+            }
             Stage::Start | Stage::Done(_) => {}
         }
     }
@@ -418,7 +463,9 @@ impl Flow for NextEvent {
     ) {
         match &mut self.stage {
             Stage::Polling { call, .. } => call.handle_failure(cluster, now, kind, source),
-            Stage::Resyncing(call) => call.handle_failure(cluster, now, kind, source),
+            Stage::Resyncing(call) | Stage::Anchoring(call) => {
+                call.handle_failure(cluster, now, kind, source)
+            }
             Stage::Start | Stage::Done(_) => {}
         }
     }
