@@ -293,3 +293,60 @@ macro_rules! __lock_guard {
     () => { $crate::drive::LockGuard<Self> };
     (async) => { $crate::drive::AsyncLockGuard<Self> };
 }
+
+/// Defines `discover` and `discover_with_timeout` (DNS SRV discovery,
+/// python-etcd's `srv_domain`) on a client type that has
+/// `fn udp_socket(server: SocketAddr) -> io::Result<impl Datagram>` (or an
+/// `async` one returning `impl AsyncDatagram`).
+#[macro_export]
+macro_rules! discovery_methods {
+    ($client:ty $(, $asyncness:tt)?) => {
+        impl $client {
+            /// Finds the cluster advertised in DNS under `domain` and returns a
+            /// builder holding its endpoints (add settings, then `build()`).
+            ///
+            /// Asks `dns_server` (`None`: the first `nameserver` of
+            /// `/etc/resolv.conf`) over UDP for `_etcd-client-ssl._tcp.<domain>`,
+            /// then `_etcd-client._tcp.<domain>`; each name gets 2 s, its query
+            /// resent once after 1 s without an answer (rules in
+            /// [`etcd_proto::srv`]). Fails with `Error::Discovery` — naming both
+            /// names, what the server answered and the server — when neither has
+            /// records; it **never** falls back to a default endpoint. Records
+            /// under the `-ssl` name give `https://` endpoints, as advertised;
+            /// these clients do not speak TLS, so requests to them fail with a
+            /// `Tls` transport error.
+            pub $($asyncness)? fn discover(
+                domain: &str,
+                dns_server: Option<std::net::SocketAddr>,
+            ) -> Result<$crate::ClientBuilder<Self>, $crate::Error> {
+                $crate::__finish!($($asyncness)?; Self::discover_with_timeout(domain, dns_server, $crate::srv::DEFAULT_TIMEOUT_PER_NAME))
+            }
+
+            /// [`discover`](Self::discover), waiting `per_name` for each SRV name
+            /// (split evenly between its attempts) instead of 2 s.
+            pub $($asyncness)? fn discover_with_timeout(
+                domain: &str,
+                dns_server: Option<std::net::SocketAddr>,
+                per_name: std::time::Duration,
+            ) -> Result<$crate::ClientBuilder<Self>, $crate::Error> {
+                let server = $crate::srv::dns_server(domain, dns_server, || {
+                    std::fs::read_to_string($crate::srv::RESOLV_CONF)
+                })?;
+                let io_error = |e: std::io::Error| $crate::srv::DiscoveryError::io(domain, server, &e);
+                let socket = $crate::__finish!($($asyncness)?; Self::udp_socket(server)).map_err(io_error)?;
+                let per_attempt = per_name / $crate::srv::ATTEMPTS_PER_NAME;
+                let urls = $crate::__discover!($($asyncness)?; &socket, domain, server, per_attempt)
+                    .map_err(|e| e.with_server(server))?;
+                Ok(<$crate::ClientBuilder<Self>>::default().endpoints(urls))
+            }
+        }
+    };
+}
+
+/// The discovery loop for each kind of client.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __discover {
+    (; $($args:expr),*) => { $crate::drive::discover_blocking($($args),*) };
+    (async; $($args:expr),*) => { $crate::drive::discover($($args),*).await };
+}

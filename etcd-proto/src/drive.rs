@@ -416,3 +416,108 @@ impl<C: Transport> Drop for LockGuard<C> {
         }
     }
 }
+
+/// A UDP socket connected to a DNS server, as a blocking transport provides it.
+pub trait Datagram {
+    /// Sends one datagram.
+    fn send(&self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Receives one datagram within `timeout`; `Ok(None)` when none came.
+    fn recv_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: std::time::Duration,
+    ) -> std::io::Result<Option<usize>>;
+    /// The current time.
+    fn now(&self) -> Instant;
+}
+
+/// A UDP socket connected to a DNS server, as an async transport provides it.
+pub trait AsyncDatagram: Sync {
+    /// Sends one datagram.
+    fn send(&self, bytes: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Receives one datagram within `timeout`; `Ok(None)` when none came.
+    fn recv_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = std::io::Result<Option<usize>>> + Send;
+    /// The current time.
+    fn now(&self) -> Instant;
+}
+
+/// What the discovery loop needs next.
+enum DiscoveryStep {
+    Done(Result<Vec<String>, crate::srv::DiscoveryError>),
+    Send(Vec<u8>),
+    Receive(std::time::Duration),
+}
+
+/// The shared decision of both discovery loops: the result, a query to
+/// send (restarting the attempt's clock), or how long to wait for an answer.
+fn discovery_step(
+    discovery: &mut crate::srv::SrvDiscovery,
+    attempt_ends: &mut Instant,
+    per_attempt: std::time::Duration,
+    now: Instant,
+) -> DiscoveryStep {
+    if let Some(result) = discovery.result() {
+        return DiscoveryStep::Done(result);
+    }
+    if let Some(query) = discovery.poll_transmit() {
+        *attempt_ends = now + per_attempt;
+        return DiscoveryStep::Send(query);
+    }
+    DiscoveryStep::Receive(attempt_ends.saturating_duration_since(now))
+}
+
+/// Runs DNS SRV discovery for `domain` over a blocking socket connected to
+/// `server`; see [`crate::srv`].
+pub fn discover_blocking(
+    socket: &impl Datagram,
+    domain: &str,
+    server: std::net::SocketAddr,
+    per_attempt: std::time::Duration,
+) -> Result<Vec<String>, crate::srv::DiscoveryError> {
+    let io_error = |e: std::io::Error| crate::srv::DiscoveryError::io(domain, server, &e);
+    let mut discovery = crate::srv::SrvDiscovery::new(domain, crate::srv::random_query_id());
+    let mut buffer = vec![0; crate::srv::MAX_DATAGRAM];
+    let mut attempt_ends = socket.now();
+    loop {
+        match discovery_step(&mut discovery, &mut attempt_ends, per_attempt, socket.now()) {
+            DiscoveryStep::Done(result) => return result,
+            DiscoveryStep::Send(query) => socket.send(&query).map_err(io_error)?,
+            DiscoveryStep::Receive(left) => match socket.recv_timeout(&mut buffer, left) {
+                Ok(Some(n)) => discovery.handle_datagram(&buffer[..n]),
+                Ok(None) => discovery.handle_timeout(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(e)),
+            },
+        }
+    }
+}
+
+/// Runs DNS SRV discovery for `domain` over an async socket connected to
+/// `server`; see [`crate::srv`].
+pub async fn discover(
+    socket: &impl AsyncDatagram,
+    domain: &str,
+    server: std::net::SocketAddr,
+    per_attempt: std::time::Duration,
+) -> Result<Vec<String>, crate::srv::DiscoveryError> {
+    let io_error = |e: std::io::Error| crate::srv::DiscoveryError::io(domain, server, &e);
+    let mut discovery = crate::srv::SrvDiscovery::new(domain, crate::srv::random_query_id());
+    let mut buffer = vec![0; crate::srv::MAX_DATAGRAM];
+    let mut attempt_ends = socket.now();
+    loop {
+        match discovery_step(&mut discovery, &mut attempt_ends, per_attempt, socket.now()) {
+            DiscoveryStep::Done(result) => return result,
+            DiscoveryStep::Send(query) => socket.send(&query).await.map_err(io_error)?,
+            DiscoveryStep::Receive(left) => match socket.recv_timeout(&mut buffer, left).await {
+                Ok(Some(n)) => discovery.handle_datagram(&buffer[..n]),
+                Ok(None) => discovery.handle_timeout(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(e)),
+            },
+        }
+    }
+}
