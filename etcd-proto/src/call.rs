@@ -292,14 +292,7 @@ impl<O: Operation> Flow for Call<O> {
         }
         loop {
             match &mut self.state {
-                State::Finished(result) => {
-                    return Step::Done(result.take().unwrap_or_else(|| {
-                        Err(UsageError::FlowOutOfOrder {
-                            expected: "no poll after Done",
-                        }
-                        .into())
-                    }))
-                }
+                State::Finished(result) => return crate::flow::finished(result),
                 State::InFlight(_) | State::Syncing(_) => {
                     return Step::Done(Err(UsageError::FlowOutOfOrder {
                         expected: "the outcome of the last transmit",

@@ -69,3 +69,14 @@ pub struct Transmit {
     /// How long to wait for the complete response; `None` means no limit.
     pub timeout: Option<Duration>,
 }
+
+/// The `Done` step of a finished flow: its result the first time, then
+/// [`UsageError::FlowOutOfOrder`] for a driver that polls again.
+pub(crate) fn finished<T>(result: &mut Option<Result<T, Error>>) -> Step<T> {
+    Step::Done(result.take().unwrap_or_else(|| {
+        Err(crate::error::UsageError::FlowOutOfOrder {
+            expected: "no poll after Done",
+        }
+        .into())
+    }))
+}

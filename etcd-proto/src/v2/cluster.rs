@@ -338,14 +338,7 @@ impl Flow for Leader {
                     Step::Transmit(t) => return Step::Transmit(t),
                     Step::Sleep(t) => return Step::Sleep(t),
                 },
-                LeaderStage::Done(result) => {
-                    return Step::Done(result.take().unwrap_or_else(|| {
-                        Err(UsageError::FlowOutOfOrder {
-                            expected: "no poll after Done",
-                        }
-                        .into())
-                    }))
-                }
+                LeaderStage::Done(result) => return crate::flow::finished(result),
             }
         }
     }

@@ -652,14 +652,7 @@ impl Flow for AcquireLock {
                     Step::Transmit(t) => return Step::Transmit(t),
                     Step::Sleep(t) => return Step::Sleep(t),
                 },
-                Stage::Done(result) => {
-                    return Step::Done(result.take().unwrap_or_else(|| {
-                        Err(UsageError::FlowOutOfOrder {
-                            expected: "no poll after Done",
-                        }
-                        .into())
-                    }))
-                }
+                Stage::Done(result) => return crate::flow::finished(result),
             };
             self.stage = next;
         }

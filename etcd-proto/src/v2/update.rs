@@ -152,14 +152,7 @@ impl<F: FnMut(Option<&str>) -> String> Flow for UpdateWith<F> {
                 Stage::Backoff(None) => Stage::Backoff(Some(now + self.backoff())),
                 Stage::Backoff(Some(until)) if now < *until => return Step::Sleep(*until),
                 Stage::Backoff(Some(_)) => Stage::Reading(Self::read(&self.key)),
-                Stage::Done(result) => {
-                    return Step::Done(result.take().unwrap_or_else(|| {
-                        Err(UsageError::FlowOutOfOrder {
-                            expected: "no poll after Done",
-                        }
-                        .into())
-                    }))
-                }
+                Stage::Done(result) => return crate::flow::finished(result),
             };
             self.stage = next;
         }
