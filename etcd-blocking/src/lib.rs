@@ -34,10 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use etcd_proto::drive::{drive_blocking, Exchange, ExchangeFailure, Transport};
-use etcd_proto::{
-    Call, Cluster, Config, Flow, FromConfig, Operation, Transmit, TransportErrorKind,
-};
+use etcd_proto::drive::{Exchange, ExchangeFailure, Transport};
+use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector as _};
 
 pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
@@ -76,28 +74,6 @@ impl FromConfig for Client {
             cluster: Arc::new(Mutex::new(cluster)),
             max_response_bytes: config.max_response_bytes,
         })
-    }
-}
-
-impl Client {
-    /// A client for one endpoint URL, with default settings.
-    pub fn new(url: &str) -> Result<Client, Error> {
-        Client::builder().endpoint(url).build()
-    }
-
-    /// Settings for a client.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
-    }
-
-    /// Runs one operation from [`etcd_proto`] (any of [`v2`]'s, or your own).
-    pub fn execute<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
-        self.run(Call::new(op))
-    }
-
-    /// Drives any flow to completion.
-    pub fn run<F: Flow>(&self, flow: F) -> Result<F::Output, Error> {
-        drive_blocking(self, flow)
     }
 }
 
@@ -152,8 +128,7 @@ impl Transport for Client {
     }
 }
 
-etcd_proto::client_methods!(Client);
-etcd_proto::lock_methods!(Client);
+etcd_proto::transport_client!(Client);
 
 /// Sorts a ureq error into the kind the core reasons with.
 fn failure(error: ureq::Error) -> ExchangeFailure {

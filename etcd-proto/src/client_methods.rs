@@ -350,3 +350,75 @@ macro_rules! __discover {
     (; $($args:expr),*) => { $crate::drive::discover_blocking($($args),*) };
     (async; $($args:expr),*) => { $crate::drive::discover($($args),*).await };
 }
+
+/// Everything a transport's client offers beyond its I/O, in one line:
+/// `new`, `builder`, `execute`, `run`, then [`client_methods!`] and
+/// [`lock_methods!`]. `transport_client!(Client)` for a blocking client
+/// (which implements [`Transport`](crate::drive::Transport)),
+/// `transport_client!(Client, async)` for an async one
+/// ([`AsyncTransport`](crate::drive::AsyncTransport)).
+#[macro_export]
+macro_rules! transport_client {
+    ($client:ty) => {
+        impl $client {
+            /// A client for one endpoint URL, with default settings.
+            pub fn new(url: &str) -> Result<Self, $crate::Error> {
+                Self::builder().endpoint(url).build()
+            }
+
+            /// Settings for a client.
+            pub fn builder() -> $crate::ClientBuilder<Self> {
+                <$crate::ClientBuilder<Self>>::default()
+            }
+
+            /// Runs one operation from `etcd_proto` (any of `v2`'s, or your own).
+            pub fn execute<O: $crate::Operation>(&self, op: O) -> Result<O::Output, $crate::Error> {
+                self.run($crate::Call::new(op))
+            }
+
+            /// Drives any flow to completion.
+            pub fn run<F: $crate::Flow>(&self, flow: F) -> Result<F::Output, $crate::Error> {
+                $crate::drive::drive_blocking(self, flow)
+            }
+        }
+        $crate::client_methods!($client);
+        $crate::lock_methods!($client);
+    };
+    ($client:ty, async) => {
+        impl $client {
+            /// A client for one endpoint URL, with default settings.
+            pub fn new(url: &str) -> Result<Self, $crate::Error> {
+                Self::builder().endpoint(url).build()
+            }
+
+            /// Settings for a client.
+            pub fn builder() -> $crate::ClientBuilder<Self> {
+                <$crate::ClientBuilder<Self>>::default()
+            }
+
+            /// Runs one operation from `etcd_proto` (any of `v2`'s, or your own).
+            pub async fn execute<O: $crate::Operation + Send>(
+                &self,
+                op: O,
+            ) -> Result<O::Output, $crate::Error>
+            where
+                O::Output: Send,
+            {
+                self.run($crate::Call::new(op)).await
+            }
+
+            /// Drives any flow to completion.
+            pub async fn run<F: $crate::Flow + Send>(
+                &self,
+                flow: F,
+            ) -> Result<F::Output, $crate::Error>
+            where
+                F::Output: Send,
+            {
+                $crate::drive::drive(self, flow).await
+            }
+        }
+        $crate::client_methods!($client, async);
+        $crate::lock_methods!($client, async);
+    };
+}

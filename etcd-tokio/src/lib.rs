@@ -56,10 +56,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_proto::drive::{drive, AsyncTransport, Exchange, ExchangeFailure};
-use etcd_proto::{
-    Call, Cluster, Config, Flow, FromConfig, Operation, Transmit, TransportErrorKind,
-};
+use etcd_proto::drive::{AsyncTransport, Exchange, ExchangeFailure};
+use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -108,32 +106,6 @@ impl FromConfig for Client {
 }
 
 impl Client {
-    /// A client for one endpoint URL, with default settings.
-    pub fn new(url: &str) -> Result<Client, Error> {
-        Client::builder().endpoint(url).build()
-    }
-
-    /// Settings for a client.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
-    }
-
-    /// Runs one operation from [`etcd_proto`] (any of [`v2`]'s, or your own).
-    pub async fn execute<O: Operation + Send>(&self, op: O) -> Result<O::Output, Error>
-    where
-        O::Output: Send,
-    {
-        self.run(Call::new(op)).await
-    }
-
-    /// Drives any flow to completion.
-    pub async fn run<F: Flow + Send>(&self, flow: F) -> Result<F::Output, Error>
-    where
-        F::Output: Send,
-    {
-        drive(self, flow).await
-    }
-
     /// One exchange, without the time limit: the response head, then the
     /// whole body (at most `max_response_bytes` of it).
     async fn exchange(&self, request: http::Request<Bytes>) -> Exchange {
@@ -193,8 +165,7 @@ impl AsyncTransport for Client {
     }
 }
 
-etcd_proto::client_methods!(Client, async);
-etcd_proto::lock_methods!(Client, async);
+etcd_proto::transport_client!(Client, async);
 
 /// The exchange did not finish within `limit`.
 fn timed_out(limit: Duration) -> ExchangeFailure {
