@@ -14,7 +14,8 @@
 //!    the append and finds the key by uuid the same way.
 //! 2. List the directory (sorted, quorum). Ours first: acquired. Ours gone:
 //!    [`LockError::Expired`]. Otherwise our predecessor is the key just before
-//!    ours; a non-blocking attempt deletes its own key and reports the lock busy.
+//!    ours; a non-blocking attempt deletes its own key and ends with `None`
+//!    (the guards turn that into [`LockError::Busy`]).
 //! 3. Watch the directory from the listing's index until the predecessor is
 //!    deleted or expires (back to 2), or our own key is (expired: error at
 //!    once). etcd's history being cleared (errorCode 401) resyncs into 2.
@@ -347,6 +348,20 @@ fn listing(path: &str) -> Read {
     Read::new(path).options(ReadOptions::new().sorted(true).quorum(true))
 }
 
+/// True when an append failed in a way that may still have created the key:
+/// the answer was lost, or raft timed out (the write may yet commit).
+fn may_have_appended(error: &Error) -> bool {
+    match error {
+        Error::Transport(t) => !t.request_not_sent(),
+        Error::Unavailable(u) => u.failures.iter().any(|(_, e)| may_have_appended(e)),
+        Error::Etcd(_) => error.as_v2().is_some_and(|e| {
+            e.code == V2ErrorCode::RaftInternal || e.code == V2ErrorCode::LeaderElect
+        }),
+        Error::Malformed(m) => m.status >= 500,
+        _ => false,
+    }
+}
+
 /// errorCode 100 or 101: the key is gone, or holds another uuid.
 fn lost_key(e: &Error) -> bool {
     e.as_v2().is_some_and(|v| {
@@ -370,8 +385,12 @@ pub struct AcquireLock {
     next_refresh: Option<Instant>,
     started: bool,
     appends: u32,
+    append_error: Option<Error>,
     stage: Stage,
 }
+
+/// Appends tried at most when their answers get lost.
+const MAX_APPENDS: u32 = 3;
 
 #[derive(Debug)]
 enum Stage {
@@ -401,6 +420,7 @@ impl AcquireLock {
             next_refresh: None,
             started: false,
             appends: 0,
+            append_error: None,
             stage: Stage::Start,
         }
     }
@@ -423,11 +443,24 @@ impl AcquireLock {
         self.appends += 1;
         let write = Write::append(self.path.clone(), &self.uuid)
             .options(WriteOptions::new().append(true).ttl(self.options.ttl));
-        Stage::Appending(Call::new(write))
+        Stage::Appending(Call::new(write).with_deadline(self.deadline))
     }
 
     fn list(&self) -> Stage {
-        Stage::Listing(Call::new(listing(&self.path)))
+        Stage::Listing(Call::new(listing(&self.path)).with_deadline(self.deadline))
+    }
+
+    /// The error to end with: [`LockError::TimedOut`] once the deadline has
+    /// passed (whatever step was cut short by it), else `error`.
+    fn or_timed_out(&self, error: Error, now: Instant) -> Error {
+        if self.deadline.is_some_and(|d| now >= d) {
+            LockError::TimedOut {
+                path: self.path.clone(),
+            }
+            .into()
+        } else {
+            error
+        }
     }
 
     /// Ends with `result`, deleting our key first if we queued one.
@@ -456,14 +489,42 @@ impl AcquireLock {
         })
     }
 
-    fn after_append(&mut self, result: Result<KeysResponse, Error>) -> Stage {
+    /// A refresh of our key failed: it is gone (expired, or not ours any
+    /// more), the deadline cut it short, or something else went wrong.
+    fn after_refresh_error(&mut self, error: Error, now: Instant) -> Stage {
+        if matches!(error, Error::Lock(LockError::Expired { .. })) {
+            self.mine = None;
+        }
+        let error = self.or_timed_out(error, now);
+        self.end(Err(error))
+    }
+
+    fn after_append(&mut self, result: Result<KeysResponse, Error>, now: Instant) -> Stage {
         match result {
             Ok(created) => {
                 self.mine = Some((created.node.key, created.node.created_index));
                 self.list()
             }
-            // The answer may be lost after the key was made: look for it before appending again.
-            Err(Error::Transport(_) | Error::Unavailable(_)) if self.appends < 3 => self.list(),
+            // The key may exist although the answer never came (a lost answer,
+            // or a raft timeout that still commits): look for it by uuid before
+            // appending again or giving up, so nothing is left behind.
+            Err(e) if may_have_appended(&e) => {
+                self.append_error = Some(e);
+                if self.deadline.is_some_and(|d| now >= d) {
+                    // No time to look: the key, if any, expires with its TTL.
+                    let e = self.append_error.take().map_or_else(
+                        || {
+                            LockError::TimedOut {
+                                path: self.path.clone(),
+                            }
+                            .into()
+                        },
+                        |e| self.or_timed_out(e, now),
+                    );
+                    return Stage::Done(Some(Err(e)));
+                }
+                self.list()
+            }
             Err(e) => Stage::Done(Some(Err(e))),
         }
     }
@@ -478,7 +539,10 @@ impl AcquireLock {
                 new_key: false,
                 meta: Default::default(),
             },
-            Err(e) => return self.end(Err(e)),
+            Err(e) => {
+                let e = self.or_timed_out(e, now);
+                return self.end(Err(e));
+            }
         };
         let queue = queue(&listing);
         if self.mine.is_none() {
@@ -493,6 +557,17 @@ impl AcquireLock {
                     uuid: self.uuid.clone(),
                 }
                 .into())));
+            } else if self.appends >= MAX_APPENDS {
+                let error = self.append_error.take().unwrap_or_else(|| {
+                    LockError::NotFound {
+                        uuid: self.uuid.clone(),
+                    }
+                    .into()
+                });
+                return Stage::Done(Some(Err(self.or_timed_out(error, now))));
+            } else if self.deadline.is_some_and(|d| now >= d) {
+                let path = self.path.clone();
+                return Stage::Done(Some(Err(LockError::TimedOut { path }.into())));
             } else {
                 return self.append();
             }
@@ -500,7 +575,9 @@ impl AcquireLock {
         let Some(mine) = self.my_key().map(str::to_owned) else {
             return self.append();
         };
-        let Some(position) = queue.iter().position(|n| n.key == mine) else {
+        let ours =
+            |n: &&super::Node| n.key == mine && n.value.as_deref() == Some(self.uuid.as_str());
+        let Some(position) = queue.iter().position(ours) else {
             self.mine = None;
             return Stage::Done(Some(Err(LockError::Expired { key: mine }.into())));
         };
@@ -508,7 +585,7 @@ impl AcquireLock {
             // Acquired. A hard-maximum TTL counts from now: refresh it once.
             if self.options.hold == Hold::Max {
                 if let Some(held) = self.held() {
-                    return Stage::Finishing(held.refresh());
+                    return Stage::Finishing(held.refresh().with_deadline(self.deadline));
                 }
             }
             let held = self.held();
@@ -537,7 +614,7 @@ impl AcquireLock {
         if self.next_refresh.is_some_and(|t| now >= t) {
             if let Some(held) = self.held() {
                 self.next_refresh = Some(now + refresh_interval(self.options.ttl));
-                return Stage::Refreshing(held.refresh(), watch);
+                return Stage::Refreshing(held.refresh().with_deadline(self.deadline), watch);
             }
         }
         // Come back by the next refresh or the deadline, whichever is first.
@@ -600,7 +677,7 @@ impl Flow for AcquireLock {
                 Stage::Start if self.options.uuid.is_some() => self.list(),
                 Stage::Start => self.append(),
                 Stage::Appending(call) => match call.poll(cluster, now) {
-                    Step::Done(result) => self.after_append(result),
+                    Step::Done(result) => self.after_append(result, now),
                     Step::Transmit(t) => return Step::Transmit(t),
                     Step::Sleep(t) => return Step::Sleep(t),
                 },
@@ -624,12 +701,7 @@ impl Flow for AcquireLock {
                         let held = self.held();
                         Stage::Done(Some(Ok(held)))
                     }
-                    Step::Done(Err(e)) => {
-                        if matches!(e, Error::Lock(LockError::Expired { .. })) {
-                            self.mine = None;
-                        }
-                        self.end(Err(e))
-                    }
+                    Step::Done(Err(e)) => self.after_refresh_error(e, now),
                     Step::Transmit(t) => return Step::Transmit(t),
                     Step::Sleep(t) => return Step::Sleep(t),
                 },
@@ -638,12 +710,7 @@ impl Flow for AcquireLock {
                         let watch = watch.clone();
                         self.wait(watch, now)
                     }
-                    Step::Done(Err(e)) => {
-                        if matches!(e, Error::Lock(LockError::Expired { .. })) {
-                            self.mine = None;
-                        }
-                        self.end(Err(e))
-                    }
+                    Step::Done(Err(e)) => self.after_refresh_error(e, now),
                     Step::Transmit(t) => return Step::Transmit(t),
                     Step::Sleep(t) => return Step::Sleep(t),
                 },
@@ -735,6 +802,12 @@ impl Flow for KeepLock {
                     Step::Done(Err(e @ Error::Lock(_))) => return Step::Done(Err(e)),
                     // A transient failure: try again at the next refresh time.
                     Step::Done(Err(_)) => self.refreshing = None,
+                    // Between a refresh's retries nothing is in flight: a stop
+                    // may end the keeper here, and must be noticed promptly.
+                    Step::Sleep(_) if self.stop.load(Ordering::Acquire) => {
+                        return Step::Done(Ok(()))
+                    }
+                    Step::Sleep(until) => return Step::Sleep(until.min(now + STOP_CHECK)),
                     other => return other,
                 }
             }
