@@ -111,14 +111,6 @@ impl TestClient {
         }
     }
 
-    /// Runs `op` through a plain [`Call`].
-    pub fn call<O: Operation + Send>(&self, op: O) -> Result<O::Output, Error>
-    where
-        O::Output: Send,
-    {
-        self.run(Call::new(op))
-    }
-
     /// Runs every operation at once through this one client: threads for the
     /// blocking client, spawned tasks for the async ones. Results in order.
     pub fn concurrently<O>(&self, ops: Vec<O>) -> Vec<Result<O::Output, Error>>
