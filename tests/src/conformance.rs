@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use etcd_proto::drive::BlockingRun;
 use etcd_proto::v2::{WatchEvent, WatchOptions};
-use etcd_proto::{Call, Config, Error, Flow, FromConfig, Operation};
+use etcd_proto::{Config, Error, Flow, FromConfig, Operation};
 
 use crate::harness::{EtcdCluster, EtcdServer};
 
