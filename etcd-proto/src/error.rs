@@ -72,6 +72,14 @@ impl Error {
         }
     }
 
+    /// The v3 error etcd reported, if this is one.
+    pub fn as_v3(&self) -> Option<&crate::v3::V3Error> {
+        match self {
+            Error::Etcd(EtcdError::V3(e)) => Some(e),
+            _ => None,
+        }
+    }
+
     /// The etcd v2 error, if etcd reported one.
     pub fn as_v2(&self) -> Option<&V2Error> {
         match self {
@@ -127,6 +135,12 @@ impl From<MalformedResponse> for Error {
         Error::Malformed(e)
     }
 }
+impl From<crate::v3::V3Error> for Error {
+    fn from(e: crate::v3::V3Error) -> Self {
+        Error::Etcd(EtcdError::V3(e))
+    }
+}
+
 impl From<V2Error> for Error {
     fn from(e: V2Error) -> Self {
         Error::Etcd(EtcdError::V2(e))
@@ -271,12 +285,15 @@ impl std::error::Error for MalformedResponse {}
 pub enum EtcdError {
     /// An error of the v2 keys API (`{"errorCode": …}`).
     V2(V2Error),
+    /// An error of the v3 gateway (`{"error", "code", "message"}`).
+    V3(crate::v3::V3Error),
 }
 
 impl fmt::Display for EtcdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EtcdError::V2(e) => e.fmt(f),
+            EtcdError::V3(e) => e.fmt(f),
         }
     }
 }

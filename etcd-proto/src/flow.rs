@@ -80,3 +80,91 @@ pub(crate) fn finished<T>(result: &mut Option<Result<T, Error>>) -> Step<T> {
         .into())
     }))
 }
+
+/// A sans-IO state machine that may hold one **streamed** response open
+/// (a v3 watch, an election observation) and emits items as they arrive.
+///
+/// # Driving a stream flow
+///
+/// 1. call [`poll`](StreamFlow::poll) with the current time;
+/// 2. on [`StreamStep::Transmit`], exchange the request as for a [`Flow`]
+///    and report it with [`handle_response`](StreamFlow::handle_response)
+///    or [`handle_failure`](StreamFlow::handle_failure);
+/// 3. on [`StreamStep::Open`], send the request and report the response
+///    head with [`handle_head`](StreamFlow::handle_head) (or a failure);
+///    its body stays open;
+/// 4. on [`StreamStep::Read`], read the open body's next chunk and report it
+///    with [`handle_data`](StreamFlow::handle_data), its clean end with
+///    [`handle_end`](StreamFlow::handle_end), or a failure. The open
+///    request's `timeout` bounds the whole stream, not each read;
+/// 5. on [`StreamStep::Emit`], hand the item to the caller;
+/// 6. on [`StreamStep::Sleep`], wait; on [`StreamStep::End`], stop.
+///
+/// **The open stream stays open only while `poll` answers `Read` or
+/// `Emit`.** Any other step means the flow is done with it: the driver
+/// closes it (drops its connection) before acting on the step. Dropping the
+/// flow's driver closes it too. At most one exchange is in flight.
+pub trait StreamFlow {
+    /// What the flow emits.
+    type Item;
+
+    /// What to do next.
+    fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> StreamStep<Self::Item>;
+
+    /// The complete response to the last [`StreamStep::Transmit`].
+    fn handle_response(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        response: http::Response<Bytes>,
+    );
+
+    /// The status and headers of the response to the last [`StreamStep::Open`].
+    fn handle_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts);
+
+    /// The next chunk of the open response body.
+    fn handle_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes);
+
+    /// The open response body ended cleanly.
+    fn handle_end(&mut self, cluster: &mut Cluster, now: Instant);
+
+    /// The last `Transmit`, `Open` or `Read` failed.
+    fn handle_failure(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        kind: TransportErrorKind,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    );
+}
+
+/// What a [`StreamFlow`] wants its driver to do next.
+#[derive(Debug)]
+#[must_use]
+pub enum StreamStep<T> {
+    /// Send this request and report its complete response.
+    Transmit(Transmit),
+    /// Send this request, report the response head, and keep its body open.
+    Open(Transmit),
+    /// Read the next chunk of the open body.
+    Read,
+    /// Nothing to do before this instant; poll again then.
+    Sleep(Instant),
+    /// An item for the caller; poll again for more.
+    Emit(T),
+    /// The flow is finished.
+    End(Result<(), Error>),
+}
+
+impl<T> StreamStep<T> {
+    /// Lifts a [`Flow`]'s step into a stream flow's, for a stream flow that
+    /// runs a unary flow as one of its stages: `Ok(result)` when the inner
+    /// flow is done, `Err(step)` to pass its request or sleep on.
+    pub fn from_flow<U>(step: Step<U>) -> Result<Result<U, Error>, StreamStep<T>> {
+        match step {
+            Step::Transmit(transmit) => Err(StreamStep::Transmit(transmit)),
+            Step::Sleep(until) => Err(StreamStep::Sleep(until)),
+            Step::Done(result) => Ok(result),
+        }
+    }
+}

@@ -82,6 +82,7 @@ mod flow;
 mod operation;
 pub mod srv;
 pub mod v2;
+pub mod v3;
 
 pub use call::Call;
 pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, MEMBER_SYNC_INTERVAL};
@@ -90,8 +91,8 @@ pub use endpoint::Endpoint;
 pub use error::{
     Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind, UsageError,
 };
-pub use flow::{Flow, Step, Transmit};
-pub use operation::{Operation, Replay, Target, Wait};
+pub use flow::{Flow, Step, StreamFlow, StreamStep, Transmit};
+pub use operation::{Api, Operation, Replay, Target, Wait};
 
 #[doc(hidden)]
 pub use serde_json;

@@ -31,6 +31,20 @@ pub trait Operation {
     fn wait(&self) -> Wait {
         Wait::Request
     }
+
+    /// Which etcd API the request belongs to; it decides the credentials sent.
+    fn api(&self) -> Api {
+        Api::V2
+    }
+}
+
+/// The etcd API an operation speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// The v2 keys API and the server-root endpoints: HTTP basic credentials.
+    V2,
+    /// The v3 JSON gateway (`/v3/...`): an auth token, fetched and renewed by the call.
+    V3,
 }
 
 /// Whether an operation may be retried after it may already have taken effect.

@@ -1,0 +1,22 @@
+//! etcd v3 through its JSON gateway (`POST /v3/...` over HTTP/1.1), on by
+//! default in every etcd 3.x.
+//!
+//! The types here ([`KeyValue`], [`RangeResponse`], [`Compare`], …) know
+//! nothing of JSON: the gateway's encoding (base64 bytes, 64-bit integers as
+//! strings, omitted defaults) lives in one private module, so a binary gRPC
+//! encoding could be added beside it.
+//!
+//! - [`kv`]: [`Get`] (range reads), [`Put`], [`Delete`], [`Compact`].
+//! - [`KeyRange`]: one key, a prefix (with the correct end, 0xFF bytes
+//!   included), a range, from a key onward, or every key.
+//! - [`V3Error`] / [`V3ErrorKind`]: errors classified by etcd's message, each
+//!   able to say whether a retry is safe.
+
+mod error;
+mod json;
+pub mod kv;
+mod types;
+
+pub use error::{V3Error, V3ErrorKind};
+pub use kv::{Compact, Delete, DeleteResponse, Get, Put, PutResponse, RangeResponse};
+pub use types::{prefix_end, KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};
