@@ -11,8 +11,9 @@ use crate::error::{
     UsageError,
 };
 use crate::flow::{Flow, Step, Transmit};
-use crate::operation::{Operation, Replay, Wait};
+use crate::operation::{Api, Operation, Replay, Wait};
 use crate::v2::{Members, V2ErrorCode};
+use crate::v3::{Authenticate, V3ErrorKind};
 
 /// Rounds over every endpoint a call makes when it has no deadline.
 const MAX_ROUNDS_WITHOUT_DEADLINE: u32 = 3;
@@ -22,6 +23,8 @@ const MAX_REDIRECTS: u32 = 3;
 const ATTEMPT_SHARE: u32 = 3;
 /// …but never less than this (or what is left, if less).
 const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+/// v3 token fetches at most per call: the first, and one after a rejection.
+const MAX_LOGINS: u32 = 2;
 
 /// The flow that runs one [`Operation`]: build, send, parse, failing over
 /// between endpoints.
@@ -51,6 +54,11 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 /// - Answers whose `X-Etcd-Cluster-Id` is not the expected one fail with
 ///   [`Error::ClusterMismatch`]. Redirects are followed only when allowed and
 ///   only when they keep the request's path and query.
+/// - **v3 auth:** with credentials set and no token yet, a v3 call first
+///   authenticates; a request refused with `invalid auth token`,
+///   `revision of auth store is old` or `user name is empty` is replayed
+///   once after a fresh token (it took no effect, so even a write may be).
+///   A wrong password ends the call with that error.
 #[derive(Debug)]
 pub struct Call<O: Operation> {
     op: O,
@@ -65,12 +73,15 @@ pub struct Call<O: Operation> {
     failures: Vec<(String, Error)>,
     redirect: Option<Endpoint>,
     redirects: u32,
+    logins: u32,
+    replayed_for_token: bool,
 }
 
 #[derive(Debug)]
 enum State<T> {
     Ready,
     Syncing(Endpoint),
+    LoggingIn(Endpoint),
     InFlight(Endpoint),
     Backoff(Instant),
     Finished(Option<Result<T, Error>>),
@@ -92,6 +103,8 @@ impl<O: Operation> Call<O> {
             failures: Vec::new(),
             redirect: None,
             redirects: 0,
+            logins: 0,
+            replayed_for_token: false,
         }
     }
 
@@ -169,13 +182,31 @@ impl<O: Operation> Call<O> {
         }
     }
 
-    fn with_auth(cluster: &Cluster, mut request: http::Request<Bytes>) -> http::Request<Bytes> {
-        if let Some(auth) = cluster.authorization() {
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, auth.clone());
-        }
+    fn with_auth(
+        cluster: &Cluster,
+        api: Api,
+        mut request: http::Request<Bytes>,
+    ) -> http::Request<Bytes> {
+        cluster.authorize(api, &mut request);
         request
+    }
+
+    /// The token fetch to send before the operation, if it needs one.
+    fn login(&mut self, cluster: &Cluster) -> Option<Authenticate> {
+        if self.op.api() != Api::V3 || !cluster.v3_token_needed() || self.logins >= MAX_LOGINS {
+            return None;
+        }
+        let (user, password) = cluster.v3_credentials()?;
+        self.logins += 1;
+        Some(Authenticate::new(user, password))
+    }
+
+    /// The token fetch failed on `endpoint` without an answer from etcd's auth.
+    fn login_failed(&mut self, cluster: &mut Cluster, endpoint: Endpoint, error: Error) {
+        cluster.endpoint_failed(&endpoint);
+        self.record(&endpoint, error);
+        self.tried.push(endpoint);
+        self.state = State::Ready;
     }
 
     /// Starts the next attempt, a backoff, or the end.
@@ -198,7 +229,7 @@ impl<O: Operation> Call<O> {
             cluster.member_sync_attempted(now);
             let endpoint = cluster.pinned().clone();
             if let Ok(request) = Members.build(&cluster.target_on(&endpoint)) {
-                let request = Self::with_auth(cluster, request);
+                let request = Self::with_auth(cluster, Api::V2, request);
                 self.state = State::Syncing(endpoint);
                 return Some(Step::Transmit(Transmit {
                     request,
@@ -223,8 +254,22 @@ impl<O: Operation> Call<O> {
             self.finish(Err(error));
             return None;
         };
+        if let Some(login) = self.login(cluster) {
+            let request = match login.build(&cluster.target_on(&endpoint)) {
+                Ok(request) => request,
+                Err(e) => {
+                    self.finish(Err(e.into()));
+                    return None;
+                }
+            };
+            self.state = State::LoggingIn(endpoint);
+            return Some(Step::Transmit(Transmit {
+                request,
+                timeout: self.attempt_timeout(now),
+            }));
+        }
         let request = match self.op.build(&cluster.target_on(&endpoint)) {
-            Ok(request) => Self::with_auth(cluster, request),
+            Ok(request) => Self::with_auth(cluster, self.op.api(), request),
             Err(e) => {
                 self.finish(Err(e.into()));
                 return None;
@@ -293,7 +338,7 @@ impl<O: Operation> Flow for Call<O> {
         loop {
             match &mut self.state {
                 State::Finished(result) => return crate::flow::finished(result),
-                State::InFlight(_) | State::Syncing(_) => {
+                State::InFlight(_) | State::Syncing(_) | State::LoggingIn(_) => {
                     return Step::Done(Err(UsageError::FlowOutOfOrder {
                         expected: "the outcome of the last transmit",
                     }
@@ -328,6 +373,20 @@ impl<O: Operation> Flow for Call<O> {
                 // An endpoint that answers is alive, even if its list is unusable.
                 if let Ok(members) = Members.parse(response) {
                     cluster.apply_members(&members);
+                }
+                return;
+            }
+            State::LoggingIn(endpoint) => {
+                match crate::v3::auth::parse_token(response) {
+                    Ok(token) => cluster.set_v3_token(Some(&token)),
+                    Err(e) => match e.as_v3().map(|v| v.kind) {
+                        Some(V3ErrorKind::AuthNotEnabled) => cluster.v3_auth_disabled(),
+                        Some(V3ErrorKind::AuthFailed) => self.finish(Err(e)),
+                        _ => {
+                            self.busy |= is_transient(&e);
+                            self.login_failed(cluster, endpoint, e);
+                        }
+                    },
                 }
                 return;
             }
@@ -373,11 +432,24 @@ impl<O: Operation> Flow for Call<O> {
             };
             self.busy |= is_transient(&error);
             cluster.endpoint_failed(&endpoint);
-            self.after_failure(&endpoint, error, true);
+            // etcd refused it before proposing it (no leader, say): no effect.
+            let took_effect = !error.as_v3().is_some_and(|e| e.retry_safe());
+            self.after_failure(&endpoint, error, took_effect);
             return;
         }
         cluster.endpoint_succeeded(&endpoint);
         let result = self.op.parse(response);
+        if let Err(error) = &result {
+            let stale_token = error.as_v3().is_some_and(|e| e.needs_new_token());
+            if stale_token && cluster.v3_credentials().is_some() && !self.replayed_for_token {
+                // Refused for its token, so it took no effect: fetch a new
+                // one and send it again, to the same endpoint.
+                self.replayed_for_token = true;
+                cluster.v3_token_rejected();
+                self.tried.pop();
+                return;
+            }
+        }
         self.finish(result);
     }
 
@@ -390,6 +462,11 @@ impl<O: Operation> Flow for Call<O> {
     ) {
         match std::mem::replace(&mut self.state, State::Ready) {
             State::Syncing(endpoint) => cluster.endpoint_failed(&endpoint),
+            State::LoggingIn(endpoint) => {
+                self.busy |= kind != TransportErrorKind::Connect;
+                let error = TransportError::new(endpoint.as_str(), kind, source);
+                self.login_failed(cluster, endpoint, error.into());
+            }
             State::InFlight(endpoint) => {
                 let error = TransportError::new(endpoint.as_str(), kind, source);
                 let not_sent = error.request_not_sent();
@@ -420,6 +497,9 @@ impl<O: Operation> Flow for Call<O> {
 /// True for server errors that say "not now" rather than "never": an election,
 /// a raft timeout, a gateway in between.
 fn is_transient(error: &Error) -> bool {
+    if let Some(e) = error.as_v3() {
+        return e.is_transient();
+    }
     match error {
         Error::Etcd(_) => error.as_v2().is_some_and(|e| match e.code {
             V2ErrorCode::LeaderElect => true,

@@ -43,6 +43,26 @@ pub struct Cluster {
     last_sync: Option<Instant>,
     expected_cluster_id: Option<String>,
     allow_redirect: bool,
+    v3_auth: V3Auth,
+}
+
+/// v3 credentials and the token they were exchanged for.
+#[derive(Clone, Default)]
+struct V3Auth {
+    credentials: Option<(String, String)>,
+    token: Option<http::HeaderValue>,
+    /// The server said auth is off: send no token, fetch none.
+    disabled: bool,
+}
+
+impl std::fmt::Debug for V3Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V3Auth")
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("has_token", &self.token.is_some())
+            .field("disabled", &self.disabled)
+            .finish()
+    }
 }
 
 impl Cluster {
@@ -69,6 +89,7 @@ impl Cluster {
             last_sync: None,
             expected_cluster_id: None,
             allow_redirect: false,
+            v3_auth: V3Auth::default(),
         })
     }
 
@@ -165,6 +186,70 @@ impl Cluster {
 
     pub(crate) fn authorization(&self) -> Option<&http::HeaderValue> {
         self.authorization.as_ref()
+    }
+
+    /// Authenticates v3 requests as `user` (etcd v3 auth): the client trades
+    /// the password for a token at its first v3 request, sends the token
+    /// with every v3 request, and fetches a new one when etcd says it expired.
+    pub fn set_v3_credentials(&mut self, user: &str, password: &str) {
+        self.v3_auth = V3Auth {
+            credentials: Some((user.to_owned(), password.to_owned())),
+            ..V3Auth::default()
+        };
+    }
+
+    /// Uses `token` for v3 requests as it is (no credentials to renew it).
+    pub fn set_v3_token(&mut self, token: Option<&str>) {
+        self.v3_auth.token = token.and_then(|t| http::HeaderValue::from_str(t).ok()).map(|mut v| {
+            v.set_sensitive(true);
+            v
+        });
+        if self.v3_auth.token.is_some() {
+            self.v3_auth.disabled = false;
+        }
+    }
+
+    /// The v3 user and password, if set.
+    pub(crate) fn v3_credentials(&self) -> Option<(&str, &str)> {
+        self.v3_auth
+            .credentials
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// True if a v3 request should first fetch a token.
+    pub(crate) fn v3_token_needed(&self) -> bool {
+        self.v3_auth.credentials.is_some() && self.v3_auth.token.is_none() && !self.v3_auth.disabled
+    }
+
+    /// The server reported auth as disabled: stop sending and fetching tokens.
+    pub(crate) fn v3_auth_disabled(&mut self) {
+        self.v3_auth.token = None;
+        self.v3_auth.disabled = true;
+    }
+
+    /// Forgets the token (etcd rejected it), so the next v3 request fetches a
+    /// new one; also forgets a previous "auth is disabled" answer.
+    pub(crate) fn v3_token_rejected(&mut self) {
+        self.v3_auth.token = None;
+        self.v3_auth.disabled = false;
+    }
+
+    /// Adds the credentials `api` uses to `request`: the basic-auth header for
+    /// v2, the token (bare, as etcd wants it) for v3. Never an empty header:
+    /// etcd with auth off refuses any `Authorization`.
+    pub(crate) fn authorize(&self, api: crate::operation::Api, request: &mut http::Request<bytes::Bytes>) {
+        use crate::operation::Api;
+        let header = match api {
+            Api::V2 => self.authorization.as_ref(),
+            Api::V3 => self.v3_auth.token.as_ref(),
+            Api::V3Login => None,
+        };
+        if let Some(value) = header {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
     }
 
     /// `endpoint` answered: pin it.

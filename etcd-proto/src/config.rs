@@ -23,6 +23,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// HTTP basic credentials for etcd v2 auth.
     pub basic_auth: Option<(String, String)>,
+    /// User and password for etcd v3 auth (traded for a token, renewed as needed).
+    pub v3_credentials: Option<(String, String)>,
     /// How many idle keep-alive connections to keep per endpoint (default 64).
     pub max_idle_connections: usize,
     /// The largest response body accepted (default 512 MiB).
@@ -43,6 +45,7 @@ impl Default for Config {
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             connect_timeout: Duration::from_secs(3),
             basic_auth: None,
+            v3_credentials: None,
             max_idle_connections: 64,
             max_response_bytes: 512 * 1024 * 1024,
             discover_members: true,
@@ -66,6 +69,9 @@ impl Config {
         cluster.set_request_timeout(self.request_timeout);
         if let Some((user, password)) = &self.basic_auth {
             cluster.set_basic_auth(user, password);
+        }
+        if let Some((user, password)) = &self.v3_credentials {
+            cluster.set_v3_credentials(user, password);
         }
         cluster.set_discover_members(self.discover_members);
         cluster.set_expected_cluster_id(self.expected_cluster_id.clone());
@@ -160,6 +166,14 @@ impl<C: FromConfig> ClientBuilder<C> {
     /// HTTP basic credentials for etcd v2 auth.
     pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.config.basic_auth = Some((user.into(), password.into()));
+        self
+    }
+
+    /// User and password for etcd v3 auth: the client trades them for a
+    /// token at its first v3 request and fetches a new token whenever etcd
+    /// says the old one expired (see [`v3::auth`](crate::v3::auth)).
+    pub fn v3_credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.config.v3_credentials = Some((user.into(), password.into()));
         self
     }
 

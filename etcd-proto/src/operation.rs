@@ -45,6 +45,8 @@ pub enum Api {
     V2,
     /// The v3 JSON gateway (`/v3/...`): an auth token, fetched and renewed by the call.
     V3,
+    /// A v3 request that must carry no token (authenticating itself).
+    V3Login,
 }
 
 /// Whether an operation may be retried after it may already have taken effect.

@@ -12,11 +12,13 @@
 //! - [`V3Error`] / [`V3ErrorKind`]: errors classified by etcd's message, each
 //!   able to say whether a retry is safe.
 
+pub mod auth;
 mod error;
 mod json;
 pub mod kv;
 mod types;
 
+pub use auth::Authenticate;
 pub use error::{V3Error, V3ErrorKind};
 pub use kv::{Compact, Delete, DeleteResponse, Get, Put, PutResponse, RangeResponse};
 pub use types::{prefix_end, KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};
