@@ -184,10 +184,6 @@ impl Cluster {
         Target::new(endpoint, &self.version_prefix)
     }
 
-    pub(crate) fn authorization(&self) -> Option<&http::HeaderValue> {
-        self.authorization.as_ref()
-    }
-
     /// Authenticates v3 requests as `user` (etcd v3 auth): the client trades
     /// the password for a token at its first v3 request, sends the token
     /// with every v3 request, and fetches a new one when etcd says it expired.
@@ -200,10 +196,13 @@ impl Cluster {
 
     /// Uses `token` for v3 requests as it is (no credentials to renew it).
     pub fn set_v3_token(&mut self, token: Option<&str>) {
-        self.v3_auth.token = token.and_then(|t| http::HeaderValue::from_str(t).ok()).map(|mut v| {
-            v.set_sensitive(true);
-            v
-        });
+        self.v3_auth.token =
+            token
+                .and_then(|t| http::HeaderValue::from_str(t).ok())
+                .map(|mut v| {
+                    v.set_sensitive(true);
+                    v
+                });
         if self.v3_auth.token.is_some() {
             self.v3_auth.disabled = false;
         }
@@ -238,7 +237,11 @@ impl Cluster {
     /// Adds the credentials `api` uses to `request`: the basic-auth header for
     /// v2, the token (bare, as etcd wants it) for v3. Never an empty header:
     /// etcd with auth off refuses any `Authorization`.
-    pub(crate) fn authorize(&self, api: crate::operation::Api, request: &mut http::Request<bytes::Bytes>) {
+    pub(crate) fn authorize(
+        &self,
+        api: crate::operation::Api,
+        request: &mut http::Request<bytes::Bytes>,
+    ) {
         use crate::operation::Api;
         let header = match api {
             Api::V2 => self.authorization.as_ref(),

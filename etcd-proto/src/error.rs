@@ -36,7 +36,31 @@ pub enum Error {
     Discovery(crate::srv::DiscoveryError),
     /// A lock was lost, not found, or not acquired in time.
     Lock(crate::v2::LockError),
+    /// An optimistic update lost the race to other writers every time it tried.
+    Contention(Contention),
 }
+
+/// An optimistic read-modify-write gave up: every attempt found the key
+/// changed by another writer between its read and its write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contention {
+    /// The key.
+    pub key: String,
+    /// How many writes were attempted.
+    pub attempts: u32,
+}
+
+impl fmt::Display for Contention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gave up updating {:?}: other writers changed it before each of {} attempts",
+            self.key, self.attempts
+        )
+    }
+}
+
+impl std::error::Error for Contention {}
 
 /// The broad class of an [`Error`], for matching without destructuring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,6 +80,8 @@ pub enum ErrorKind {
     Discovery,
     /// See [`Error::Lock`].
     Lock,
+    /// See [`Error::Contention`].
+    Contention,
 }
 
 impl Error {
@@ -69,6 +95,7 @@ impl Error {
             Error::ClusterMismatch(_) => ErrorKind::ClusterMismatch,
             Error::Discovery(_) => ErrorKind::Discovery,
             Error::Lock(_) => ErrorKind::Lock,
+            Error::Contention(_) => ErrorKind::Contention,
         }
     }
 
@@ -106,6 +133,7 @@ impl fmt::Display for Error {
             Error::ClusterMismatch(e) => e.fmt(f),
             Error::Discovery(e) => e.fmt(f),
             Error::Lock(e) => e.fmt(f),
+            Error::Contention(e) => e.fmt(f),
         }
     }
 }
@@ -121,6 +149,7 @@ impl std::error::Error for Error {
             Error::ClusterMismatch(e) => Some(e),
             Error::Discovery(e) => Some(e),
             Error::Lock(e) => Some(e),
+            Error::Contention(e) => Some(e),
         }
     }
 }
@@ -135,6 +164,12 @@ impl From<MalformedResponse> for Error {
         Error::Malformed(e)
     }
 }
+impl From<Contention> for Error {
+    fn from(e: Contention) -> Self {
+        Error::Contention(e)
+    }
+}
+
 impl From<crate::v3::V3Error> for Error {
     fn from(e: crate::v3::V3Error) -> Self {
         Error::Etcd(EtcdError::V3(e))

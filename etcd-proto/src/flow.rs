@@ -168,3 +168,19 @@ impl<T> StreamStep<T> {
         }
     }
 }
+
+impl<T> Step<T> {
+    /// Passes an inner flow's `Transmit` or `Sleep` on as an outer flow's
+    /// step. For a `Done` the caller should have matched first; it becomes
+    /// [`UsageError::FlowOutOfOrder`](crate::UsageError::FlowOutOfOrder).
+    pub fn map_pending<U>(self) -> Step<U> {
+        match self {
+            Step::Transmit(transmit) => Step::Transmit(transmit),
+            Step::Sleep(until) => Step::Sleep(until),
+            Step::Done(_) => Step::Done(Err(crate::error::UsageError::FlowOutOfOrder {
+                expected: "a pending step",
+            }
+            .into())),
+        }
+    }
+}

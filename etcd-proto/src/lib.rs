@@ -89,7 +89,7 @@ pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, MEMBER_SYNC_INTERVAL};
 pub use config::{ClientBuilder, Config, FromConfig, DEFAULT_ENDPOINT};
 pub use endpoint::Endpoint;
 pub use error::{
-    Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind, UsageError,
+    Contention, Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind, UsageError,
 };
 pub use flow::{Flow, Step, StreamFlow, StreamStep, Transmit};
 pub use operation::{Api, Operation, Replay, Target, Wait};

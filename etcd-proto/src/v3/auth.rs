@@ -70,5 +70,6 @@ impl Operation for Authenticate {
 
 /// Parses an authenticate answer into its token.
 pub(crate) fn parse_token(response: http::Response<Bytes>) -> Result<String, Error> {
-    json::parse_unary::<WireAuthenticateResponse>(response.status(), response.body()).map(|r| r.token)
+    json::parse_unary::<WireAuthenticateResponse>(response.status(), response.body())
+        .map(|r| r.token)
 }

@@ -16,9 +16,16 @@ pub mod auth;
 mod error;
 mod json;
 pub mod kv;
+pub mod lease;
+pub mod txn;
 mod types;
 
 pub use auth::Authenticate;
 pub use error::{V3Error, V3ErrorKind};
 pub use kv::{Compact, Delete, DeleteResponse, Get, Put, PutResponse, RangeResponse};
+pub use lease::{
+    KeepAlive, LeaseGrant, LeaseGrantResponse, LeaseKeepAliveOnce, LeaseKeepAliveResponse, LeaseLeases,
+    LeaseRevoke, LeaseTimeToLive, LeaseTimeToLiveResponse,
+};
+pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, UpdateWith};
 pub use types::{prefix_end, KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};

@@ -1,0 +1,523 @@
+//! Leases: grant, revoke, time-to-live, list, keep-alive once, and
+//! [`KeepAlive`], the flow that keeps a lease alive in the background.
+//!
+//! Keys attached to a lease are deleted when it ends: revoked, or not kept
+//! alive within its TTL. Lease calls need no auth token even with auth on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::error::{V3Error, V3ErrorKind};
+use super::json::{self, ObjectWriter, WireHeader};
+use super::kv::HeaderOnly;
+use super::types::ResponseHeader;
+use crate::call::Call;
+use crate::cluster::Cluster;
+use crate::error::{Error, MalformedResponse, TransportErrorKind, UsageError};
+use crate::flow::{Flow, Step};
+use crate::operation::{Api, Operation, Replay, Target};
+
+/// `POST /v3/lease/grant`: a new lease of `ttl` seconds (the server may
+/// round a short TTL up: TTL 1 is granted as 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant {
+    ttl: i64,
+    id: i64,
+}
+
+impl LeaseGrant {
+    /// A lease of `ttl` seconds, its ID chosen by the server.
+    pub fn new(ttl: i64) -> Self {
+        LeaseGrant { ttl, id: 0 }
+    }
+
+    /// Asks for this ID (fails with `LeaseExists` if it is taken).
+    pub fn id(mut self, id: i64) -> Self {
+        self.id = id;
+        self
+    }
+}
+
+/// A granted lease.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseGrantResponse {
+    /// The header.
+    pub header: ResponseHeader,
+    /// The lease ID.
+    pub id: i64,
+    /// The TTL granted, in seconds.
+    pub ttl: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireLease {
+    header: WireHeader,
+    #[serde(rename = "ID")]
+    id: json::Int,
+    #[serde(rename = "TTL")]
+    ttl: json::Int,
+    #[serde(rename = "grantedTTL")]
+    granted_ttl: json::Int,
+    keys: Vec<json::B64Bytes>,
+    error: String,
+    leases: Vec<WireLeaseId>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireLeaseId {
+    #[serde(rename = "ID")]
+    id: json::Int,
+}
+
+fn parse_lease(response: &http::Response<Bytes>) -> Result<WireLease, Error> {
+    json::parse_unary::<WireLease>(response.status(), response.body())
+}
+
+impl Operation for LeaseGrant {
+    type Output = LeaseGrantResponse;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        let body = ObjectWriter::new()
+            .int("TTL", self.ttl)
+            .int("ID", self.id)
+            .finish();
+        Ok(json::post(target.root_uri("/v3/lease/grant")?, body))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<LeaseGrantResponse, Error> {
+        let wire = parse_lease(&response)?;
+        if !wire.error.is_empty() {
+            let status = response.status().as_u16();
+            return Err(V3Error::new(status, 2, &wire.error).into());
+        }
+        Ok(LeaseGrantResponse {
+            header: wire.header.into(),
+            id: wire.id.0,
+            ttl: wire.ttl.0,
+        })
+    }
+
+    fn replay(&self) -> Replay {
+        Replay::AtMostOnce
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}
+
+/// `POST /v3/lease/revoke`: ends a lease now, deleting its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRevoke(pub i64);
+
+impl Operation for LeaseRevoke {
+    type Output = ResponseHeader;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        let body = ObjectWriter::new().int("ID", self.0).finish();
+        Ok(json::post(target.root_uri("/v3/lease/revoke")?, body))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<ResponseHeader, Error> {
+        json::parse_unary::<HeaderOnly>(response.status(), response.body()).map(|r| r.header.into())
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}
+
+/// `POST /v3/lease/timetolive`: a lease's remaining TTL, and optionally its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimeToLive {
+    id: i64,
+    keys: bool,
+}
+
+impl LeaseTimeToLive {
+    /// Asks about lease `id`.
+    pub fn new(id: i64) -> Self {
+        LeaseTimeToLive { id, keys: false }
+    }
+
+    /// Also lists the keys attached to it.
+    pub fn with_keys(mut self) -> Self {
+        self.keys = true;
+        self
+    }
+}
+
+/// A lease's remaining life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseTimeToLiveResponse {
+    /// The header.
+    pub header: ResponseHeader,
+    /// The lease ID.
+    pub id: i64,
+    /// Seconds left; **-1 if the lease does not exist** (expired or revoked):
+    /// etcd answers 200, not an error.
+    pub ttl: i64,
+    /// The TTL it was granted with.
+    pub granted_ttl: i64,
+    /// The attached keys, if asked for.
+    pub keys: Vec<Vec<u8>>,
+}
+
+impl LeaseTimeToLiveResponse {
+    /// True if the lease still exists.
+    pub fn is_alive(&self) -> bool {
+        self.ttl >= 0
+    }
+}
+
+impl Operation for LeaseTimeToLive {
+    type Output = LeaseTimeToLiveResponse;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        let body = ObjectWriter::new()
+            .int("ID", self.id)
+            .flag("keys", self.keys)
+            .finish();
+        Ok(json::post(target.root_uri("/v3/lease/timetolive")?, body))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<LeaseTimeToLiveResponse, Error> {
+        let wire = parse_lease(&response)?;
+        Ok(LeaseTimeToLiveResponse {
+            header: wire.header.into(),
+            id: wire.id.0,
+            ttl: wire.ttl.0,
+            granted_ttl: wire.granted_ttl.0,
+            keys: wire.keys.into_iter().map(|k| k.0).collect(),
+        })
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}
+
+/// `POST /v3/lease/leases`: the IDs of every live lease.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseLeases;
+
+impl Operation for LeaseLeases {
+    type Output = Vec<i64>;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        Ok(json::post(
+            target.root_uri("/v3/lease/leases")?,
+            "{}".to_owned(),
+        ))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<Vec<i64>, Error> {
+        Ok(parse_lease(&response)?
+            .leases
+            .into_iter()
+            .map(|l| l.id.0)
+            .collect())
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}
+
+/// One keep-alive (`POST /v3/lease/keepalive` with one request: the server
+/// answers one NDJSON line and ends the body).
+///
+/// A reply without a TTL means the lease is gone: that is returned as a
+/// `LeaseNotFound` [`V3Error`], never as a TTL of 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseKeepAliveOnce(pub i64);
+
+/// A lease renewed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseKeepAliveResponse {
+    /// The header.
+    pub header: ResponseHeader,
+    /// The lease ID.
+    pub id: i64,
+    /// The TTL it was renewed to, in seconds.
+    pub ttl: i64,
+}
+
+impl Operation for LeaseKeepAliveOnce {
+    type Output = LeaseKeepAliveResponse;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        let body = ObjectWriter::new().int("ID", self.0).finish();
+        Ok(json::post(target.root_uri("/v3/lease/keepalive")?, body))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<LeaseKeepAliveResponse, Error> {
+        let status = response.status();
+        if !status.is_success() {
+            return Err(json::error_body(status.as_u16(), response.body()));
+        }
+        let body = response.body();
+        let first = body.split(|b| *b == b'\n').find(|line| !line.is_empty());
+        let Some(line) = first else {
+            return Err(
+                MalformedResponse::new(status.as_u16(), "empty keep-alive stream", body).into(),
+            );
+        };
+        let wire: WireLease = json::parse_stream_line(line)?;
+        if wire.ttl.0 <= 0 {
+            return Err(Error::from(V3Error {
+                status: 200,
+                code: 5,
+                message: format!(
+                    "lease {:x} not found: keep-alive answered without a TTL",
+                    self.0
+                ),
+                kind: V3ErrorKind::LeaseNotFound,
+            }));
+        }
+        Ok(LeaseKeepAliveResponse {
+            header: wire.header.into(),
+            id: wire.id.0,
+            ttl: wire.ttl.0,
+        })
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}
+
+/// The wait before retrying a failed keep-alive.
+pub const KEEPALIVE_RETRY: Duration = Duration::from_millis(500);
+
+/// Keeps a lease alive until stopped, or until it is lost.
+///
+/// Sends a keep-alive at once, then every TTL/3 of the TTL last granted
+/// (Go's clientv3 rule). A failed keep-alive is retried every
+/// [`KEEPALIVE_RETRY`] while the lease may still be alive; once its last
+/// granted TTL has run out with no renewal, or etcd says it is gone, the flow
+/// ends with the error: **the lease is lost**, and with it every key attached.
+/// Setting the `stop` flag ends it with `Ok(())` at its next wake-up.
+pub struct KeepAlive {
+    id: i64,
+    stop: Arc<AtomicBool>,
+    call: Option<Call<LeaseKeepAliveOnce>>,
+    next: Option<Instant>,
+    expires: Option<Instant>,
+    last_error: Option<Error>,
+    done: Option<Result<(), Error>>,
+}
+
+impl std::fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeepAlive")
+            .field("id", &self.id)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeepAlive {
+    /// Keeps lease `id` alive until `stop` is set.
+    pub fn new(id: i64, stop: Arc<AtomicBool>) -> Self {
+        KeepAlive {
+            id,
+            stop,
+            call: None,
+            next: None,
+            expires: None,
+            last_error: None,
+            done: None,
+        }
+    }
+
+    /// The lease.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn after(&mut self, result: Result<LeaseKeepAliveResponse, Error>, now: Instant) {
+        self.call = None;
+        match result {
+            Ok(renewed) => {
+                let ttl = Duration::from_secs(renewed.ttl.max(1) as u64);
+                self.expires = Some(now + ttl);
+                self.next = Some(now + ttl / 3);
+                self.last_error = None;
+            }
+            Err(e)
+                if e.as_v3()
+                    .is_some_and(|v| v.kind == V3ErrorKind::LeaseNotFound) =>
+            {
+                self.done = Some(Err(e));
+            }
+            Err(e) => {
+                if self.expires.is_none_or(|at| now >= at) {
+                    self.done = Some(Err(e));
+                } else {
+                    self.last_error = Some(e);
+                    self.next = Some(now + KEEPALIVE_RETRY);
+                }
+            }
+        }
+    }
+}
+
+impl Flow for KeepAlive {
+    type Output = ();
+
+    fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<()> {
+        loop {
+            if let Some(done) = self.done.take() {
+                self.done = Some(Err(UsageError::FlowOutOfOrder {
+                    expected: "no poll after Done",
+                }
+                .into()));
+                return Step::Done(done);
+            }
+            if let Some(call) = &mut self.call {
+                match call.poll(cluster, now) {
+                    Step::Done(result) => {
+                        self.after(result, now);
+                        continue;
+                    }
+                    other => return other.map_pending(),
+                }
+            }
+            if self.stop.load(Ordering::Acquire) {
+                self.done = Some(Ok(()));
+                continue;
+            }
+            if let Some(expires) = self.expires {
+                if now >= expires {
+                    let reason = self.last_error.take().unwrap_or_else(|| {
+                        Error::from(V3Error {
+                            status: 200,
+                            code: 5,
+                            message: format!(
+                                "lease {:x} expired before a renewal got through",
+                                self.id
+                            ),
+                            kind: V3ErrorKind::LeaseNotFound,
+                        })
+                    });
+                    self.done = Some(Err(reason));
+                    continue;
+                }
+            }
+            match self.next {
+                Some(at) if now < at => {
+                    // Wake at the renewal time, but never past the expiry.
+                    return Step::Sleep(self.expires.map_or(at, |e| at.min(e)));
+                }
+                _ => {
+                    // Each keep-alive must end before the lease would.
+                    let deadline = self.expires;
+                    self.call =
+                        Some(Call::new(LeaseKeepAliveOnce(self.id)).with_deadline(deadline));
+                }
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        response: http::Response<Bytes>,
+    ) {
+        if let Some(call) = &mut self.call {
+            call.handle_response(cluster, now, response);
+        }
+    }
+
+    fn handle_failure(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        kind: TransportErrorKind,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) {
+        if let Some(call) = &mut self.call {
+            call.handle_failure(cluster, now, kind, source);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> http::Response<Bytes> {
+        http::Response::builder()
+            .status(status)
+            .body(Bytes::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[test]
+    fn keepalive_without_ttl_is_lease_not_found() {
+        let ok = LeaseKeepAliveOnce(4096)
+            .parse(answer(
+                200,
+                "{\"result\":{\"header\":{\"revision\":\"3\"},\"ID\":\"4096\",\"TTL\":\"30\"}}\n",
+            ))
+            .unwrap();
+        assert_eq!((ok.id, ok.ttl), (4096, 30));
+        let gone = LeaseKeepAliveOnce(999)
+            .parse(answer(200, "{\"result\":{\"header\":{},\"ID\":\"999\"}}\n"))
+            .unwrap_err();
+        assert_eq!(gone.as_v3().unwrap().kind, V3ErrorKind::LeaseNotFound);
+        let broken = LeaseKeepAliveOnce(1).parse(answer(200, "")).unwrap_err();
+        assert!(matches!(broken, Error::Malformed(_)));
+    }
+
+    #[test]
+    fn timetolive_of_unknown_lease_is_minus_one() {
+        let r = LeaseTimeToLive::new(5)
+            .parse(answer(200, r#"{"header":{},"ID":"5","TTL":"-1"}"#))
+            .unwrap();
+        assert!(!r.is_alive());
+    }
+
+    #[test]
+    fn keeper_renews_at_a_third_and_reports_loss() {
+        let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut keeper = KeepAlive::new(7, stop.clone());
+        let t0 = Instant::now();
+        let Step::Transmit(_) = keeper.poll(&mut cluster, t0) else {
+            panic!()
+        };
+        keeper.handle_response(
+            &mut cluster,
+            t0,
+            answer(200, "{\"result\":{\"ID\":\"7\",\"TTL\":\"9\"}}\n"),
+        );
+        match keeper.poll(&mut cluster, t0) {
+            Step::Sleep(at) => assert_eq!(at, t0 + Duration::from_secs(3)),
+            other => panic!("{other:?}"),
+        }
+        let t1 = t0 + Duration::from_secs(3);
+        let Step::Transmit(_) = keeper.poll(&mut cluster, t1) else {
+            panic!()
+        };
+        keeper.handle_response(
+            &mut cluster,
+            t1,
+            answer(200, "{\"result\":{\"ID\":\"7\"}}\n"),
+        );
+        match keeper.poll(&mut cluster, t1) {
+            Step::Done(Err(e)) => assert_eq!(e.as_v3().unwrap().kind, V3ErrorKind::LeaseNotFound),
+            other => panic!("{other:?}"),
+        }
+        let mut stopped = KeepAlive::new(7, Arc::new(AtomicBool::new(true)));
+        assert!(matches!(stopped.poll(&mut cluster, t0), Step::Done(Ok(()))));
+    }
+}
