@@ -32,6 +32,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use async_std::net::TcpStream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body as _, Frame, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::client::conn::TrySendError;
 
@@ -121,6 +122,37 @@ impl Conn {
         });
         driver.mark(WORK);
         poll_fn(|cx| driver.poll_with(cx, |cx| work.as_mut().poll(cx))).await
+    }
+
+    /// Sends `request` and returns the response as soon as its head arrived,
+    /// the body left for [`next_frame`](Self::next_frame), driving the
+    /// connection meanwhile. The connection then serves that body only: it
+    /// never goes back to a pool.
+    pub(crate) async fn open(
+        &mut self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, ExchangeError> {
+        let Conn { sender, driver } = self;
+        let mut work = pin!(async move {
+            sender
+                .try_send_request(request)
+                .await
+                .map_err(ExchangeError::head)
+        });
+        driver.mark(WORK);
+        poll_fn(|cx| driver.poll_with(cx, |cx| work.as_mut().poll(cx))).await
+    }
+
+    /// The next frame of `body`, the body of the response [`open`](Self::open)
+    /// returned, driving the connection meanwhile.
+    pub(crate) async fn next_frame(
+        &mut self,
+        body: &mut Incoming,
+    ) -> Option<Result<Frame<Bytes>, hyper::Error>> {
+        let Conn { driver, .. } = self;
+        // Nobody polled the connection since the last frame: poll both once.
+        driver.mark(DRIVER | WORK);
+        poll_fn(|cx| driver.poll_with(cx, |cx| Pin::new(&mut *body).poll_frame(cx))).await
     }
 
     /// The connection goes idle: it forgets the last task that polled it,

@@ -26,9 +26,15 @@
 //! point is safe and never leaves a half-used connection behind for the
 //! next request.
 //!
+//! A streamed response ([`AsyncTransport::open`], for a
+//! [`StreamFlow`](etcd_proto::StreamFlow) such as a v3 watch) gets a fresh
+//! connection of its own, never pooled, driven by the task reading its
+//! [`StreamBody`]; dropping the body closes the connection.
+//!
 //! Timeouts: the flow's timeout (the builder's `request_timeout`, or a
-//! watch's deadline) bounds the whole exchange, connecting included;
-//! `connect_timeout` bounds each TCP connect. Plain `http://` only: an
+//! watch's deadline) bounds the whole exchange, connecting included (and,
+//! for a streamed response, every read of its body); `connect_timeout`
+//! bounds each TCP connect. Plain `http://` only: an
 //! `https://` endpoint fails with a TLS transport error.
 //!
 //! A [`Client`] is cheap to clone (it is an `Arc` inside) and `Send + Sync`;
@@ -169,6 +175,90 @@ impl AsyncTransport for Client {
         // A lock's keeper: runs on async-std's executor, whoever polls the client.
         drop(async_std::task::spawn(task));
     }
+
+    type Body = StreamBody;
+
+    fn open(
+        &self,
+        transmit: Transmit,
+    ) -> impl Future<Output = Result<(http::response::Parts, StreamBody), ExchangeFailure>> + Send
+    {
+        let Transmit { request, timeout } = transmit;
+        async move {
+            // As for `send`: a deadline passing before the request was handed
+            // to a connection means it was certainly not sent.
+            let sent = AtomicBool::new(false);
+            let opening = self.inner.open(request, &sent);
+            let (parts, mut body) = match timeout {
+                None => opening.await?,
+                Some(limit) => match async_std::future::timeout(limit, opening).await {
+                    Ok(outcome) => outcome?,
+                    Err(_elapsed) => {
+                        return Err(deadline_passed(limit, sent.load(Ordering::Acquire)))
+                    }
+                },
+            };
+            body.deadline =
+                timeout.and_then(|limit| Some((Instant::now().checked_add(limit)?, limit)));
+            Ok((parts, body))
+        }
+    }
+}
+
+/// The streaming body of a response opened with [`AsyncTransport::open`],
+/// on a connection of its own (never pooled), driven by the task reading
+/// the body, as every connection of this crate is. Dropping the body closes
+/// the connection at once.
+pub struct StreamBody {
+    conn: conn::Conn,
+    body: hyper::body::Incoming,
+    /// When the stream's time limit passes, and the limit.
+    deadline: Option<(Instant, Duration)>,
+}
+
+impl std::fmt::Debug for StreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamBody")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl etcd_proto::drive::AsyncResponseBody for StreamBody {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+        loop {
+            let reading = self.conn.next_frame(&mut self.body);
+            let frame = match self.deadline {
+                None => reading.await,
+                Some((at, limit)) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    match async_std::future::timeout(left, reading).await {
+                        Ok(frame) => frame,
+                        Err(_elapsed) => {
+                            return Err(ExchangeFailure::new(
+                                TransportErrorKind::Timeout,
+                                Failure::new(format!(
+                                    "the streamed response's time limit ({limit:?}) passed"
+                                )),
+                            ))
+                        }
+                    }
+                }
+            };
+            match frame {
+                None => return Ok(None),
+                Some(Ok(frame)) => {
+                    // Trailers and empty frames carry nothing for the caller.
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(read_failure(Box::new(e))),
+            }
+        }
+    }
 }
 
 etcd_proto::transport_client!(Client, async);
@@ -183,10 +273,37 @@ impl Inner {
         lease
             .exchange(request, self.max_response_bytes)
             .await
-            .map_err(|e| match e {
-                ExchangeError::Head { error, unsent } => head_failure(error, unsent, reused),
-                ExchangeError::Body(e) => self.body_failure(e),
-            })
+            .map_err(|e| self.exchange_failure(e, reused))
+    }
+
+    /// A streamed response: a fresh connection of its own, the request, the
+    /// response head. The body is left to read, and owns the connection.
+    async fn open(
+        &self,
+        request: http::Request<Bytes>,
+        sent: &AtomicBool,
+    ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
+        let (request, authority) = origin_form(request)?;
+        let mut conn = self.pool.connect(&authority).await?;
+        sent.store(true, Ordering::Release);
+        let response = conn
+            .open(request)
+            .await
+            .map_err(|e| self.exchange_failure(e, false))?;
+        let (parts, body) = response.into_parts();
+        let body = StreamBody {
+            conn,
+            body,
+            deadline: None,
+        };
+        Ok((parts, body))
+    }
+
+    fn exchange_failure(&self, error: ExchangeError, reused: bool) -> ExchangeFailure {
+        match error {
+            ExchangeError::Head { error, unsent } => head_failure(error, unsent, reused),
+            ExchangeError::Body(e) => self.body_failure(e),
+        }
     }
 
     fn body_failure(&self, error: Box<dyn std::error::Error + Send + Sync>) -> ExchangeFailure {
@@ -199,15 +316,20 @@ impl Inner {
                 )),
             );
         }
-        let kind = match error.downcast_ref::<hyper::Error>() {
-            Some(e) if truncated(e) || e.is_parse() || e.is_user() => TransportErrorKind::Http,
-            _ => TransportErrorKind::Io,
-        };
-        ExchangeFailure::new(
-            kind,
-            Failure::caused("reading the response body failed", error),
-        )
+        read_failure(error)
     }
+}
+
+/// A failure to read the response body (other than its size limit).
+fn read_failure(error: Box<dyn std::error::Error + Send + Sync>) -> ExchangeFailure {
+    let kind = match error.downcast_ref::<hyper::Error>() {
+        Some(e) if truncated(e) || e.is_parse() || e.is_user() => TransportErrorKind::Http,
+        _ => TransportErrorKind::Io,
+    };
+    ExchangeFailure::new(
+        kind,
+        Failure::caused("reading the response body failed", error),
+    )
 }
 
 /// Splits the core's absolute request URI into the `host:port` to connect to

@@ -89,8 +89,9 @@ impl Pool {
     }
 
     /// Opens a TCP connection (within the connect timeout) and hands it to
-    /// hyper. Nothing is spawned: the lease drives the connection.
-    async fn connect(&self, authority: &str) -> Result<Conn, ExchangeFailure> {
+    /// hyper. Nothing is spawned: the lease (or, for a streamed response,
+    /// its body) drives the connection.
+    pub(crate) async fn connect(&self, authority: &str) -> Result<Conn, ExchangeFailure> {
         let connecting = TcpStream::connect(authority);
         let stream = match async_std::future::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,

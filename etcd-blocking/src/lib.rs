@@ -13,6 +13,12 @@
 //! A [`Client`] is `Send + Sync`: share it between threads behind an `Arc`;
 //! each thread's requests run on their own pooled connection.
 //!
+//! A streamed response ([`Transport::open`], for a
+//! [`StreamFlow`](etcd_proto::StreamFlow) such as a v3 watch) gets a fresh
+//! connection of its own, never pooled; its [`StreamBody`] hands over each
+//! read's bytes as they arrive, the flow's timeout (ureq's global timeout)
+//! bounds the whole stream, and dropping the body closes the connection.
+//!
 //! ```no_run
 //! use etcd_blocking::Client;
 //! use etcd_blocking::v2::{ReadOptions, WriteOptions};
@@ -34,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use etcd_proto::drive::{Exchange, ExchangeFailure, Transport};
+use etcd_proto::drive::{Exchange, ExchangeFailure, ResponseBody, Transport};
 use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector as _};
 
@@ -50,6 +56,9 @@ pub type ClientBuilder = etcd_proto::ClientBuilder<Client>;
 #[derive(Debug, Clone)]
 pub struct Client {
     agent: ureq::Agent,
+    /// The same settings as `agent`, but no pool: every streamed response
+    /// gets a fresh connection, which closes with its body.
+    stream_agent: ureq::Agent,
     cluster: Arc<Mutex<Cluster>>,
     max_response_bytes: u64,
 }
@@ -57,46 +66,102 @@ pub struct Client {
 impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
         let cluster = config.cluster()?;
-        let agent_config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(config.connect_timeout))
-            .max_idle_connections(config.max_idle_connections)
-            .max_idle_connections_per_host(config.max_idle_connections)
-            .build();
-        // ureq's chain minus its TCP transport (ours is leaner) and TLS (not
-        // built): a CONNECT tunnel if a proxy is configured, else plain TCP.
-        let connector = ConnectProxyConnector::default().chain(io::TcpConnector);
-        let agent =
-            ureq::Agent::with_parts(agent_config, connector, io::LiteralFirstResolver::default());
+        let agent = |max_idle_connections| {
+            let agent_config = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_connect(Some(config.connect_timeout))
+                .max_idle_connections(max_idle_connections)
+                .max_idle_connections_per_host(max_idle_connections)
+                .build();
+            // ureq's chain minus its TCP transport (ours is leaner) and TLS (not
+            // built): a CONNECT tunnel if a proxy is configured, else plain TCP.
+            let connector = ConnectProxyConnector::default().chain(io::TcpConnector);
+            ureq::Agent::with_parts(agent_config, connector, io::LiteralFirstResolver::default())
+        };
         Ok(Client {
-            agent,
+            agent: agent(config.max_idle_connections),
+            stream_agent: agent(0),
             cluster: Arc::new(Mutex::new(cluster)),
             max_response_bytes: config.max_response_bytes,
         })
     }
 }
 
+/// Sends `transmit` on `agent` and returns the response as soon as its head
+/// arrived. `transmit.timeout` is ureq's global timeout: it bounds the whole
+/// call, reading the body included.
+fn run(agent: &ureq::Agent, transmit: Transmit) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let (parts, body) = transmit.request.into_parts();
+    if body.is_empty() {
+        let request = http::Request::from_parts(parts, ());
+        let request = agent
+            .configure_request(request)
+            .timeout_global(transmit.timeout)
+            .build();
+        agent.run(request)
+    } else {
+        let request = http::Request::from_parts(parts, body.as_ref());
+        let request = agent
+            .configure_request(request)
+            .timeout_global(transmit.timeout)
+            .build();
+        agent.run(request)
+    }
+}
+
+/// The streaming body of a response opened with [`Transport::open`], on a
+/// connection of its own: dropping it closes the connection.
+pub struct StreamBody {
+    reader: ureq::BodyReader<'static>,
+    buffer: Box<[u8]>,
+}
+
+impl std::fmt::Debug for StreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamBody").finish_non_exhaustive()
+    }
+}
+
+/// The most one read of a streamed body returns.
+const STREAM_CHUNK: usize = 16 * 1024;
+
+impl ResponseBody for StreamBody {
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+        use std::io::Read as _;
+        loop {
+            // One read returns whatever arrived: it waits for the next bytes,
+            // never to fill the buffer.
+            match self.reader.read(&mut self.buffer) {
+                Ok(0) => return Ok(None),
+                Ok(n) => return Ok(Some(Bytes::copy_from_slice(&self.buffer[..n]))),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // ureq hands its own errors (a timeout, say) back wrapped in an io::Error.
+                Err(e) => return Err(failure(ureq::Error::from(e))),
+            }
+        }
+    }
+}
+
 impl Transport for Client {
-    fn send(&self, transmit: Transmit) -> Exchange {
-        let (parts, body) = transmit.request.into_parts();
-        let response = if body.is_empty() {
-            let request = http::Request::from_parts(parts, ());
-            let request = self
-                .agent
-                .configure_request(request)
-                .timeout_global(transmit.timeout)
-                .build();
-            self.agent.run(request)
-        } else {
-            let request = http::Request::from_parts(parts, body.as_ref());
-            let request = self
-                .agent
-                .configure_request(request)
-                .timeout_global(transmit.timeout)
-                .build();
-            self.agent.run(request)
+    type Body = StreamBody;
+
+    fn open(
+        &self,
+        transmit: Transmit,
+    ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
+        let (parts, body) = run(&self.stream_agent, transmit)
+            .map_err(failure)?
+            .into_parts();
+        let body = StreamBody {
+            reader: body.into_reader(),
+            buffer: vec![0; STREAM_CHUNK].into_boxed_slice(),
         };
+        Ok((parts, body))
+    }
+
+    fn send(&self, transmit: Transmit) -> Exchange {
+        let response = run(&self.agent, transmit);
         let (parts, mut body) = response.map_err(failure)?.into_parts();
         let bytes = body
             .with_config()

@@ -13,7 +13,7 @@ use crate::error::{
 use crate::flow::{Flow, Step, Transmit};
 use crate::operation::{Api, Operation, Replay, Wait};
 use crate::v2::{Members, V2ErrorCode};
-use crate::v3::{Authenticate, V3ErrorKind};
+use crate::v3::{Authenticate, MemberList, V3ErrorKind};
 
 /// Rounds over every endpoint a call makes when it has no deadline.
 const MAX_ROUNDS_WITHOUT_DEADLINE: u32 = 3;
@@ -50,7 +50,8 @@ const MAX_LOGINS: u32 = 2;
 ///   enough to retry once the new leader is there. Without any deadline, a
 ///   call makes at most three rounds.
 /// - A member-list refresh the [`Cluster`] asks for runs first, as one
-///   `GET /v2/members`; its failure only counts against the endpoint.
+///   `GET /v2/members` (v2 calls) or `POST /v3/cluster/member/list` (v3
+///   calls); its failure only counts against the endpoint.
 /// - Answers whose `X-Etcd-Cluster-Id` is not the expected one fail with
 ///   [`Error::ClusterMismatch`]. Redirects are followed only when allowed and
 ///   only when they keep the request's path and query.
@@ -228,8 +229,14 @@ impl<O: Operation> Call<O> {
         if cluster.member_sync_due(now) && self.redirect.is_none() {
             cluster.member_sync_attempted(now);
             let endpoint = cluster.pinned().clone();
-            if let Ok(request) = Members.build(&cluster.target_on(&endpoint)) {
-                let request = Self::with_auth(cluster, Api::V2, request);
+            // v3 calls sync through the v3 member list: a v3-only server
+            // (no --enable-v2, or etcd 3.6) has no /v2/members.
+            let sync = match self.op.api() {
+                Api::V2 => Members.build(&cluster.target_on(&endpoint)),
+                Api::V3 | Api::V3Login => MemberList.build(&cluster.target_on(&endpoint)),
+            };
+            if let Ok(request) = sync {
+                let request = Self::with_auth(cluster, self.op.api(), request);
                 self.state = State::Syncing(endpoint);
                 return Some(Step::Transmit(Transmit {
                     request,
@@ -371,8 +378,12 @@ impl<O: Operation> Flow for Call<O> {
         let endpoint = match std::mem::replace(&mut self.state, State::Ready) {
             State::Syncing(_) => {
                 // An endpoint that answers is alive, even if its list is unusable.
-                if let Ok(members) = Members.parse(response) {
-                    cluster.apply_members(&members);
+                if self.op.api() == Api::V2 {
+                    if let Ok(members) = Members.parse(response) {
+                        cluster.apply_members(&members);
+                    }
+                } else if let Ok(list) = MemberList.parse(response) {
+                    cluster.apply_client_urls(list.members.iter().flat_map(|m| m.client_urls.iter()));
                 }
                 return;
             }

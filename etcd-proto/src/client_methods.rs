@@ -383,6 +383,8 @@ macro_rules! transport_client {
         }
         $crate::client_methods!($client);
         $crate::lock_methods!($client);
+        $crate::v3_methods!($client);
+        $crate::v3_runtime_methods!($client);
     };
     ($client:ty, async) => {
         impl $client {
@@ -420,5 +422,7 @@ macro_rules! transport_client {
         }
         $crate::client_methods!($client, async);
         $crate::lock_methods!($client, async);
+        $crate::v3_methods!($client, async);
+        $crate::v3_runtime_methods!($client, async);
     };
 }

@@ -289,11 +289,13 @@ impl Cluster {
     /// Replaces the endpoint list with the members' client URLs, keeping the
     /// seeds and the pinned endpoint. An empty or unusable list changes nothing.
     pub fn apply_members(&mut self, members: &[Member]) {
-        let mut endpoints: Vec<Endpoint> = members
-            .iter()
-            .flat_map(|m| m.client_urls.iter())
-            .filter_map(|url| Endpoint::parse(url).ok())
-            .collect();
+        self.apply_client_urls(members.iter().flat_map(|m| m.client_urls.iter()));
+    }
+
+    /// Replaces the endpoint list with these client URLs (from a v2 or v3
+    /// member list), keeping the seeds and the pinned endpoint.
+    pub fn apply_client_urls<'a>(&mut self, urls: impl Iterator<Item = &'a String>) {
+        let mut endpoints: Vec<Endpoint> = urls.filter_map(|url| Endpoint::parse(url).ok()).collect();
         if endpoints.is_empty() {
             return;
         }

@@ -5,6 +5,25 @@
 //! exchange, a way to wait, the clock and access to its shared [`Cluster`].
 //! These functions do the rest. They read the clock only through the
 //! transport and spawn nothing, so this module stays free of any runtime.
+//!
+//! # Streamed responses
+//!
+//! A [`StreamFlow`] (a v3 watch, say) keeps one response body open and emits
+//! items as its chunks arrive. A transport opens such a response with
+//! [`Transport::open`] / [`AsyncTransport::open`]: the response head comes
+//! back at once, the body stays streaming as a [`ResponseBody`] /
+//! [`AsyncResponseBody`] on a connection of its own (never a pooled one), and
+//! dropping the body closes that connection. The drivers, written once:
+//!
+//! - [`run_stream_blocking`] / [`run_stream`]: the first item, then the
+//!   stream is closed;
+//! - [`StreamIter`] (blocking [`Iterator`]) and [`FlowStream`] (async
+//!   [`Stream`](futures_core::Stream)): every item, the open body kept
+//!   between items. A flow that ends with an error yields it as one last
+//!   `Err` item; dropping either closes the open body.
+//!
+//! Following the [`StreamFlow`] contract, a driver closes the open body as
+//! soon as the flow answers anything but `Read` or `Emit`.
 
 use std::future::Future;
 use std::time::Instant;
@@ -12,8 +31,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::cluster::Cluster;
-use crate::error::{Error, TransportErrorKind};
-use crate::flow::{Flow, Step, Transmit};
+use crate::error::{Error, TransportErrorKind, UsageError};
+use crate::flow::{Flow, Step, StreamFlow, StreamStep, Transmit};
 
 /// Why an exchange produced no complete response.
 #[derive(Debug)]
@@ -53,6 +72,36 @@ pub trait Transport {
     /// Runs `task` in the background (a lock's TTL keeper). The core never
     /// spawns by itself: it asks the transport.
     fn spawn(&self, task: impl FnOnce() + Send + 'static);
+
+    /// The body of a response opened with [`open`](Self::open).
+    type Body: ResponseBody + Send + 'static;
+
+    /// Sends the request and returns the response head as soon as it
+    /// arrives, its body left streaming, on a connection of its own that the
+    /// body closes when dropped. `transmit.timeout` (if any) bounds the
+    /// whole exchange: connecting, the head and every later read of the
+    /// body, which fails with [`TransportErrorKind::Timeout`] once it passed.
+    fn open(
+        &self,
+        transmit: Transmit,
+    ) -> Result<(http::response::Parts, Self::Body), ExchangeFailure>;
+}
+
+/// The streaming body of a response opened with [`Transport::open`].
+/// Dropping it closes its connection.
+pub trait ResponseBody {
+    /// Blocks until the next chunk of the body arrives, and returns it
+    /// (whatever arrived, however small); `Ok(None)` at the body's clean end.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure>;
+}
+
+/// The streaming body of a response opened with [`AsyncTransport::open`].
+/// Dropping it closes its connection.
+pub trait AsyncResponseBody: Send {
+    /// The next chunk of the body as soon as it arrives (whatever arrived,
+    /// however small); `Ok(None)` at the body's clean end.
+    fn next_chunk(&mut self)
+        -> impl Future<Output = Result<Option<Bytes>, ExchangeFailure>> + Send;
 }
 
 /// What an async transport provides.
@@ -69,6 +118,19 @@ pub trait AsyncTransport: Sync {
     /// Runs `task` in the background on the client's runtime (a lock's TTL
     /// keeper). The core never spawns by itself: it asks the transport.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
+
+    /// The body of a response opened with [`open`](Self::open).
+    type Body: AsyncResponseBody + 'static;
+
+    /// Sends the request and returns the response head as soon as it
+    /// arrives, its body left streaming, on a connection of its own that the
+    /// body closes when dropped. `transmit.timeout` (if any) bounds the
+    /// whole exchange: connecting, the head and every later read of the
+    /// body, which fails with [`TransportErrorKind::Timeout`] once it passed.
+    fn open(
+        &self,
+        transmit: Transmit,
+    ) -> impl Future<Output = Result<(http::response::Parts, Self::Body), ExchangeFailure>> + Send;
 }
 
 /// Runs `flow` to completion on a blocking transport.
@@ -112,6 +174,389 @@ fn report<F: Flow>(flow: &mut F, cluster: &mut Cluster, now: Instant, outcome: E
     match outcome {
         Ok(response) => flow.handle_response(cluster, now, response),
         Err(failure) => flow.handle_failure(cluster, now, failure.kind, failure.source),
+    }
+}
+
+/// What a [`StreamFlow`]'s driver does next, after closing the open body if
+/// the step is done with it.
+enum StreamPlan {
+    Transmit(Transmit),
+    Open(Transmit),
+    Read,
+    Sleep(Instant),
+}
+
+/// What a stream driver hands its caller.
+enum Yielded<I> {
+    /// An item; the flow goes on.
+    Item(I),
+    /// The flow's last word: it ended with this error.
+    Failed(Error),
+    /// The flow ended cleanly.
+    Ended,
+}
+
+/// Sorts a stream flow's step into work for the driver or something for the
+/// caller. Per the [`StreamFlow`] contract, any step but `Read` and `Emit`
+/// closes the open body first.
+fn stream_plan<I, B>(step: StreamStep<I>, body: &mut Option<B>) -> Result<StreamPlan, Yielded<I>> {
+    if !matches!(step, StreamStep::Read | StreamStep::Emit(_)) {
+        *body = None;
+    }
+    match step {
+        StreamStep::Transmit(transmit) => Ok(StreamPlan::Transmit(transmit)),
+        StreamStep::Open(transmit) => Ok(StreamPlan::Open(transmit)),
+        StreamStep::Read if body.is_some() => Ok(StreamPlan::Read),
+        StreamStep::Read => Err(Yielded::Failed(
+            UsageError::FlowOutOfOrder {
+                expected: "an open response (an Open step) before Read",
+            }
+            .into(),
+        )),
+        StreamStep::Sleep(deadline) => Ok(StreamPlan::Sleep(deadline)),
+        StreamStep::Emit(item) => Err(Yielded::Item(item)),
+        StreamStep::End(Ok(())) => Err(Yielded::Ended),
+        StreamStep::End(Err(error)) => Err(Yielded::Failed(error)),
+    }
+}
+
+fn report_stream_exchange<F: StreamFlow>(
+    flow: &mut F,
+    cluster: &mut Cluster,
+    now: Instant,
+    outcome: Exchange,
+) {
+    match outcome {
+        Ok(response) => flow.handle_response(cluster, now, response),
+        Err(failure) => flow.handle_failure(cluster, now, failure.kind, failure.source),
+    }
+}
+
+fn report_head<F: StreamFlow>(
+    flow: &mut F,
+    cluster: &mut Cluster,
+    now: Instant,
+    outcome: Result<http::response::Parts, ExchangeFailure>,
+) {
+    match outcome {
+        Ok(head) => flow.handle_head(cluster, now, head),
+        Err(failure) => flow.handle_failure(cluster, now, failure.kind, failure.source),
+    }
+}
+
+/// Reports a read of the open body. A body that ended or failed is closed
+/// first: the flow is done with it.
+fn report_chunk<F: StreamFlow, B>(
+    flow: &mut F,
+    cluster: &mut Cluster,
+    now: Instant,
+    outcome: Result<Option<Bytes>, ExchangeFailure>,
+    body: &mut Option<B>,
+) {
+    match outcome {
+        Ok(Some(data)) => flow.handle_data(cluster, now, data),
+        Ok(None) => {
+            *body = None;
+            flow.handle_end(cluster, now);
+        }
+        Err(failure) => {
+            *body = None;
+            flow.handle_failure(cluster, now, failure.kind, failure.source);
+        }
+    }
+}
+
+/// Drives `flow` on a blocking transport up to its next item or its end.
+fn next_blocking<T: Transport, F: StreamFlow>(
+    transport: &T,
+    flow: &mut F,
+    body: &mut Option<T::Body>,
+) -> Yielded<F::Item> {
+    loop {
+        let step = transport.with_cluster(|c| flow.poll(c, transport.now()));
+        let plan = match stream_plan(step, body) {
+            Ok(plan) => plan,
+            Err(yielded) => return yielded,
+        };
+        match plan {
+            StreamPlan::Transmit(transmit) => {
+                let outcome = transport.send(transmit);
+                transport
+                    .with_cluster(|c| report_stream_exchange(flow, c, transport.now(), outcome));
+            }
+            StreamPlan::Open(transmit) => {
+                let outcome = transport.open(transmit).map(|(head, opened)| {
+                    *body = Some(opened);
+                    head
+                });
+                transport.with_cluster(|c| report_head(flow, c, transport.now(), outcome));
+            }
+            StreamPlan::Read => {
+                let Some(open) = body.as_mut() else {
+                    continue; // `stream_plan` checked: unreachable
+                };
+                let outcome = open.next_chunk();
+                transport.with_cluster(|c| report_chunk(flow, c, transport.now(), outcome, body));
+            }
+            StreamPlan::Sleep(deadline) => transport.sleep_until(deadline),
+        }
+    }
+}
+
+/// Drives `flow` on an async transport up to its next item or its end.
+async fn next_async<T: AsyncTransport, F: StreamFlow + Send>(
+    transport: &T,
+    flow: &mut F,
+    body: &mut Option<T::Body>,
+) -> Yielded<F::Item> {
+    loop {
+        let step = transport.with_cluster(|c| flow.poll(c, transport.now()));
+        let plan = match stream_plan(step, body) {
+            Ok(plan) => plan,
+            Err(yielded) => return yielded,
+        };
+        match plan {
+            StreamPlan::Transmit(transmit) => {
+                let outcome = transport.send(transmit).await;
+                transport
+                    .with_cluster(|c| report_stream_exchange(flow, c, transport.now(), outcome));
+            }
+            StreamPlan::Open(transmit) => {
+                let outcome = transport.open(transmit).await.map(|(head, opened)| {
+                    *body = Some(opened);
+                    head
+                });
+                transport.with_cluster(|c| report_head(flow, c, transport.now(), outcome));
+            }
+            StreamPlan::Read => {
+                let Some(open) = body.as_mut() else {
+                    continue; // `stream_plan` checked: unreachable
+                };
+                let outcome = open.next_chunk().await;
+                transport.with_cluster(|c| report_chunk(flow, c, transport.now(), outcome, body));
+            }
+            StreamPlan::Sleep(deadline) => transport.sleep_until(deadline).await,
+        }
+    }
+}
+
+fn first_item<I>(yielded: Yielded<I>) -> Result<I, Error> {
+    match yielded {
+        Yielded::Item(item) => Ok(item),
+        Yielded::Failed(error) => Err(error),
+        Yielded::Ended => Err(UsageError::FlowOutOfOrder {
+            expected: "an item before the end",
+        }
+        .into()),
+    }
+}
+
+/// Runs a [`StreamFlow`] on a blocking transport until its first item, and
+/// returns it; any open response is closed on return. A flow that ends
+/// with an error returns it; one that ends cleanly before any item is a
+/// [`UsageError::FlowOutOfOrder`].
+pub fn run_stream_blocking<T: Transport, F: StreamFlow>(
+    transport: &T,
+    mut flow: F,
+) -> Result<F::Item, Error> {
+    let mut body = None;
+    first_item(next_blocking(transport, &mut flow, &mut body))
+}
+
+/// Runs a [`StreamFlow`] on an async transport until its first item, as
+/// [`run_stream_blocking`] does. The future is `Send` when the flow is.
+pub async fn run_stream<T: AsyncTransport, F: StreamFlow + Send>(
+    transport: &T,
+    mut flow: F,
+) -> Result<F::Item, Error> {
+    let mut body = None;
+    first_item(next_async(transport, &mut flow, &mut body).await)
+}
+
+/// A [`StreamFlow`] driven on a blocking transport, as an [`Iterator`]:
+/// each `next()` blocks until the flow's next item. A flow that ends with an
+/// error yields it as a last `Err` item; after the end, `next()` is `None`.
+///
+/// The open response body is kept between calls to `next()`; dropping the
+/// iterator closes it (and its connection).
+pub struct StreamIter<'c, T: Transport, F: StreamFlow> {
+    transport: &'c T,
+    flow: F,
+    body: Option<T::Body>,
+    done: bool,
+}
+
+impl<T: Transport, F: StreamFlow> std::fmt::Debug for StreamIter<'_, T, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamIter")
+            .field("open", &self.body.is_some())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c, T: Transport, F: StreamFlow> StreamIter<'c, T, F> {
+    /// An iterator driving `flow` on `transport`. Nothing is sent before the
+    /// first `next()`.
+    pub fn new(transport: &'c T, flow: F) -> Self {
+        StreamIter {
+            transport,
+            flow,
+            body: None,
+            done: false,
+        }
+    }
+
+    /// The flow, as the last `next()` left it.
+    pub fn flow(&self) -> &F {
+        &self.flow
+    }
+
+    /// True while a response body is open.
+    pub fn is_open(&self) -> bool {
+        self.body.is_some()
+    }
+
+    /// The flow, the open response (if any) closed.
+    pub fn into_flow(self) -> F {
+        self.flow
+    }
+}
+
+impl<T: Transport, F: StreamFlow> Iterator for StreamIter<'_, T, F> {
+    type Item = Result<F::Item, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match next_blocking(self.transport, &mut self.flow, &mut self.body) {
+            Yielded::Item(item) => Some(Ok(item)),
+            Yielded::Failed(error) => {
+                self.done = true;
+                self.body = None;
+                Some(Err(error))
+            }
+            Yielded::Ended => {
+                self.done = true;
+                self.body = None;
+                None
+            }
+        }
+    }
+}
+
+impl<T: Transport, F: StreamFlow> std::iter::FusedIterator for StreamIter<'_, T, F> {}
+
+/// The future a [`FlowStream`] polls: it owns the flow and its open body
+/// while it runs, and hands them back with what it got.
+type FlowFuture<F, B, I> =
+    std::pin::Pin<Box<dyn Future<Output = (F, Option<B>, Yielded<I>)> + Send>>;
+
+/// A [`StreamFlow`] driven on an async transport, as a
+/// [`Stream`](futures_core::Stream) of its items. A flow that ends with an
+/// error yields it as a last `Err` item; after the end the stream is over.
+///
+/// The open response body is kept between items; dropping the stream
+/// (between items or in the middle of one) closes it and its connection.
+pub struct FlowStream<T: AsyncTransport, F: StreamFlow> {
+    client: T,
+    /// The flow and its open body between items (and after the end).
+    idle: Option<(F, Option<T::Body>)>,
+    running: Option<FlowFuture<F, T::Body, F::Item>>,
+    done: bool,
+}
+
+impl<T: AsyncTransport, F: StreamFlow> std::fmt::Debug for FlowStream<T, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowStream")
+            .field("waiting", &self.running.is_some())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+// No field is ever pinned in place (the running future is boxed), so moving
+// the stream is always fine.
+impl<T: AsyncTransport, F: StreamFlow> Unpin for FlowStream<T, F> {}
+
+impl<T: AsyncTransport, F: StreamFlow> FlowStream<T, F> {
+    /// A stream driving `flow` on `client`. Nothing is sent before it is
+    /// first polled.
+    pub fn new(client: T, flow: F) -> Self {
+        FlowStream {
+            client,
+            idle: Some((flow, None)),
+            running: None,
+            done: false,
+        }
+    }
+
+    /// The flow, between items (and after the end); `None` while the stream
+    /// is waiting for its next item (the flow is then inside that wait).
+    pub fn flow(&self) -> Option<&F> {
+        self.idle.as_ref().map(|(flow, _)| flow)
+    }
+
+    /// True while a response body is open between items.
+    pub fn is_open(&self) -> bool {
+        self.idle.as_ref().is_some_and(|(_, body)| body.is_some())
+    }
+}
+
+impl<T, F> futures_core::Stream for FlowStream<T, F>
+where
+    T: AsyncTransport + Clone + Send + Sync + 'static,
+    F: StreamFlow + Send + 'static,
+    F::Item: Send,
+{
+    type Item = Result<F::Item, Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.running.is_none() {
+            if this.done {
+                return std::task::Poll::Ready(None);
+            }
+            let Some((mut flow, mut body)) = this.idle.take() else {
+                return std::task::Poll::Ready(None);
+            };
+            let client = this.client.clone();
+            this.running = Some(Box::pin(async move {
+                let yielded = next_async(&client, &mut flow, &mut body).await;
+                (flow, body, yielded)
+            }));
+        }
+        let Some(running) = this.running.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let std::task::Poll::Ready((flow, body, yielded)) = running.as_mut().poll(cx) else {
+            return std::task::Poll::Pending;
+        };
+        this.running = None;
+        let item = match yielded {
+            Yielded::Item(item) => Some(Ok(item)),
+            Yielded::Failed(error) => Some(Err(error)),
+            Yielded::Ended => None,
+        };
+        this.done = !matches!(item, Some(Ok(_)));
+        // After the end the flow stays for inspection; its body is closed.
+        this.idle = Some((flow, if this.done { None } else { body }));
+        std::task::Poll::Ready(item)
+    }
+}
+
+impl<T, F> futures_core::FusedStream for FlowStream<T, F>
+where
+    T: AsyncTransport + Clone + Send + Sync + 'static,
+    F: StreamFlow + Send + 'static,
+    F::Item: Send,
+{
+    fn is_terminated(&self) -> bool {
+        self.done
     }
 }
 
@@ -519,5 +964,434 @@ pub async fn discover(
                 Err(e) => return Err(io_error(e)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    //! The stream drivers against a scripted flow and a fake transport that
+    //! counts the bodies it has open.
+
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// One step of the script.
+    #[derive(Clone, Copy, Debug)]
+    enum Do {
+        Transmit,
+        Open,
+        Read,
+        Emit(u32),
+        Sleep,
+        EndOk,
+        EndErr,
+    }
+
+    /// What the fake transport and the flow saw, in order.
+    #[derive(Default)]
+    struct Shared {
+        open: AtomicUsize,
+        log: Mutex<Vec<String>>,
+    }
+
+    impl Shared {
+        fn log(&self, line: impl Into<String>) {
+            self.log.lock().unwrap().push(line.into());
+        }
+        fn lines(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    #[derive(Clone)]
+    struct Fake {
+        cluster: Arc<Mutex<Cluster>>,
+        shared: Arc<Shared>,
+        chunks: Vec<Result<&'static [u8], TransportErrorKind>>,
+    }
+
+    impl Fake {
+        fn new(chunks: Vec<Result<&'static [u8], TransportErrorKind>>) -> Self {
+            Fake {
+                cluster: Arc::new(Mutex::new(
+                    Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap(),
+                )),
+                shared: Arc::default(),
+                chunks,
+            }
+        }
+
+        fn body(&self) -> (http::response::Parts, FakeBody) {
+            self.shared.open.fetch_add(1, Ordering::SeqCst);
+            self.shared.log("open");
+            let body = FakeBody {
+                shared: self.shared.clone(),
+                chunks: self.chunks.iter().copied().collect(),
+            };
+            (http::Response::new(()).into_parts().0, body)
+        }
+
+        fn sleep(&self) {
+            let open = self.shared.open.load(Ordering::SeqCst);
+            self.shared.log(format!("sleep with {open} open"));
+        }
+    }
+
+    struct FakeBody {
+        shared: Arc<Shared>,
+        chunks: VecDeque<Result<&'static [u8], TransportErrorKind>>,
+    }
+
+    impl FakeBody {
+        fn chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+            match self.chunks.pop_front() {
+                None => Ok(None),
+                Some(Ok(data)) => Ok(Some(Bytes::from_static(data))),
+                Some(Err(kind)) => Err(ExchangeFailure::new(kind, "scripted")),
+            }
+        }
+    }
+
+    impl Drop for FakeBody {
+        fn drop(&mut self) {
+            self.shared.open.fetch_sub(1, Ordering::SeqCst);
+            self.shared.log("close");
+        }
+    }
+
+    impl ResponseBody for FakeBody {
+        fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+            self.chunk()
+        }
+    }
+
+    impl AsyncResponseBody for FakeBody {
+        async fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+            self.chunk()
+        }
+    }
+
+    fn ok_response() -> Exchange {
+        Ok(http::Response::new(Bytes::new()))
+    }
+
+    impl Transport for Fake {
+        type Body = FakeBody;
+        fn send(&self, _: Transmit) -> Exchange {
+            ok_response()
+        }
+        fn open(&self, _: Transmit) -> Result<(http::response::Parts, FakeBody), ExchangeFailure> {
+            Ok(self.body())
+        }
+        fn sleep_until(&self, _: Instant) {
+            self.sleep();
+        }
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn with_cluster<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> R {
+            f(&mut self.cluster.lock().unwrap())
+        }
+        fn spawn(&self, task: impl FnOnce() + Send + 'static) {
+            task();
+        }
+    }
+
+    impl AsyncTransport for Fake {
+        type Body = FakeBody;
+        async fn send(&self, _: Transmit) -> Exchange {
+            ok_response()
+        }
+        async fn open(
+            &self,
+            _: Transmit,
+        ) -> Result<(http::response::Parts, FakeBody), ExchangeFailure> {
+            Ok(self.body())
+        }
+        async fn sleep_until(&self, _: Instant) {
+            self.sleep();
+        }
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn with_cluster<R>(&self, f: impl FnOnce(&mut Cluster) -> R) -> R {
+            f(&mut self.cluster.lock().unwrap())
+        }
+        fn spawn(&self, _: impl Future<Output = ()> + Send + 'static) {}
+    }
+
+    /// Answers each poll with the next step of its script, logging what it
+    /// is told and how many bodies are open when polled.
+    struct Script {
+        steps: VecDeque<Do>,
+        shared: Arc<Shared>,
+    }
+
+    impl Script {
+        fn new(fake: &Fake, steps: &[Do]) -> Self {
+            Script {
+                steps: steps.iter().copied().collect(),
+                shared: fake.shared.clone(),
+            }
+        }
+    }
+
+    fn transmit() -> Transmit {
+        Transmit {
+            request: http::Request::new(Bytes::new()),
+            timeout: None,
+        }
+    }
+
+    impl StreamFlow for Script {
+        type Item = u32;
+
+        fn poll(&mut self, _: &mut Cluster, _: Instant) -> StreamStep<u32> {
+            let step = self.steps.pop_front().unwrap_or(Do::EndOk);
+            let open = self.shared.open.load(Ordering::SeqCst);
+            self.shared.log(format!("{step:?} with {open} open"));
+            match step {
+                Do::Transmit => StreamStep::Transmit(transmit()),
+                Do::Open => StreamStep::Open(transmit()),
+                Do::Read => StreamStep::Read,
+                Do::Emit(item) => StreamStep::Emit(item),
+                Do::Sleep => StreamStep::Sleep(Instant::now()),
+                Do::EndOk => StreamStep::End(Ok(())),
+                Do::EndErr => StreamStep::End(Err(UsageError::NoEndpoints.into())),
+            }
+        }
+        fn handle_response(&mut self, _: &mut Cluster, _: Instant, _: http::Response<Bytes>) {
+            self.shared.log("response");
+        }
+        fn handle_head(&mut self, _: &mut Cluster, _: Instant, _: http::response::Parts) {
+            self.shared.log("head");
+        }
+        fn handle_data(&mut self, _: &mut Cluster, _: Instant, data: Bytes) {
+            self.shared
+                .log(format!("data {}", String::from_utf8_lossy(&data)));
+        }
+        fn handle_end(&mut self, _: &mut Cluster, _: Instant) {
+            self.shared.log("end");
+        }
+        fn handle_failure(
+            &mut self,
+            _: &mut Cluster,
+            _: Instant,
+            kind: TransportErrorKind,
+            _: Box<dyn std::error::Error + Send + Sync>,
+        ) {
+            self.shared.log(format!("failure {kind:?}"));
+        }
+    }
+
+    /// Polls a stream whose futures are always ready (the fake's are).
+    fn next_ready<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::Pin::new(stream).poll_next(&mut cx) {
+            std::task::Poll::Ready(item) => item,
+            std::task::Poll::Pending => panic!("the fake transport never waits"),
+        }
+    }
+
+    fn ready<T>(future: impl Future<Output = T>) -> T {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(future).poll(&mut cx) {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => panic!("the fake transport never waits"),
+        }
+    }
+
+    fn items(results: Vec<Result<u32, Error>>) -> Vec<Result<u32, String>> {
+        results
+            .into_iter()
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    const SCRIPT: &[Do] = &[
+        Do::Open,
+        Do::Read,
+        Do::Emit(1),
+        Do::Read,
+        Do::Emit(2),
+        Do::Sleep,
+        Do::Open,
+        Do::Read,
+        Do::Transmit,
+        Do::EndErr,
+    ];
+
+    const LOG: &[&str] = &[
+        "Open with 0 open",
+        "open",
+        "head",
+        "Read with 1 open",
+        "data a",
+        "Emit(1) with 1 open",
+        "Read with 1 open",
+        "data b",
+        "Emit(2) with 1 open",
+        "Sleep with 1 open",
+        "close",
+        "sleep with 0 open",
+        "Open with 0 open",
+        "open",
+        "head",
+        "Read with 1 open",
+        "data a",
+        "Transmit with 1 open",
+        "close",
+        "response",
+        "EndErr with 0 open",
+    ];
+
+    fn expected_items() -> Vec<Result<u32, String>> {
+        vec![
+            Ok(1),
+            Ok(2),
+            Err("invalid request: no endpoint configured".to_owned()),
+        ]
+    }
+
+    #[test]
+    fn the_iterator_keeps_the_body_between_items_and_closes_it_on_any_other_step() {
+        let fake = Fake::new(vec![Ok(b"a"), Ok(b"b")]);
+        let mut iter = StreamIter::new(&fake, Script::new(&fake, SCRIPT));
+        assert_eq!(iter.next().unwrap().unwrap(), 1);
+        assert!(iter.is_open());
+        assert_eq!(iter.flow().steps.len(), SCRIPT.len() - 3);
+        let rest: Vec<_> = iter.by_ref().collect();
+        assert!(iter.next().is_none(), "fused after the end");
+        let mut all = vec![Ok(1)];
+        all.extend(rest);
+        assert_eq!(items(all), expected_items());
+        assert_eq!(fake.shared.lines(), LOG);
+        assert_eq!(fake.shared.open.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn the_async_stream_does_the_same() {
+        let fake = Fake::new(vec![Ok(b"a"), Ok(b"b")]);
+        let mut stream = FlowStream::new(fake.clone(), Script::new(&fake, SCRIPT));
+        let mut all = Vec::new();
+        while let Some(item) = next_ready(&mut stream) {
+            all.push(item);
+            assert!(stream.flow().is_some());
+        }
+        assert!(futures_core::FusedStream::is_terminated(&stream));
+        assert!(next_ready(&mut stream).is_none());
+        assert_eq!(items(all), expected_items());
+        assert_eq!(fake.shared.lines(), LOG);
+        assert_eq!(fake.shared.open.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn dropping_the_iterator_or_the_stream_closes_the_body() {
+        let fake = Fake::new(vec![Ok(b"a")]);
+        let mut iter = StreamIter::new(&fake, Script::new(&fake, SCRIPT));
+        iter.next();
+        assert_eq!(fake.shared.open.load(Ordering::SeqCst), 1);
+        drop(iter);
+        assert_eq!(fake.shared.open.load(Ordering::SeqCst), 0);
+
+        let mut stream = FlowStream::new(fake.clone(), Script::new(&fake, SCRIPT));
+        next_ready(&mut stream);
+        assert!(stream.is_open());
+        assert_eq!(fake.shared.open.load(Ordering::SeqCst), 1);
+        drop(stream);
+        assert_eq!(fake.shared.open.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn run_stream_returns_the_first_item_and_closes_the_body() {
+        let fake = Fake::new(vec![Ok(b"a")]);
+        let steps = [Do::Open, Do::Read, Do::Emit(7)];
+        let first = run_stream_blocking(&fake, Script::new(&fake, &steps));
+        assert_eq!(first.unwrap(), 7);
+        assert_eq!(fake.shared.open.load(Ordering::SeqCst), 0);
+        let first = ready(run_stream(&fake, Script::new(&fake, &steps)));
+        assert_eq!(first.unwrap(), 7);
+        assert_eq!(fake.shared.open.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_end_before_any_item_is_out_of_order_for_run_stream() {
+        let fake = Fake::new(vec![]);
+        for result in [
+            run_stream_blocking(&fake, Script::new(&fake, &[Do::EndOk])),
+            ready(run_stream(&fake, Script::new(&fake, &[Do::EndOk]))),
+        ] {
+            assert!(matches!(
+                result,
+                Err(Error::Usage(UsageError::FlowOutOfOrder { .. }))
+            ));
+        }
+        // The iterator simply ends.
+        let mut iter = StreamIter::new(&fake, Script::new(&fake, &[Do::EndOk]));
+        assert!(iter.next().is_none());
+    }
+
+    /// A `Send` flow whose items are not `Send`.
+    struct RcItems;
+
+    impl StreamFlow for RcItems {
+        type Item = std::rc::Rc<u32>;
+        fn poll(&mut self, _: &mut Cluster, _: Instant) -> StreamStep<Self::Item> {
+            StreamStep::Emit(std::rc::Rc::new(1))
+        }
+        fn handle_response(&mut self, _: &mut Cluster, _: Instant, _: http::Response<Bytes>) {}
+        fn handle_head(&mut self, _: &mut Cluster, _: Instant, _: http::response::Parts) {}
+        fn handle_data(&mut self, _: &mut Cluster, _: Instant, _: Bytes) {}
+        fn handle_end(&mut self, _: &mut Cluster, _: Instant) {}
+        fn handle_failure(
+            &mut self,
+            _: &mut Cluster,
+            _: Instant,
+            _: TransportErrorKind,
+            _: Box<dyn std::error::Error + Send + Sync>,
+        ) {
+        }
+    }
+
+    #[test]
+    fn run_stream_is_send_when_the_flow_is() {
+        fn assert_send<T: Send>(_: &T) {}
+        let fake = Fake::new(vec![]);
+        let future = run_stream(&fake, RcItems);
+        assert_send(&future);
+        assert_eq!(*ready(future).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_read_without_an_open_body_is_out_of_order() {
+        let fake = Fake::new(vec![]);
+        let mut iter = StreamIter::new(&fake, Script::new(&fake, &[Do::Read, Do::Emit(1)]));
+        assert!(matches!(
+            iter.next(),
+            Some(Err(Error::Usage(UsageError::FlowOutOfOrder { .. })))
+        ));
+        assert!(iter.next().is_none());
+    }
+
+    #[test]
+    fn a_body_that_ends_or_fails_is_closed_before_it_is_reported() {
+        let fake = Fake::new(vec![Err(TransportErrorKind::Timeout)]);
+        let got: Vec<_> =
+            StreamIter::new(&fake, Script::new(&fake, &[Do::Open, Do::Read])).collect();
+        assert!(got.is_empty());
+        let log = fake.shared.lines();
+        let failed = log.iter().position(|l| l == "failure Timeout").unwrap();
+        assert_eq!(log[failed - 1], "close");
+        // A body that ends cleanly.
+        let fake = Fake::new(vec![]);
+        let got: Vec<_> =
+            StreamIter::new(&fake, Script::new(&fake, &[Do::Open, Do::Read])).collect();
+        assert!(got.is_empty());
+        let log = fake.shared.lines();
+        let ended = log.iter().position(|l| l == "end").unwrap();
+        assert_eq!(log[ended - 1], "close");
     }
 }

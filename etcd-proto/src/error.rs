@@ -36,6 +36,9 @@ pub enum Error {
     Discovery(crate::srv::DiscoveryError),
     /// A lock was lost, not found, or not acquired in time.
     Lock(crate::v2::LockError),
+    /// A v3 lock or election (the Mutex recipe) was busy, timed out, lost
+    /// its session, or is no longer held.
+    Mutex(crate::v3::MutexError),
     /// An optimistic update lost the race to other writers every time it tried.
     Contention(Contention),
 }
@@ -78,7 +81,7 @@ pub enum ErrorKind {
     ClusterMismatch,
     /// See [`Error::Discovery`].
     Discovery,
-    /// See [`Error::Lock`].
+    /// See [`Error::Lock`] (v2) and [`Error::Mutex`] (v3).
     Lock,
     /// See [`Error::Contention`].
     Contention,
@@ -94,7 +97,7 @@ impl Error {
             Error::Transport(_) | Error::Unavailable(_) => ErrorKind::Transport,
             Error::ClusterMismatch(_) => ErrorKind::ClusterMismatch,
             Error::Discovery(_) => ErrorKind::Discovery,
-            Error::Lock(_) => ErrorKind::Lock,
+            Error::Lock(_) | Error::Mutex(_) => ErrorKind::Lock,
             Error::Contention(_) => ErrorKind::Contention,
         }
     }
@@ -133,6 +136,7 @@ impl fmt::Display for Error {
             Error::ClusterMismatch(e) => e.fmt(f),
             Error::Discovery(e) => e.fmt(f),
             Error::Lock(e) => e.fmt(f),
+            Error::Mutex(e) => e.fmt(f),
             Error::Contention(e) => e.fmt(f),
         }
     }
@@ -149,6 +153,7 @@ impl std::error::Error for Error {
             Error::ClusterMismatch(e) => Some(e),
             Error::Discovery(e) => Some(e),
             Error::Lock(e) => Some(e),
+            Error::Mutex(e) => Some(e),
             Error::Contention(e) => Some(e),
         }
     }
@@ -184,6 +189,11 @@ impl From<V2Error> for Error {
 impl From<crate::v2::LockError> for Error {
     fn from(e: crate::v2::LockError) -> Self {
         Error::Lock(e)
+    }
+}
+impl From<crate::v3::MutexError> for Error {
+    fn from(e: crate::v3::MutexError) -> Self {
+        Error::Mutex(e)
     }
 }
 impl From<crate::srv::DiscoveryError> for Error {

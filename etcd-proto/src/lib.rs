@@ -22,10 +22,10 @@
 //!    the per-request timeout, credentials.
 //!
 //! On top, [`drive`] holds the one loop that runs a flow over a transport
-//! (blocking or async: a transport supplies only `send`, `sleep_until`, the
-//! clock and its cluster), and [`client_methods!`] gives each transport's
-//! client the same convenience methods (`get`, `set`, `mkdir`, `leader`, …),
-//! written once.
+//! (blocking or async: a transport supplies only `send`, `open` for streamed
+//! responses, `sleep_until`, the clock and its cluster), and
+//! [`client_methods!`] gives each transport's client the same convenience
+//! methods (`get`, `set`, `mkdir`, `leader`, …), written once.
 //!
 //! # Driving a flow
 //!
@@ -82,7 +82,10 @@ mod flow;
 mod operation;
 pub mod srv;
 pub mod v2;
+pub mod session;
 pub mod v3;
+mod v3_methods;
+mod v3_runtime_methods;
 
 pub use call::Call;
 pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, MEMBER_SYNC_INTERVAL};

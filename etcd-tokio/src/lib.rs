@@ -22,6 +22,13 @@
 //! `Builder::enable_all`). Pooled connections belong to the runtime that
 //! opened them, so use one client per runtime.
 //!
+//! A streamed response ([`AsyncTransport::open`], for a
+//! [`StreamFlow`](etcd_proto::StreamFlow) such as a v3 watch) gets a
+//! connection of its own, outside the pool (hyper's HTTP/1.1 connection over
+//! the same connector, driven by a spawned task); the flow's timeout bounds
+//! the whole stream, and dropping the [`StreamBody`] aborts that task,
+//! closing the connection.
+//!
 //! Plain `http://` endpoints only: an `https://` endpoint fails with
 //! [`TransportErrorKind::Tls`]. Redirects are never followed.
 //!
@@ -56,7 +63,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_proto::drive::{AsyncTransport, Exchange, ExchangeFailure};
+use etcd_proto::drive::{AsyncResponseBody, AsyncTransport, Exchange, ExchangeFailure};
 use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -80,6 +87,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    /// The pool's connector, for the unpooled connections of streamed responses.
+    connector: HttpConnector,
     cluster: Mutex<Cluster>,
     max_response_bytes: u64,
 }
@@ -94,10 +103,11 @@ impl FromConfig for Client {
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(config.max_idle_connections)
-            .build(connector);
+            .build(connector.clone());
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                connector,
                 cluster: Mutex::new(cluster),
                 max_response_bytes: config.max_response_bytes,
             }),
@@ -124,16 +134,151 @@ impl Client {
             .to_bytes();
         Ok(http::Response::from_parts(parts, body))
     }
+
+    /// Opens a connection of its own (outside the pool) for `request`,
+    /// drives it on a spawned task, and returns the response head with its
+    /// body still streaming.
+    async fn open_stream(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
+        let mut connector = self.inner.connector.clone();
+        let io = tower_service::Service::call(&mut connector, request.uri().clone())
+            .await
+            .map_err(|e| failure(TransportErrorKind::Connect, &e))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| failure(TransportErrorKind::Connect, &e))?;
+        let mut body = StreamBody {
+            _connection: AbortOnDrop(tokio::spawn(async move {
+                // Its errors reach the response (or its body) through hyper.
+                let _ = connection.await;
+            })),
+            sender,
+            body: None,
+            deadline: None,
+        };
+        let response = body
+            .sender
+            .send_request(origin_form(request).map(Full::new))
+            .await
+            .map_err(|e| failure(classify(&e), &e))?;
+        let (parts, incoming) = response.into_parts();
+        body.body = Some(incoming);
+        Ok((parts, body))
+    }
+}
+
+/// Refuses `https://`: this crate speaks plain HTTP only.
+fn plain_http(request: &http::Request<Bytes>) -> Result<(), ExchangeFailure> {
+    if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
+        return Err(ExchangeFailure::new(
+            TransportErrorKind::Tls,
+            "https endpoints are not supported: etcd-tokio speaks plain HTTP only",
+        ));
+    }
+    Ok(())
+}
+
+/// The request as it goes on the wire of a connection of its own: the
+/// origin-form target (path and query) and a `Host` header, as hyper-util's
+/// pooled client sends it.
+fn origin_form(request: http::Request<Bytes>) -> http::Request<Bytes> {
+    let (mut parts, body) = request.into_parts();
+    if let Some(authority) = parts.uri.authority() {
+        let host = match authority.port() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_owned(),
+        };
+        if let Ok(host) = http::HeaderValue::try_from(host) {
+            parts.headers.entry(http::header::HOST).or_insert(host);
+        }
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    parts.uri = http::Uri::from(target);
+    http::Request::from_parts(parts, body)
+}
+
+/// Aborts the task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The streaming body of a response opened with [`AsyncTransport::open`],
+/// on a connection of its own, outside the pool: dropping the body closes
+/// the connection (the task driving it is aborted).
+#[derive(Debug)]
+pub struct StreamBody {
+    /// Declared first, so that it drops (and closes the socket) first.
+    _connection: AbortOnDrop,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    /// `Some` once the head arrived.
+    body: Option<hyper::body::Incoming>,
+    /// When the stream's time limit passes, and the limit.
+    deadline: Option<(tokio::time::Instant, Duration)>,
+}
+
+impl AsyncResponseBody for StreamBody {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+        let Some(body) = self.body.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            let frame = match self.deadline {
+                Some((at, limit)) => tokio::time::timeout_at(at, body.frame())
+                    .await
+                    .map_err(|_| timed_out(limit))?,
+                None => body.frame().await,
+            };
+            match frame {
+                None => return Ok(None),
+                Some(Ok(frame)) => {
+                    // Trailers and empty frames carry nothing for the caller.
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(failure(classify(&e), &e)),
+            }
+        }
+    }
 }
 
 impl AsyncTransport for Client {
+    type Body = StreamBody;
+
+    async fn open(
+        &self,
+        transmit: Transmit,
+    ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
+        plain_http(&transmit.request)?;
+        let deadline = transmit
+            .timeout
+            .and_then(|limit| Some((tokio::time::Instant::now().checked_add(limit)?, limit)));
+        let opening = self.open_stream(transmit.request);
+        let (parts, mut body) = match deadline {
+            Some((at, limit)) => tokio::time::timeout_at(at, opening)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(limit)))?,
+            None => opening.await?,
+        };
+        body.deadline = deadline;
+        Ok((parts, body))
+    }
+
     async fn send(&self, transmit: Transmit) -> Exchange {
-        if transmit.request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-            return Err(ExchangeFailure::new(
-                TransportErrorKind::Tls,
-                "https endpoints are not supported: etcd-tokio speaks plain HTTP only",
-            ));
-        }
+        plain_http(&transmit.request)?;
         match transmit.timeout {
             Some(limit) => tokio::time::timeout(limit, self.exchange(transmit.request))
                 .await

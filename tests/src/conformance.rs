@@ -193,6 +193,7 @@ impl TestClient {
 }
 
 etcd_proto::client_methods!(TestClient);
+etcd_proto::v3_methods!(TestClient);
 
 impl BlockingRun for TestClient {
     /// Only the blocking client runs arbitrary (possibly non-`Send`) flows
@@ -233,6 +234,99 @@ impl TestClient {
                     async_std::task::block_on(next(&mut stream))
                 }))
             }
+        }
+    }
+}
+
+impl TestClient {
+    /// Runs a [`StreamFlow`](etcd_proto::StreamFlow) to its first item through the transport's
+    /// stream driver ([`run_stream_blocking`](etcd_proto::drive::run_stream_blocking)
+    /// or [`run_stream`](etcd_proto::drive::run_stream)); the stream is
+    /// closed on return.
+    pub fn stream_first<F: etcd_proto::StreamFlow + Send + 'static>(
+        &self,
+        flow: F,
+    ) -> Result<F::Item, Error> {
+        match self {
+            TestClient::Blocking(client) => etcd_proto::drive::run_stream_blocking(client, flow),
+            TestClient::Tokio { runtime, client } => {
+                runtime.block_on(etcd_proto::drive::run_stream(client, flow))
+            }
+            TestClient::AsyncStd(client) => {
+                async_std::task::block_on(etcd_proto::drive::run_stream(client, flow))
+            }
+        }
+    }
+
+    /// Drives a [`StreamFlow`](etcd_proto::StreamFlow) through the transport's own stream
+    /// ([`StreamIter`](etcd_proto::drive::StreamIter) or
+    /// [`FlowStream`](etcd_proto::drive::FlowStream)) and collects its first
+    /// `n` items, fewer if it ends first (an `End(Err)` is the last item) or
+    /// if `deadline` (from now) passes. The stream is closed on return — on
+    /// the blocking transport, whose reads cannot be interrupted, as soon as
+    /// the reader thread's read in progress returns.
+    pub fn stream_items<F: etcd_proto::StreamFlow + Send + 'static>(
+        &self,
+        flow: F,
+        n: usize,
+        deadline: Duration,
+    ) -> Vec<Result<F::Item, Error>>
+    where
+        F::Item: Send + 'static,
+    {
+        fn next_item<S: futures_core::Stream + Unpin>(
+            stream: &mut S,
+        ) -> impl Future<Output = Option<S::Item>> + '_ {
+            std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *stream).poll_next(cx))
+        }
+        let until = std::time::Instant::now() + deadline;
+        match self {
+            TestClient::Blocking(client) => {
+                let client = client.clone();
+                let (items, received) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    // Stops (closing the stream) after n items, at the end,
+                    // or at the first item nobody waits for any more.
+                    for item in etcd_proto::drive::StreamIter::new(&client, flow).take(n) {
+                        if items.send(item).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut got = Vec::new();
+                while got.len() < n {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    match received.recv_timeout(left) {
+                        Ok(item) => got.push(item),
+                        Err(_) => break,
+                    }
+                }
+                got
+            }
+            TestClient::Tokio { runtime, client } => runtime.block_on(async {
+                let mut stream = etcd_proto::drive::FlowStream::new(client.clone(), flow);
+                let mut got = Vec::new();
+                let until = tokio::time::Instant::from_std(until);
+                while got.len() < n {
+                    match tokio::time::timeout_at(until, next_item(&mut stream)).await {
+                        Ok(Some(item)) => got.push(item),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                got
+            }),
+            TestClient::AsyncStd(client) => async_std::task::block_on(async {
+                let mut stream = etcd_proto::drive::FlowStream::new(client.clone(), flow);
+                let mut got = Vec::new();
+                while got.len() < n {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    match async_std::future::timeout(left, next_item(&mut stream)).await {
+                        Ok(Some(item)) => got.push(item),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                got
+            }),
         }
     }
 }

@@ -1,10 +1,12 @@
-//! `etcd-bench`: end-to-end benchmark of the etcd v2 clients against a real
-//! etcd, after etcd's `tools/benchmark`. See `--help` and
-//! [`etcd_benches::e2e`].
+//! `etcd-bench`: end-to-end benchmark of the etcd clients (v2 keys API and
+//! v3 JSON gateway) against a real etcd, after etcd's `tools/benchmark`. See
+//! `--help` and [`etcd_benches::e2e`].
 //!
 //! ```text
 //! ETCD_BIN=/usr/bin/etcd cargo run --release -p etcd-benches --bin etcd-bench -- \
 //!     --workload put --clients 32 --total 5000
+//! ETCD_BIN=/usr/bin/etcd cargo run --release -p etcd-benches --bin etcd-bench -- \
+//!     --workload v3-put,v3-range --clients 1,32 --total 10000
 //! ```
 
 use std::process::ExitCode;

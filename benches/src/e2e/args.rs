@@ -8,15 +8,24 @@ use super::workload::Workload;
 
 /// The usage text printed by `--help` and after a bad flag.
 pub const USAGE: &str = "\
-etcd-bench: end-to-end benchmark of the etcd v2 clients against a real etcd
+etcd-bench: end-to-end benchmark of the etcd clients against a real etcd
+(v2 keys API and v3 JSON gateway)
 
 USAGE: etcd-bench [FLAGS]
 
   --endpoints URL[,URL]  etcd client URLs; default: start a throwaway etcd
                          (binary from $ETCD_BIN or PATH) and stop it at the end
-  --workload put|get     what every request does (default put); get writes
-                         the keys first
-  --clients N            requests in flight; 1 = sequential (default 1)
+  --workload LIST        comma list of what every request does (default put):
+                           put       v2 PUT /v2/keys/<key> (v2::Write)
+                           get       v2 GET /v2/keys/<key> (v2::Read)
+                           v3-put    POST /v3/kv/put (v3::Put)
+                           v3-range  POST /v3/kv/range, one key,
+                                     linearizable (v3::Get)
+                         or all; get and v3-range write the keys first.
+                         (--workloads is the same flag; v2-put and v2-get
+                         name put and get)
+  --clients N[,N]        requests in flight; 1 = sequential (default 1); a
+                         list runs every workload at each count
   --total N              requests per measured run (default 10000)
   --key-size N           bytes per key (default 16)
   --key-space N          distinct keys, cycled over (default 2000)
@@ -34,8 +43,8 @@ USAGE: etcd-bench [FLAGS]
 pub struct Options {
     /// etcd client URLs; empty: start a server.
     pub endpoints: Vec<String>,
-    /// Requests in flight.
-    pub clients: usize,
+    /// Requests in flight, one session case per count (in this order).
+    pub clients: Vec<usize>,
     /// Requests per measured run.
     pub total: usize,
     /// Bytes per key.
@@ -44,8 +53,8 @@ pub struct Options {
     pub key_space: usize,
     /// Bytes per value.
     pub val_size: usize,
-    /// What every request does.
-    pub workload: Workload,
+    /// What every request does, one session case per workload (in this order).
+    pub workloads: Vec<Workload>,
     /// The transports, in report order; empty: all of them.
     pub transports: Vec<TransportKind>,
     /// Measured runs per transport.
@@ -58,12 +67,12 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             endpoints: Vec::new(),
-            clients: 1,
+            clients: vec![1],
             total: 10_000,
             key_size: 16,
             key_space: 2000,
             val_size: 100,
-            workload: Workload::Put,
+            workloads: vec![Workload::Put],
             transports: Vec::new(),
             rounds: 3,
             warmup: 500,
@@ -126,12 +135,28 @@ impl Options {
                         return Err("--endpoints needs at least one URL".into());
                     }
                 }
-                "clients" => o.clients = count(1)?,
+                "clients" => {
+                    o.clients.clear();
+                    for n in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let n: usize = n
+                            .parse()
+                            .map_err(|_| format!("--clients: {n:?} is not a number"))?;
+                        if n < 1 {
+                            return Err("--clients must be at least 1".into());
+                        }
+                        if !o.clients.contains(&n) {
+                            o.clients.push(n);
+                        }
+                    }
+                    if o.clients.is_empty() {
+                        return Err("--clients needs at least one number".into());
+                    }
+                }
                 "total" => o.total = count(1)?,
                 "key-size" => o.key_size = count(1)?,
                 "key-space" => o.key_space = count(1)?,
                 "val-size" => o.val_size = count(0)?,
-                "workload" => o.workload = value.parse()?,
+                "workload" | "workloads" => o.workloads = Workload::parse_list(&value)?,
                 "transport" | "transports" => {
                     o.transports.clear();
                     for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -169,7 +194,7 @@ mod tests {
         let Ok(Command::Run(o)) = parse(&[
             "--endpoints",
             "http://127.0.0.1:1,http://127.0.0.1:2",
-            "--clients=32",
+            "--clients=32,1,32",
             "--total",
             "5000",
             "--key-size=20",
@@ -177,7 +202,7 @@ mod tests {
             "100",
             "--val-size",
             "0",
-            "--workload=get",
+            "--workloads=get,v3-range",
             "--transport",
             "blocking,raw,raw",
             "--rounds",
@@ -187,13 +212,15 @@ mod tests {
             panic!("did not parse");
         };
         assert_eq!(o.endpoints, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
-        assert_eq!(
-            (o.clients, o.total, o.key_size, o.key_space),
-            (32, 5000, 20, 100)
-        );
+        assert_eq!((o.total, o.key_size, o.key_space), (5000, 20, 100));
         assert_eq!((o.val_size, o.rounds, o.warmup), (0, 5, 0));
-        assert_eq!(o.workload, Workload::Get);
+        assert_eq!(o.clients, [32, 1]);
+        assert_eq!(o.workloads, [Workload::Get, Workload::V3Range]);
         assert_eq!(o.transports, [TransportKind::Blocking, TransportKind::Raw]);
+        let Ok(Command::Run(o)) = parse(&["--workload", "v3-put"]) else {
+            panic!("did not parse");
+        };
+        assert_eq!(o.workloads, [Workload::V3Put]);
     }
 
     #[test]
@@ -201,7 +228,16 @@ mod tests {
         assert!(parse(&["--clients", "0"])
             .unwrap_err()
             .contains("at least 1"));
+        assert!(parse(&["--clients", "1,0"])
+            .unwrap_err()
+            .contains("at least 1"));
+        assert!(parse(&["--clients", ","])
+            .unwrap_err()
+            .contains("at least one"));
         assert!(parse(&["--clients"]).unwrap_err().contains("needs a value"));
+        assert!(parse(&["--workload", "v4-put"])
+            .unwrap_err()
+            .contains("unknown workload"));
         assert!(parse(&["--total", "x"])
             .unwrap_err()
             .contains("not a number"));

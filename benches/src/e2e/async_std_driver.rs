@@ -7,19 +7,18 @@
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use etcd_proto::Operation;
+
 use super::async_worker::{task_worker, AsyncKv};
 use super::transport::{endpoints_or_default, Driver, Job, JobOutcome};
 
 impl AsyncKv for etcd_async_std::Client {
-    async fn put_value(&self, key: &str, value: &str) -> Result<(), String> {
-        self.set(key, value)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
-    async fn get_value(&self, key: &str) -> Result<(), String> {
-        self.get(key).await.map(drop).map_err(|e| e.to_string())
+    async fn execute<O>(&self, op: O) -> Result<O::Output, etcd_proto::Error>
+    where
+        O: Operation + Send + 'static,
+        O::Output: Send,
+    {
+        etcd_async_std::Client::execute(self, op).await
     }
 }
 

@@ -6,16 +6,22 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use etcd_proto::{v2, v3, Operation};
+
 use super::latency::Recorder;
-use super::transport::{expected_per_worker, Errors, Job, WorkerOutcome};
+use super::transport::{checked, expected_per_worker, Errors, Job, WorkerOutcome};
 use super::workload::Workload;
 
-/// The two calls the benchmark makes, on any async client.
+/// The call the benchmark makes, on any async client: its `execute(op)`.
 pub trait AsyncKv: Clone + Send + Sync + 'static {
-    /// `client.set(key, value)`, the response dropped.
-    fn put_value(&self, key: &str, value: &str) -> impl Future<Output = Result<(), String>> + Send;
-    /// `client.get(key)`, the response dropped.
-    fn get_value(&self, key: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// `client.execute(op)`.
+    fn execute<O>(
+        &self,
+        op: O,
+    ) -> impl Future<Output = Result<O::Output, etcd_proto::Error>> + Send
+    where
+        O: Operation + Send + 'static,
+        O::Output: Send;
 }
 
 /// Takes request numbers until `job.requests` are issued, timing each call
@@ -32,11 +38,14 @@ pub async fn task_worker<C: AsyncKv>(client: C, job: Job, next: &AtomicUsize) ->
         if i >= job.requests {
             return out;
         }
-        let key = &job.keys[i % job.keys.len()];
+        let key: &str = &job.keys[i % job.keys.len()];
         let start = Instant::now();
+        let value = &*job.value;
         let result = match job.workload {
-            Workload::Put => client.put_value(key, &job.value).await,
-            Workload::Get => client.get_value(key).await,
+            Workload::Put => checked(client.execute(v2::Write::new(key, value)).await),
+            Workload::Get => checked(client.execute(v2::Read::new(key)).await),
+            Workload::V3Put => checked(client.execute(v3::Put::new(key, value)).await),
+            Workload::V3Range => checked(client.execute(v3::Get::new(key)).await),
         };
         let elapsed = start.elapsed();
         match result {

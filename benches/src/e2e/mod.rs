@@ -3,7 +3,8 @@
 //! `tools/benchmark` (its flags and its report).
 //!
 //! - [`args`]: the flags;
-//! - [`workload`]: the keys and values;
+//! - [`workload`]: the operations (v2 `put`/`get`, v3 `v3-put`/`v3-range`),
+//!   the keys and values;
 //! - [`raw_http`]: the `raw` baseline's hand-written HTTP/1.1 connection;
 //! - [`transport`]: the [`Driver`](transport::Driver) interface, the `raw`
 //!   and `blocking` drivers and the thread worker loop;
@@ -15,8 +16,9 @@
 //! - [`report`]: the printed report.
 //!
 //! Run it with
-//! `ETCD_BIN=/usr/bin/etcd cargo run --release -p etcd-benches --bin etcd-bench -- --workload put --clients 32`
-//! (`--help` lists the flags).
+//! `ETCD_BIN=/usr/bin/etcd cargo run --release -p etcd-benches --bin etcd-bench -- --workload put --clients 32`,
+//! or for the v3 gateway, sequential and 32 in flight,
+//! `… -- --workload v3-put,v3-range --clients 1,32` (`--help` lists the flags).
 
 pub mod args;
 pub mod async_std_driver;

@@ -8,8 +8,10 @@
 //! buffers are allocated once and reused, so a request costs one `write`
 //! and usually one `read` system call.
 //!
-//! It speaks just enough HTTP for etcd's v2 API, whose replies always carry
-//! `Content-Length`; a chunked reply is reported as an error. A reply with
+//! It speaks just enough HTTP for etcd's v2 API and the v3 gateway's unary
+//! calls, whose replies carry `Content-Length` (every v2 reply; every
+//! successful v3 one); a chunked reply (such as a v3 error from etcd 3.4) is
+//! reported as an error. A reply with
 //! `Connection: close` (or a connection the server closed while idle) makes
 //! the next request reconnect.
 
@@ -88,6 +90,12 @@ impl RawConnection {
             path,
             Some((b"application/x-www-form-urlencoded", &[b"value=", value])),
         )
+    }
+
+    /// `POST <path>` with a JSON body (the concatenation of `body`), as the
+    /// v3 gateway takes it.
+    pub fn post_json(&mut self, path: &str, body: &[&[u8]]) -> io::Result<RawResponse<'_>> {
+        self.send("POST", path, Some((b"application/json", body)))
     }
 
     /// `GET <path>`.
@@ -463,7 +471,9 @@ mod tests {
         let mut c = RawConnection::connect(&url).unwrap();
         let r = c.put_value("/v2/keys/a", b"xyz").unwrap();
         assert_eq!((r.status, r.body), (200, &b"{\"n\":0}"[..]));
-        let r = c.get("/v2/keys/a").unwrap();
+        let r = c
+            .post_json("/v3/kv/range", &[b"{\"key\":\"", b"YQ==", b"\"}"])
+            .unwrap();
         assert_eq!((r.status, r.body), (201, &b"{\"n\":1}"[..]));
         std::thread::sleep(Duration::from_millis(50));
         let r = c.get("/v2/keys/b").unwrap();
@@ -474,7 +484,10 @@ mod tests {
         assert!(requests[0].contains(
             "\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n\r\nvalue=xyz"
         ));
-        assert!(requests[1].starts_with("GET /v2/keys/a HTTP/1.1\r\n"));
+        assert!(requests[1].starts_with("POST /v3/kv/range HTTP/1.1\r\n"));
+        assert!(requests[1].ends_with(
+            "\r\nContent-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"key\":\"YQ==\"}"
+        ));
         assert!(requests[2].starts_with("GET /v2/keys/b HTTP/1.1\r\n"));
     }
 }

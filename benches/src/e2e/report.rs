@@ -1,7 +1,8 @@
 //! The printed report, laid out like etcd's benchmark tool: a header naming
-//! the server and the workload, then per transport (its median round) the
-//! summary, a response-time histogram and the latency distribution, then a
-//! comparison table of every transport against the `raw` baseline.
+//! the server and the workloads, then per case (workload and client count)
+//! and per transport (its median round) the summary, a response-time
+//! histogram and the latency distribution, then one comparison table of
+//! every case and transport against the `raw` baseline of the same case.
 //!
 //! Times are in milliseconds (the total in seconds), CPU in microseconds per
 //! request. The comparison marks a transport below 0.9× the baseline's
@@ -11,8 +12,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use super::latency::REPORT_PERCENTILES;
-use super::runner::{Measurement, Report, TransportResult};
-use super::transport::TransportKind;
+use super::runner::{CaseResult, Report, TransportResult};
 
 /// Below this fraction of the baseline's requests/second a transport is marked.
 pub const SLOW_RATIO: f64 = 0.9;
@@ -25,9 +25,17 @@ const BAR_WIDTH: usize = 40;
 /// Writes the whole report.
 pub fn write_report(out: &mut dyn Write, report: &Report) -> io::Result<()> {
     write_header(out, report)?;
-    for result in &report.results {
+    for case in &report.cases {
         writeln!(out)?;
-        write_transport(out, result, report.options.rounds)?;
+        writeln!(
+            out,
+            "######## {}, {} in flight ########",
+            case.workload, case.clients
+        )?;
+        for result in &case.results {
+            writeln!(out)?;
+            write_transport(out, result, report.options.rounds)?;
+        }
     }
     writeln!(out)?;
     write_comparison(out, report)
@@ -46,10 +54,18 @@ pub fn write_header(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         report.etcd_version,
         report.endpoints.join(",")
     )?;
+    let workloads: Vec<&str> = o.workloads.iter().map(|w| w.name()).collect();
+    let clients: Vec<String> = o.clients.iter().map(usize::to_string).collect();
     writeln!(
         out,
-        "workload: {}, clients: {}, total: {} requests per run, key size: {} ({} distinct keys under {}), value size: {}",
-        o.workload, o.clients, o.total, report.key_size, o.key_space, report.prefix, o.val_size
+        "workloads: {}, clients: {}, total: {} requests per run, key size: {} ({} distinct keys under {}), value size: {}",
+        workloads.join(","),
+        clients.join(","),
+        o.total,
+        report.key_size,
+        o.key_space,
+        report.prefix,
+        o.val_size
     )?;
     writeln!(
         out,
@@ -122,60 +138,26 @@ pub fn write_transport(
     Ok(())
 }
 
-/// The table of every transport's median round against `raw`'s.
+/// The table of every case's transports (their median rounds) against the
+/// `raw` baseline of the same case.
 pub fn write_comparison(out: &mut dyn Write, report: &Report) -> io::Result<()> {
-    let raw: Option<&Measurement> = report
-        .results
-        .iter()
-        .find(|r| r.kind == TransportKind::Raw)
-        .map(TransportResult::median);
     let o = &report.options;
     writeln!(
         out,
-        "=== Comparison: {} × {}, clients {}, median of {} rounds ===",
-        o.workload, o.total, o.clients, o.rounds
+        "=== Comparison: {} requests per run, median of {} rounds; times in ms, CPU in µs/op, ratios to raw of the same case ===",
+        o.total, o.rounds
     )?;
     writeln!(
         out,
-        "| transport | req/s | ratio to raw | client CPU µs/op | ratio to raw | server CPU µs/op |"
+        "| workload | clients | transport | req/s | ratio to raw | average | stddev | p50 | p90 | p99 | p99.9 | client CPU | ratio to raw | server CPU |"
     )?;
-    writeln!(out, "|---|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        out,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
     let mut notes = Vec::new();
-    for result in &report.results {
-        let m = result.median();
-        let rps = m.requests_per_sec();
-        let cpu = m.client_cpu_us_per_op();
-        let rps_ratio = raw.map(|r| rps / r.requests_per_sec());
-        let cpu_ratio = raw.map(|r| cpu / r.client_cpu_us_per_op());
-        let server = m
-            .server_cpu_us_per_op()
-            .map_or("-".to_owned(), |us| format!("{us:.1}"));
-        writeln!(
-            out,
-            "| {} | {} | {} | {cpu:.1} | {} | {server} |",
-            result.kind,
-            group(rps),
-            ratio(rps_ratio),
-            ratio(cpu_ratio),
-        )?;
-        if rps_ratio.is_some_and(|r| r < SLOW_RATIO) {
-            notes.push(format!(
-                "{}: below {SLOW_RATIO}× raw requests/second",
-                result.kind
-            ));
-        }
-        if cpu_ratio.is_some_and(|r| r > CPU_RATIO) {
-            notes.push(format!(
-                "{}: above {CPU_RATIO}× raw client CPU per request",
-                result.kind
-            ));
-        }
-        if m.errors.count > 0 {
-            notes.push(format!(
-                "{}: {} failed requests",
-                result.kind, m.errors.count
-            ));
-        }
+    for case in &report.cases {
+        write_case_rows(out, case, &mut notes)?;
     }
     for note in notes {
         writeln!(out, "note: {note}")?;
@@ -188,6 +170,60 @@ pub fn write_comparison(out: &mut dyn Write, report: &Report) -> io::Result<()> 
         )?;
     }
     Ok(())
+}
+
+/// One case's rows of the comparison table; the marks go to `notes`.
+fn write_case_rows(
+    out: &mut dyn Write,
+    case: &CaseResult,
+    notes: &mut Vec<String>,
+) -> io::Result<()> {
+    let raw = case.baseline();
+    for result in &case.results {
+        let m = result.median();
+        let l = &m.latencies;
+        let rps = m.requests_per_sec();
+        let cpu = m.client_cpu_us_per_op();
+        let rps_ratio = raw.map(|r| rps / r.requests_per_sec());
+        let cpu_ratio = raw.map(|r| cpu / r.client_cpu_us_per_op());
+        let server = m
+            .server_cpu_us_per_op()
+            .map_or("-".to_owned(), |us| format!("{us:.1}"));
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {cpu:.1} | {} | {server} |",
+            case.workload,
+            case.clients,
+            result.kind,
+            group(rps),
+            ratio(rps_ratio),
+            ms3(l.average()),
+            ms3(l.stddev()),
+            ms3(l.percentile(50.0)),
+            ms3(l.percentile(90.0)),
+            ms3(l.percentile(99.0)),
+            ms3(l.percentile(99.9)),
+            ratio(cpu_ratio),
+        )?;
+        let who = format!("{} ×{} {}", case.workload, case.clients, result.kind);
+        if rps_ratio.is_some_and(|r| r < SLOW_RATIO) {
+            notes.push(format!("{who}: below {SLOW_RATIO}× raw requests/second"));
+        }
+        if cpu_ratio.is_some_and(|r| r > CPU_RATIO) {
+            notes.push(format!(
+                "{who}: above {CPU_RATIO}× raw client CPU per request"
+            ));
+        }
+        if m.errors.count > 0 {
+            notes.push(format!("{who}: {} failed requests", m.errors.count));
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds with 3 decimals, for the comparison table.
+fn ms3(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
 /// Milliseconds with 4 decimals, as etcd prints seconds.
@@ -218,7 +254,8 @@ mod tests {
     use crate::e2e::args::Options;
     use crate::e2e::latency::Latencies;
     use crate::e2e::runner::Measurement;
-    use crate::e2e::transport::Errors;
+    use crate::e2e::transport::{Errors, TransportKind};
+    use crate::e2e::workload::Workload;
 
     #[test]
     fn thousands_are_grouped() {
@@ -253,20 +290,41 @@ mod tests {
             client_clock: "clock".into(),
             server_clock: Some("clock 42".into()),
             server_idle_us_per_sec: Some(1500.0),
-            results: vec![
-                TransportResult {
-                    kind: TransportKind::Raw,
-                    rounds: vec![run(0, 4000, 20), run(1, 5000, 20), run(2, 4500, 20)],
+            cases: vec![
+                CaseResult {
+                    workload: Workload::Put,
+                    clients: 1,
+                    results: vec![
+                        TransportResult {
+                            kind: TransportKind::Raw,
+                            rounds: vec![run(0, 4000, 20), run(1, 5000, 20), run(2, 4500, 20)],
+                        },
+                        TransportResult {
+                            kind: TransportKind::Blocking,
+                            rounds: vec![run(0, 3000, 40), run(1, 3400, 40), run(2, 3500, 40)],
+                        },
+                    ],
                 },
-                TransportResult {
-                    kind: TransportKind::Blocking,
-                    rounds: vec![run(0, 3000, 40), run(1, 3400, 40), run(2, 3500, 40)],
+                CaseResult {
+                    workload: Workload::V3Range,
+                    clients: 32,
+                    results: vec![
+                        TransportResult {
+                            kind: TransportKind::Raw,
+                            rounds: vec![run(0, 2000, 20)],
+                        },
+                        TransportResult {
+                            kind: TransportKind::Tokio,
+                            rounds: vec![run(0, 2200, 25)],
+                        },
+                    ],
                 },
             ],
         };
         let mut out = Vec::new();
         write_report(&mut out, &report).unwrap();
         let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("tokio: "), "{text}");
         for needle in [
             "etcd-bench: etcd 3.4.23 at http://127.0.0.1:2379 (throwaway server, pid 42)",
             "=== raw (round 3 of 3; req/s of every round: 4,000, 5,000, 4,500) ===",
@@ -275,10 +333,14 @@ mod tests {
             "  Server CPU:\t100.0 µs/op",
             "  99.9% in 0.9990 ms.",
             "Response time histogram:",
-            "| raw | 4,500 | 1.00× | 20.0 | 1.00× | 100.0 |",
-            "| blocking | 3,400 | 0.76× | 40.0 | 2.00× | 100.0 |",
-            "note: blocking: below 0.9× raw requests/second",
-            "note: blocking: above 1.5× raw client CPU per request",
+            "workloads: put, clients: 1, total: 10000 requests per run",
+            "######## put, 1 in flight ########",
+            "######## v3-range, 32 in flight ########",
+            "| put | 1 | raw | 4,500 | 1.00× | 0.500 | 0.289 | 0.500 | 0.900 | 0.990 | 0.999 | 20.0 | 1.00× | 100.0 |",
+            "| put | 1 | blocking | 3,400 | 0.76× | 0.500 | 0.289 | 0.500 | 0.900 | 0.990 | 0.999 | 40.0 | 2.00× | 100.0 |",
+            "| v3-range | 32 | tokio | 2,200 | 1.10× | 0.500 | 0.289 | 0.500 | 0.900 | 0.990 | 0.999 | 25.0 | 1.25× | 100.0 |",
+            "note: put ×1 blocking: below 0.9× raw requests/second",
+            "note: put ×1 blocking: above 1.5× raw client CPU per request",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

@@ -1,7 +1,9 @@
 //! Measured runs, rounds and the whole benchmark session.
 //!
 //! A session ([`run_benchmark`]) reads the server's version, makes the keys
-//! (and writes them first for `get`), then runs `rounds` rounds. Within a
+//! (and writes them first for `get` and `v3-range`), then runs one case per
+//! workload and client count (workload by workload, each at every count), the
+//! same drivers throughout. A case is `rounds` rounds. Within a
 //! round every transport gets one warm-up job and one measured run, one
 //! transport after the other, so noise on the machine (other processes, CPU
 //! frequency, etcd compacting) hits every transport alike; each round starts
@@ -22,7 +24,7 @@ use super::cpu::CpuClock;
 use super::latency::Latencies;
 use super::raw_http::RawConnection;
 use super::transport::{Driver, Errors, Job, RawDriver, TransportKind};
-use super::workload::{unique_prefix, KeySpace, Workload};
+use super::workload::{base64, unique_prefix, KeySpace, Workload};
 
 /// One measured run of one transport.
 #[derive(Debug, Clone)]
@@ -135,7 +137,7 @@ pub struct RoundPlan {
     pub rounds: usize,
 }
 
-/// Runs every round, interleaving the transports (see the
+/// Runs every round of one case, interleaving the transports (see the
 /// [module docs](self)). `progress` gets one line per measured run.
 pub fn run_rounds(
     drivers: &mut [(TransportKind, Box<dyn Driver>)],
@@ -181,9 +183,11 @@ pub fn run_rounds(
                 String::new()
             };
             progress(format!(
-                "round {}/{}  {:<9} {:>9.0} req/s  client {:.1} µs/op{server}{errors}",
+                "round {}/{}  {:<8} c={:<3} {:<9} {:>9.0} req/s  client {:.1} µs/op{server}{errors}",
                 round + 1,
                 plan.rounds,
+                plan.job.workload.name(),
+                plan.job.clients,
                 kind.name(),
                 m.requests_per_sec(),
                 m.client_cpu_us_per_op(),
@@ -215,8 +219,29 @@ pub struct Report {
     pub server_clock: Option<String>,
     /// The server's CPU use while idle, in microseconds per second.
     pub server_idle_us_per_sec: Option<f64>,
+    /// One per workload and client count, in the order they ran.
+    pub cases: Vec<CaseResult>,
+}
+
+/// The results of one workload at one client count.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// What every request did.
+    pub workload: Workload,
+    /// Requests in flight.
+    pub clients: usize,
     /// Results, in the order of the transports.
     pub results: Vec<TransportResult>,
+}
+
+impl CaseResult {
+    /// The `raw` baseline's median round, when `raw` ran.
+    pub fn baseline(&self) -> Option<&Measurement> {
+        self.results
+            .iter()
+            .find(|r| r.kind == TransportKind::Raw)
+            .map(TransportResult::median)
+    }
 }
 
 /// Runs a whole session against `endpoints`; see the [module docs](self).
@@ -249,13 +274,23 @@ pub fn run_benchmark(
 
     let keys: Arc<[String]> = keyspace.keys.clone().into();
     let value: Arc<str> = keyspace.value.as_str().into();
-    if options.workload == Workload::Get {
+    let mut writers: Vec<Workload> = Vec::new();
+    for writer in options
+        .workloads
+        .iter()
+        .filter_map(|w| w.needs_keys_written_by())
+    {
+        if !writers.contains(&writer) {
+            writers.push(writer);
+        }
+    }
+    for writer in writers {
         progress(format!(
-            "writing {} keys under {} for the get workload",
+            "writing {} keys under {} with {writer} for the reads",
             keys.len(),
             keyspace.prefix
         ));
-        populate(endpoints, &keys, &value)?;
+        populate(endpoints, &keys, &value, writer)?;
     }
 
     let clocks = Clocks {
@@ -270,27 +305,56 @@ pub fn run_benchmark(
         idle.as_secs_f64() * 1e6 / window.as_secs_f64()
     });
 
-    let plan = RoundPlan {
-        job: Job {
-            workload: options.workload,
-            keys,
-            value,
-            clients: options.clients,
-            requests: options.total,
-        },
-        warmup: options.warmup,
-        rounds: options.rounds,
-    };
-    let results = run_rounds(&mut drivers, &plan, &clocks, progress);
+    let mut cases = Vec::new();
+    let mut failure = None;
+    'cases: for &workload in &options.workloads {
+        for &clients in &options.clients {
+            progress(format!("--- {workload}, {clients} in flight ---"));
+            let plan = RoundPlan {
+                job: Job {
+                    workload,
+                    keys: Arc::clone(&keys),
+                    value: Arc::clone(&value),
+                    clients,
+                    requests: options.total,
+                },
+                warmup: options.warmup,
+                rounds: options.rounds,
+            };
+            match run_rounds(&mut drivers, &plan, &clocks, progress) {
+                Ok(results) => cases.push(CaseResult {
+                    workload,
+                    clients,
+                    results,
+                }),
+                Err(e) => {
+                    failure = Some(format!("{workload}, {clients} in flight: {e}"));
+                    break 'cases;
+                }
+            }
+        }
+    }
     drop(drivers);
     // Leave a shared server as it was (a throwaway one is killed anyway).
     if server_pid.is_none() {
-        if let Err(e) = delete_dir(first, &keyspace.prefix) {
-            progress(format!(
-                "warning: could not delete {}: {e}",
-                keyspace.prefix
-            ));
+        let mut cleanups: Vec<(&str, fn(&str, &str) -> Result<(), String>)> = Vec::new();
+        if options.workloads.iter().any(|w| !w.is_v3()) {
+            cleanups.push(("v2", delete_dir));
         }
+        if options.workloads.iter().any(|w| w.is_v3()) {
+            cleanups.push(("v3", delete_v3_prefix));
+        }
+        for (api, cleanup) in cleanups {
+            if let Err(e) = cleanup(first, &keyspace.prefix) {
+                progress(format!(
+                    "warning: could not delete the {api} keys under {}: {e}",
+                    keyspace.prefix
+                ));
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
     }
     Ok(Report {
         options: options.clone(),
@@ -302,7 +366,7 @@ pub fn run_benchmark(
         client_clock: clocks.client.to_string(),
         server_clock: clocks.server.map(|c| c.to_string()),
         server_idle_us_per_sec,
-        results: results?,
+        cases,
     })
 }
 
@@ -320,11 +384,16 @@ pub fn server_version(url: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{url}/version: no etcdserver field in {json}"))
 }
 
-/// Writes every key (8 connections), for the get workload, and checks that
-/// one reads back.
-fn populate(endpoints: &[String], keys: &Arc<[String]>, value: &Arc<str>) -> Result<(), String> {
+/// Writes every key (8 connections) with `writer` (`put` or `v3-put`), for
+/// the read of the same API, and checks that one reads back.
+fn populate(
+    endpoints: &[String],
+    keys: &Arc<[String]>,
+    value: &Arc<str>,
+    writer: Workload,
+) -> Result<(), String> {
     let job = Job {
-        workload: Workload::Put,
+        workload: writer,
         keys: Arc::clone(keys),
         value: Arc::clone(value),
         clients: keys.len().min(8),
@@ -338,14 +407,53 @@ fn populate(endpoints: &[String], keys: &Arc<[String]>, value: &Arc<str>) -> Res
         ));
     }
     let mut conn = RawConnection::connect(&endpoints[0]).map_err(|e| e.to_string())?;
-    let path = format!("/v2/keys{}", keys[keys.len() - 1]);
-    let response = conn.get(&path).map_err(|e| format!("GET {path}: {e}"))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(response.body).map_err(|e| format!("GET {path}: {e}"))?;
-    if json["node"]["value"].as_str() != Some(value) {
-        return Err(format!("GET {path}: value not written back: {json}"));
+    let last = &keys[keys.len() - 1];
+    let (what, json, written) = if writer.is_v3() {
+        let what = format!("v3 range {last}");
+        let body = format!("{{\"key\":\"{}\"}}", base64(last.as_bytes()));
+        let response = conn
+            .post_json("/v3/kv/range", &[body.as_bytes()])
+            .map_err(|e| format!("{what}: {e}"))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(response.body).map_err(|e| format!("{what}: {e}"))?;
+        let written = json["kvs"][0]["value"].as_str() == Some(&base64(value.as_bytes()));
+        (what, json, written)
+    } else {
+        let path = format!("/v2/keys{last}");
+        let what = format!("GET {path}");
+        let response = conn.get(&path).map_err(|e| format!("{what}: {e}"))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(response.body).map_err(|e| format!("{what}: {e}"))?;
+        let written = json["node"]["value"].as_str() == Some(value);
+        (what, json, written)
+    };
+    if written {
+        Ok(())
+    } else {
+        Err(format!("{what}: value not written back: {json}"))
     }
-    Ok(())
+}
+
+/// Deletes every v3 key under `dir` (`/v3/kv/deleterange` of the prefix `dir/`).
+fn delete_v3_prefix(url: &str, dir: &str) -> Result<(), String> {
+    let prefix = format!("{dir}/");
+    let end = etcd_proto::v3::prefix_end(prefix.as_bytes());
+    let body = format!(
+        "{{\"key\":\"{}\",\"range_end\":\"{}\"}}",
+        base64(prefix.as_bytes()),
+        base64(&end)
+    );
+    let mut conn = RawConnection::connect(url).map_err(|e| e.to_string())?;
+    let response = conn
+        .post_json("/v3/kv/deleterange", &[body.as_bytes()])
+        .map_err(|e| e.to_string())?;
+    match response.status {
+        200 => Ok(()),
+        status => Err(format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(response.body)
+        )),
+    }
 }
 
 /// Deletes the directory `dir` and everything below it.

@@ -6,6 +6,8 @@
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use etcd_proto::Operation;
+
 use super::async_worker::{task_worker, AsyncKv};
 use super::transport::{endpoints_or_default, Driver, Job, JobOutcome};
 
@@ -13,15 +15,12 @@ use super::transport::{endpoints_or_default, Driver, Job, JobOutcome};
 pub const WORKER_THREADS: usize = 2;
 
 impl AsyncKv for etcd_tokio::Client {
-    async fn put_value(&self, key: &str, value: &str) -> Result<(), String> {
-        self.set(key, value)
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
-    async fn get_value(&self, key: &str) -> Result<(), String> {
-        self.get(key).await.map(drop).map_err(|e| e.to_string())
+    async fn execute<O>(&self, op: O) -> Result<O::Output, etcd_proto::Error>
+    where
+        O: Operation + Send + 'static,
+        O::Output: Send,
+    {
+        etcd_tokio::Client::execute(self, op).await
     }
 }
 

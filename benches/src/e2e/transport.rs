@@ -15,6 +15,11 @@
 //! | `blocking`  | threads sharing one `Arc<etcd_blocking::Client>`                  |
 //! | `tokio`     | tasks on a 2-worker multi-thread runtime, one `etcd_tokio::Client` |
 //! | `async-std` | tasks on async-std's runtime, one `etcd_async_std::Client`         |
+//!
+//! The clients run every workload through `execute(op)` with the
+//! `etcd_proto` operation ([`checked`] judges the answer); `raw` writes the
+//! same requests by hand: the v2 path and form body, or the v3 gateway's JSON
+//! body with base64 key and value.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,8 +28,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::latency::Recorder;
+use etcd_proto::{v2, v3};
+
 use super::raw_http::RawConnection;
-use super::workload::Workload;
+use super::workload::{base64, push_base64, Workload};
 
 /// One measured (or warm-up) batch of requests.
 #[derive(Debug, Clone)]
@@ -235,31 +242,17 @@ impl Driver for RawDriver {
             self.connections.push(conn);
         }
         let next = AtomicUsize::new(0);
-        let workload = job.workload;
-        let value = job.value.as_bytes();
+        // The value is the same in every request: encode it once.
+        let value_b64 = base64(job.value.as_bytes());
         Ok(std::thread::scope(|s| {
             let workers: Vec<_> = self.connections[..job.clients]
                 .iter_mut()
                 .map(|conn| {
-                    let next = &next;
+                    let (next, value_b64) = (&next, value_b64.as_bytes());
                     s.spawn(move || {
-                        let mut path = String::with_capacity(128);
+                        let mut scratch = RawScratch::default();
                         thread_worker(job, next, |key| {
-                            path.clear();
-                            path.push_str("/v2/keys");
-                            path.push_str(key);
-                            let response = match workload {
-                                Workload::Put => conn.put_value(&path, value),
-                                Workload::Get => conn.get(&path),
-                            }
-                            .map_err(|e| format!("{workload} {key}: {e}"))?;
-                            match (workload, response.status) {
-                                (Workload::Put, 200 | 201) | (Workload::Get, 200) => Ok(()),
-                                (_, status) => Err(format!(
-                                    "{workload} {key}: status {status}: {}",
-                                    String::from_utf8_lossy(response.body)
-                                )),
-                            }
+                            raw_request(conn, job, key, value_b64, &mut scratch)
                         })
                     })
                 })
@@ -270,6 +263,96 @@ impl Driver for RawDriver {
                 .collect()
         }))
     }
+}
+
+/// A raw worker's buffers, reused from one request to the next.
+#[derive(Debug, Default)]
+struct RawScratch {
+    /// A v2 request's path.
+    path: String,
+    /// A v3 request's key, base64.
+    key_b64: Vec<u8>,
+}
+
+/// One request of `job.workload` for `key` on `conn`, by hand: the v2 path
+/// and form body, or the v3 gateway's JSON body. `value_b64` is the value in
+/// base64. Succeeds on the status a successful call has.
+fn raw_request(
+    conn: &mut RawConnection,
+    job: &Job,
+    key: &str,
+    value_b64: &[u8],
+    scratch: &mut RawScratch,
+) -> Result<(), String> {
+    let workload = job.workload;
+    let response = match workload {
+        Workload::Put | Workload::Get => {
+            let path = &mut scratch.path;
+            path.clear();
+            path.push_str("/v2/keys");
+            path.push_str(key);
+            if workload == Workload::Put {
+                conn.put_value(path, job.value.as_bytes())
+            } else {
+                conn.get(path)
+            }
+        }
+        Workload::V3Put | Workload::V3Range => {
+            let key_b64 = &mut scratch.key_b64;
+            key_b64.clear();
+            push_base64(key_b64, key.as_bytes());
+            if workload == Workload::V3Put {
+                conn.post_json(
+                    "/v3/kv/put",
+                    &[
+                        b"{\"key\":\"",
+                        key_b64,
+                        b"\",\"value\":\"",
+                        value_b64,
+                        b"\"}",
+                    ],
+                )
+            } else {
+                conn.post_json("/v3/kv/range", &[b"{\"key\":\"", key_b64, b"\"}"])
+            }
+        }
+    }
+    .map_err(|e| format!("{workload} {key}: {e}"))?;
+    match (workload, response.status) {
+        (Workload::Put, 200 | 201) | (_, 200) => Ok(()),
+        (_, status) => Err(format!(
+            "{workload} {key}: status {status}: {}",
+            String::from_utf8_lossy(response.body)
+        )),
+    }
+}
+
+/// What a client call answered, judged: a read of one v3 key must find it
+/// (the keys were written first; a v2 read of a missing key fails anyway).
+pub trait Checked {
+    /// `Err` when the answer, though successful, is not what the workload expects.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl Checked for v2::KeysResponse {}
+
+impl Checked for v3::PutResponse {}
+
+impl Checked for v3::RangeResponse {
+    fn check(&self) -> Result<(), String> {
+        if self.kvs.is_empty() {
+            Err("key not found".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The outcome of one client call as the worker loops count it.
+pub fn checked<T: Checked>(result: Result<T, etcd_proto::Error>) -> Result<(), String> {
+    result.map_err(|e| e.to_string())?.check()
 }
 
 /// `etcd-blocking`: one client shared by every worker thread.
@@ -302,9 +385,16 @@ impl Driver for BlockingDriver {
                     let next = &next;
                     s.spawn(move || {
                         thread_worker(job, next, |key| {
+                            let value = &*job.value;
                             match workload {
-                                Workload::Put => client.set(key, &*job.value).map(drop),
-                                Workload::Get => client.get(key).map(drop),
+                                Workload::Put => {
+                                    checked(client.execute(v2::Write::new(key, value)))
+                                }
+                                Workload::Get => checked(client.execute(v2::Read::new(key))),
+                                Workload::V3Put => {
+                                    checked(client.execute(v3::Put::new(key, value)))
+                                }
+                                Workload::V3Range => checked(client.execute(v3::Get::new(key))),
                             }
                             .map_err(|e| format!("{workload} {key}: {e}"))
                         })

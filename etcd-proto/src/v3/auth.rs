@@ -73,3 +73,138 @@ pub(crate) fn parse_token(response: http::Response<Bytes>) -> Result<String, Err
     json::parse_unary::<WireAuthenticateResponse>(response.status(), response.body())
         .map(|r| r.token)
 }
+
+/// The kind of access a role grants on a key range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Reads.
+    Read,
+    /// Writes.
+    Write,
+    /// Reads and writes.
+    ReadWrite,
+}
+
+/// One auth administration call (`/v3/auth/...`): enable or disable auth,
+/// manage users and roles. Each answers with a header only.
+///
+/// ```
+/// use etcd_proto::v3::{auth::{AuthAdmin, Permission}, KeyRange};
+/// let steps = [
+///     AuthAdmin::user_add("root", "secret"),
+///     AuthAdmin::role_add("root"),
+///     AuthAdmin::user_grant_role("root", "root"),
+///     AuthAdmin::role_add("app"),
+///     AuthAdmin::role_grant_permission("app", &KeyRange::prefix("app/"), Permission::ReadWrite),
+///     AuthAdmin::enable(),
+/// ];
+/// # let _ = steps;
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthAdmin {
+    path: &'static str,
+    body: String,
+}
+
+impl std::fmt::Debug for AuthAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body may hold a password.
+        f.debug_struct("AuthAdmin")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthAdmin {
+    fn new(path: &'static str, body: String) -> Self {
+        AuthAdmin { path, body }
+    }
+
+    /// Turns auth on (a `root` user with the `root` role must exist).
+    pub fn enable() -> Self {
+        AuthAdmin::new("/v3/auth/enable", "{}".to_owned())
+    }
+
+    /// Turns auth off.
+    pub fn disable() -> Self {
+        AuthAdmin::new("/v3/auth/disable", "{}".to_owned())
+    }
+
+    /// Adds a user.
+    pub fn user_add(name: &str, password: &str) -> Self {
+        let body = ObjectWriter::new()
+            .string("name", name)
+            .string("password", password)
+            .finish();
+        AuthAdmin::new("/v3/auth/user/add", body)
+    }
+
+    /// Deletes a user.
+    pub fn user_delete(name: &str) -> Self {
+        AuthAdmin::new("/v3/auth/user/delete", ObjectWriter::new().string("name", name).finish())
+    }
+
+    /// Changes a user's password.
+    pub fn user_change_password(name: &str, password: &str) -> Self {
+        let body = ObjectWriter::new()
+            .string("name", name)
+            .string("password", password)
+            .finish();
+        AuthAdmin::new("/v3/auth/user/changepw", body)
+    }
+
+    /// Gives a user a role.
+    pub fn user_grant_role(user: &str, role: &str) -> Self {
+        let body = ObjectWriter::new()
+            .string("user", user)
+            .string("role", role)
+            .finish();
+        AuthAdmin::new("/v3/auth/user/grant", body)
+    }
+
+    /// Adds a role.
+    pub fn role_add(name: &str) -> Self {
+        AuthAdmin::new("/v3/auth/role/add", ObjectWriter::new().string("name", name).finish())
+    }
+
+    /// Deletes a role.
+    pub fn role_delete(name: &str) -> Self {
+        AuthAdmin::new("/v3/auth/role/delete", ObjectWriter::new().string("role", name).finish())
+    }
+
+    /// Lets `role` access `range`.
+    pub fn role_grant_permission(role: &str, range: &super::KeyRange, permission: Permission) -> Self {
+        let kind = match permission {
+            Permission::Read => "READ",
+            Permission::Write => "WRITE",
+            Permission::ReadWrite => "READWRITE",
+        };
+        let perm = ObjectWriter::new()
+            .string("permType", kind)
+            .bytes("key", range.key())
+            .bytes_nonempty("range_end", range.range_end())
+            .finish();
+        let body = ObjectWriter::new()
+            .string("name", role)
+            .raw("perm", &perm)
+            .finish();
+        AuthAdmin::new("/v3/auth/role/grant", body)
+    }
+}
+
+impl Operation for AuthAdmin {
+    type Output = super::ResponseHeader;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        Ok(json::post(target.root_uri(self.path)?, self.body.clone()))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<super::ResponseHeader, Error> {
+        json::parse_unary::<super::kv::HeaderOnly>(response.status(), response.body())
+            .map(|r| r.header.into())
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}

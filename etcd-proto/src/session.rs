@@ -1,0 +1,1151 @@
+//! Sessions — a v3 lease kept alive in the background — and the guards of
+//! the v3 [lock](crate::v3::lock) and [election](crate::v3::election)
+//! recipes built on them (Go's `concurrency.Session`, `Mutex`, `Election`).
+//!
+//! # Sessions
+//!
+//! A [`Session`] (blocking client) or [`AsyncSession`] (async client) grants
+//! a lease (or adopts an existing one) and keeps it alive with the
+//! [`KeepAlive`](crate::v3::KeepAlive) flow, run in the background through
+//! the transport's `spawn` (a thread, or a task on the client's runtime): a
+//! renewal every third of the TTL, retries every 500 ms while the lease may
+//! still be alive. **When the keep-alive finds the lease gone** (etcd says
+//! so, or its TTL ran out before a renewal got through) **the session is
+//! lost**: [`is_lost`](Session::is_lost) turns true, [`lost_reason`](Session::lost_reason)
+//! says why, callbacks registered with [`on_lost`](Session::on_lost) run,
+//! [`wait_lost`](Session::wait_lost) (blocking) and [`lost`](AsyncSession::lost)
+//! (a future) return. Every key attached to the lease — lock and election
+//! keys included — is then gone.
+//!
+//! A session is a cheap handle: clones share the lease, and the guards of
+//! the locks and elections made through it hold a clone.
+//!
+//! - [`close`](Session::close) stops the keep-alive and revokes the lease
+//!   (Go's `Session.Close`): its keys are deleted at once.
+//! - [`stop_keepalive`](Session::stop_keepalive) stops the keep-alive only
+//!   (Go's `Orphan`): the lease runs out one TTL later.
+//! - **Dropping the last handle** stops the keep-alive; a blocking
+//!   [`Session`] also revokes the lease (best effort, like the v2 lock guard
+//!   that releases on drop). An [`AsyncSession`] cannot wait in `Drop`: its
+//!   lease runs out one TTL later — close it with `close().await` to free
+//!   its keys at once.
+//!
+//! # Locks and elections
+//!
+//! [`Session::lock`] / [`AsyncSession::lock`] run [`AcquireMutex`] and
+//! return a guard ([`MutexGuard`], [`AsyncMutexGuard`]) exposing the key and
+//! the fencing token. Release is guarded by the key's create revision. A
+//! blocking guard releases on drop; an async one is released with
+//! `release().await` (dropped unreleased, its key goes with the session's
+//! lease). [`Hold::MaxTtl`] stops the session's keep-alive at acquisition:
+//! the whole session's lease then runs out about one TTL later — give such
+//! a lock a session of its own (what [`MutexGuard::with_lock`] does).
+//!
+//! [`Session::campaign`] / [`AsyncSession::campaign`] campaign in an
+//! election and return a [`LeaderGuard`] / [`AsyncLeaderGuard`] that can
+//! proclaim values and resign.
+//!
+//! Guards made by the client's `lock`, `with_lock` and `campaign` methods
+//! own a session made for them: releasing (or, blocking, dropping) the guard
+//! closes that session too.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::cluster::Cluster;
+use crate::drive::{
+    drive, drive_blocking, run_stream, run_stream_blocking, AsyncTransport, Transport,
+};
+use crate::error::{Error, TransportErrorKind};
+use crate::flow::{Flow, Step};
+use crate::v3::lock::DEFAULT_SESSION_TTL;
+use crate::v3::{
+    AcquireMutex, Election, HeldMutex, Hold, KeepAlive, Leadership, LeaseGrant, LeaseKeepAliveOnce,
+    LeaseRevoke, MutexError, MutexOptions, ResponseHeader, V3ErrorKind,
+};
+
+/// How often a session's keep-alive looks at its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+type LostCallback = Box<dyn FnOnce(&str) + Send>;
+
+/// What a session's handles share with its keep-alive.
+#[derive(Default)]
+struct Shared {
+    stop: Arc<AtomicBool>,
+    loss: Mutex<Loss>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Loss {
+    reason: Option<String>,
+    wakers: Vec<Waker>,
+    callbacks: Vec<LostCallback>,
+}
+
+impl Shared {
+    fn loss(&self) -> std::sync::MutexGuard<'_, Loss> {
+        self.loss.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keep-alive ended with `error`: the lease is lost.
+    fn lose(&self, error: &Error) {
+        let reason = error.to_string();
+        let (wakers, callbacks) = {
+            let mut loss = self.loss();
+            if loss.reason.is_some() {
+                return;
+            }
+            loss.reason = Some(reason.clone());
+            (
+                std::mem::take(&mut loss.wakers),
+                std::mem::take(&mut loss.callbacks),
+            )
+        };
+        self.changed.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
+        for callback in callbacks {
+            callback(&reason);
+        }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.loss().reason.is_some()
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.loss().reason.clone()
+    }
+
+    fn on_lost(&self, callback: LostCallback) {
+        let mut loss = self.loss();
+        match loss.reason.clone() {
+            Some(reason) => {
+                drop(loss);
+                callback(&reason);
+            }
+            None => loss.callbacks.push(callback),
+        }
+    }
+
+    fn wait_lost(&self, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut loss = self.loss();
+        while loss.reason.is_none() {
+            match deadline {
+                None => loss = self.changed.wait(loss).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    loss = self
+                        .changed
+                        .wait_timeout(loss, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// [`KeepAlive`] that also looks at its stop flag at least every 100 ms, so
+/// a stopped session's thread or task ends promptly.
+struct Keeper {
+    inner: KeepAlive,
+    stop: Arc<AtomicBool>,
+}
+
+impl Flow for Keeper {
+    type Output = ();
+
+    fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<()> {
+        // Nothing is in flight when polled: stopping here leaves nothing behind.
+        if self.stop.load(Ordering::Acquire) {
+            return Step::Done(Ok(()));
+        }
+        match self.inner.poll(cluster, now) {
+            Step::Sleep(until) => Step::Sleep(until.min(now + STOP_CHECK)),
+            other => other,
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        response: http::Response<Bytes>,
+    ) {
+        self.inner.handle_response(cluster, now, response);
+    }
+
+    fn handle_failure(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        kind: TransportErrorKind,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) {
+        self.inner.handle_failure(cluster, now, kind, source);
+    }
+}
+
+fn keeper(lease: i64, shared: &Shared) -> Keeper {
+    Keeper {
+        inner: KeepAlive::new(lease, shared.stop.clone()),
+        stop: shared.stop.clone(),
+    }
+}
+
+/// A revoke of a lease already gone is no failure.
+fn revoked(result: Result<ResponseHeader, Error>) -> Result<(), Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if lease_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn lease_not_found(error: &Error) -> bool {
+    error
+        .as_v3()
+        .is_some_and(|v| v.kind == V3ErrorKind::LeaseNotFound)
+}
+
+/// The error a try-lock's busy answer is, for `try_*` methods to turn into `None`.
+fn is_busy(error: &Error) -> bool {
+    matches!(error, Error::Mutex(MutexError::Busy { .. }))
+}
+
+/// The session options `with_lock(timeout, ttl)` means: no TTL keeps the
+/// lease alive while held (a 60 s session), a TTL is a hard maximum.
+fn with_lock_options(timeout: Option<Duration>, ttl: Option<i64>) -> MutexOptions {
+    let mut options = match ttl {
+        None => MutexOptions::new().ttl(DEFAULT_SESSION_TTL),
+        Some(ttl) => MutexOptions::new().ttl(ttl).hold(Hold::MaxTtl),
+    };
+    if let Some(timeout) = timeout {
+        options = options.timeout(timeout);
+    }
+    options
+}
+
+// ---------------------------------------------------------------------------
+// blocking
+
+struct SessionInner<T: Transport> {
+    client: T,
+    lease: i64,
+    ttl: i64,
+    shared: Arc<Shared>,
+    /// Revoked (or being revoked) already.
+    closed: AtomicBool,
+}
+
+impl<T: Transport> Drop for SessionInner<T> {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if !self.closed.swap(true, Ordering::AcqRel) && !self.shared.is_lost() {
+            let _ = drive_blocking(&self.client, crate::Call::new(LeaseRevoke(self.lease)));
+        }
+    }
+}
+
+/// A lease kept alive by a background thread, for a blocking client; see
+/// the [module docs](self). Dropping the last handle revokes the lease.
+pub struct Session<T: Transport> {
+    inner: Arc<SessionInner<T>>,
+}
+
+impl<T: Transport> Clone for Session<T> {
+    fn clone(&self) -> Self {
+        Session {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: Transport> std::fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("lease", &format_args!("{:x}", self.inner.lease))
+            .field("ttl", &self.inner.ttl)
+            .field("lost", &self.inner.shared.reason())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport + Clone + Send + 'static> Session<T> {
+    /// Grants a lease of `ttl` seconds and keeps it alive in the background.
+    pub fn new(client: &T, ttl: i64) -> Result<Self, Error> {
+        let granted = drive_blocking(client, crate::Call::new(LeaseGrant::new(ttl)))?;
+        Ok(Self::start(client, granted.id, granted.ttl))
+    }
+
+    /// Keeps the existing lease `lease` alive (after checking that it is:
+    /// a lease that is gone fails with etcd's `LeaseNotFound`).
+    pub fn from_lease(client: &T, lease: i64) -> Result<Self, Error> {
+        let renewed = drive_blocking(client, crate::Call::new(LeaseKeepAliveOnce(lease)))?;
+        Ok(Self::start(client, lease, renewed.ttl))
+    }
+
+    fn start(client: &T, lease: i64, ttl: i64) -> Self {
+        let shared = Arc::new(Shared::default());
+        let keeper = keeper(lease, &shared);
+        let (background, watcher) = (client.clone(), shared.clone());
+        client.spawn(move || {
+            if let Err(e) = drive_blocking(&background, keeper) {
+                watcher.lose(&e);
+            }
+        });
+        Session {
+            inner: Arc::new(SessionInner {
+                client: client.clone(),
+                lease,
+                ttl,
+                shared,
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Acquires the lock `name` with this session (see [`MutexOptions`]):
+    /// blocks until it is ours, the deadline passes ([`MutexError::Timeout`])
+    /// or, for a try-lock, fails at once with [`MutexError::Busy`].
+    pub fn lock(
+        &self,
+        name: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<MutexGuard<T>, Error> {
+        MutexGuard::acquire(self, name, options, false)
+    }
+
+    /// One look at the lock `name`: `Ok(None)` if someone else holds it
+    /// (our key is removed again).
+    pub fn try_lock(
+        &self,
+        name: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<Option<MutexGuard<T>>, Error> {
+        match self.lock(name, options.try_lock()) {
+            Ok(guard) => Ok(Some(guard)),
+            Err(e) if is_busy(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Campaigns in the election `name` with `value` and waits to lead (see
+    /// [`Election::campaign`]).
+    pub fn campaign(
+        &self,
+        name: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<LeaderGuard<T>, Error> {
+        LeaderGuard::campaign(self, name, value, options, false)
+    }
+}
+
+impl<T: Transport> Session<T> {
+    /// The lease ID.
+    pub fn lease_id(&self) -> i64 {
+        self.inner.lease
+    }
+
+    /// The lease's TTL in seconds, as granted.
+    pub fn ttl(&self) -> i64 {
+        self.inner.ttl
+    }
+
+    /// The client the session runs on.
+    pub fn client(&self) -> &T {
+        &self.inner.client
+    }
+
+    /// True once the keep-alive found the lease gone (expired or revoked):
+    /// every key attached to it is gone too.
+    pub fn is_lost(&self) -> bool {
+        self.inner.shared.is_lost()
+    }
+
+    /// Why the lease was lost, if it was.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.inner.shared.reason()
+    }
+
+    /// Runs `callback` (with the reason) once the lease is lost — on the
+    /// keep-alive's thread, or at once if it is lost already. Never run if
+    /// the session is closed or stopped first.
+    pub fn on_lost(&self, callback: impl FnOnce(&str) + Send + 'static) {
+        self.inner.shared.on_lost(Box::new(callback));
+    }
+
+    /// Blocks until the lease is lost (true) or `timeout` passes (false).
+    pub fn wait_lost(&self, timeout: Option<Duration>) -> bool {
+        self.inner.shared.wait_lost(timeout)
+    }
+
+    /// Stops keeping the lease alive (Go's `Orphan`): it runs out one TTL
+    /// after its last renewal. Dropping the session still revokes it.
+    pub fn stop_keepalive(&self) {
+        self.inner.shared.stop.store(true, Ordering::Release);
+    }
+
+    /// Stops the keep-alive and revokes the lease, deleting its keys (every
+    /// lock and election key of this session). A lease already gone is
+    /// no error.
+    pub fn close(self) -> Result<(), Error> {
+        self.inner.shared.stop.store(true, Ordering::Release);
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        revoked(drive_blocking(
+            &self.inner.client,
+            crate::Call::new(LeaseRevoke(self.inner.lease)),
+        ))
+    }
+}
+
+/// A v3 lock held through a blocking client's [`Session`]; see the
+/// [module docs](self). **Dropping the guard releases the lock** (a
+/// delete guarded by our key's create revision); [`release`](Self::release)
+/// does the same and reports the outcome.
+pub struct MutexGuard<T: Transport> {
+    session: Session<T>,
+    held: HeldMutex,
+    owns_session: bool,
+    released: bool,
+}
+
+impl<T: Transport> std::fmt::Debug for MutexGuard<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MutexGuard")
+            .field("held", &self.held)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport + Clone + Send + 'static> MutexGuard<T> {
+    fn acquire(
+        session: &Session<T>,
+        name: impl Into<Vec<u8>>,
+        options: MutexOptions,
+        owns_session: bool,
+    ) -> Result<Self, Error> {
+        let flow = AcquireMutex::new(name, session.lease_id(), options);
+        let held = run_stream_blocking(session.client(), flow)?;
+        if held.hold == Hold::MaxTtl {
+            session.stop_keepalive();
+        }
+        Ok(MutexGuard {
+            session: session.clone(),
+            held,
+            owns_session,
+            released: false,
+        })
+    }
+
+    /// Acquires the lock `name` on a session of its own, granted with
+    /// `options`' TTL, closed when the guard is released or dropped.
+    pub fn acquire_with_own_session(
+        client: &T,
+        name: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<Self, Error> {
+        let session = Session::new(client, options.ttl_seconds())?;
+        // On failure the session's last handle drops here: its lease is revoked.
+        Self::acquire(&session, name, options, true)
+    }
+
+    /// etcetra's `with_lock(name, timeout, ttl)`: acquires the lock `name`
+    /// on a session of its own, waiting at most `timeout` (`None`: as long
+    /// as it takes). `ttl: None` keeps the lock until released (a 60 s
+    /// session kept alive); `Some(ttl)` makes `ttl` seconds a hard maximum
+    /// ([`Hold::MaxTtl`]): the lock frees itself about `ttl` after it was
+    /// acquired, even while the holder still runs.
+    pub fn with_lock(
+        client: &T,
+        name: impl Into<Vec<u8>>,
+        timeout: Option<Duration>,
+        ttl: Option<i64>,
+    ) -> Result<Self, Error> {
+        Self::acquire_with_own_session(client, name, with_lock_options(timeout, ttl))
+    }
+}
+
+impl<T: Transport> MutexGuard<T> {
+    /// The lock: prefix, key, fencing token, lease, header.
+    pub fn held(&self) -> &HeldMutex {
+        &self.held
+    }
+
+    /// Our key, `<name>/<lease hex>`.
+    pub fn key(&self) -> &[u8] {
+        &self.held.key
+    }
+
+    /// The fencing token: our key's create revision.
+    pub fn fencing_token(&self) -> i64 {
+        self.held.create_revision
+    }
+
+    /// The session holding the lock.
+    pub fn session(&self) -> &Session<T> {
+        &self.session
+    }
+
+    /// True if the session's lease was lost: the lock is no longer ours.
+    pub fn is_lost(&self) -> bool {
+        self.session.is_lost()
+    }
+
+    /// Asks etcd whether we still hold the lock.
+    pub fn is_held(&self) -> Result<bool, Error> {
+        drive_blocking(self.session.client(), self.held.check())
+    }
+
+    /// Releases the lock: deletes our key if it is still this acquisition's
+    /// (`Ok(false)`: it was already gone), then closes the session if the
+    /// guard made it.
+    pub fn release(mut self) -> Result<bool, Error> {
+        self.released = true;
+        let released = drive_blocking(self.session.client(), self.held.release());
+        if self.owns_session {
+            let closed = self.session.clone().close();
+            let released = released?;
+            closed?;
+            return Ok(released);
+        }
+        released
+    }
+}
+
+impl<T: Transport> Drop for MutexGuard<T> {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = drive_blocking(self.session.client(), self.held.release());
+        }
+        // An own session is closed when this, its last handle, drops.
+    }
+}
+
+/// Leadership held through a blocking client's [`Session`]. **Dropping the
+/// guard resigns**; [`resign`](Self::resign) does the same and reports the
+/// outcome.
+pub struct LeaderGuard<T: Transport> {
+    session: Session<T>,
+    leadership: Leadership,
+    owns_session: bool,
+    resigned: bool,
+}
+
+impl<T: Transport> std::fmt::Debug for LeaderGuard<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderGuard")
+            .field("leadership", &self.leadership)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport + Clone + Send + 'static> LeaderGuard<T> {
+    fn campaign(
+        session: &Session<T>,
+        name: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        options: MutexOptions,
+        owns_session: bool,
+    ) -> Result<Self, Error> {
+        let flow = Election::new(name).campaign(session.lease_id(), value, options.clone());
+        let leadership = run_stream_blocking(session.client(), flow)?;
+        if options.hold_mode() == Hold::MaxTtl {
+            session.stop_keepalive();
+        }
+        Ok(LeaderGuard {
+            session: session.clone(),
+            leadership,
+            owns_session,
+            resigned: false,
+        })
+    }
+
+    /// Campaigns in the election `name` with `value` on a session of its
+    /// own (granted with `options`' TTL), closed when the guard resigns or drops.
+    pub fn campaign_with_own_session(
+        client: &T,
+        name: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<Self, Error> {
+        let session = Session::new(client, options.ttl_seconds())?;
+        Self::campaign(&session, name, value, options, true)
+    }
+}
+
+impl<T: Transport> LeaderGuard<T> {
+    /// Our leadership: key, value, create revision, lease.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    /// The value we proclaimed last.
+    pub fn value(&self) -> &[u8] {
+        &self.leadership.value
+    }
+
+    /// The session holding the leadership.
+    pub fn session(&self) -> &Session<T> {
+        &self.session
+    }
+
+    /// True if the session's lease was lost: we no longer lead.
+    pub fn is_lost(&self) -> bool {
+        self.session.is_lost()
+    }
+
+    /// Asks etcd whether we still lead.
+    pub fn is_leader(&self) -> Result<bool, Error> {
+        drive_blocking(self.session.client(), self.leadership.check())
+    }
+
+    /// Sets a new value, only while we still lead ([`MutexError::NotHeld`]
+    /// otherwise).
+    pub fn proclaim(&mut self, value: impl Into<Vec<u8>>) -> Result<ResponseHeader, Error> {
+        let value = value.into();
+        let header = drive_blocking(
+            self.session.client(),
+            self.leadership.proclaim(value.clone()),
+        )?;
+        self.leadership.value = value;
+        Ok(header)
+    }
+
+    /// Resigns: deletes our key if it is still this campaign's (`Ok(false)`:
+    /// it was already gone), then closes the session if the guard made it.
+    pub fn resign(mut self) -> Result<bool, Error> {
+        self.resigned = true;
+        let resigned = drive_blocking(self.session.client(), self.leadership.resign());
+        if self.owns_session {
+            let closed = self.session.clone().close();
+            let resigned = resigned?;
+            closed?;
+            return Ok(resigned);
+        }
+        resigned
+    }
+}
+
+impl<T: Transport> Drop for LeaderGuard<T> {
+    fn drop(&mut self) {
+        if !self.resigned {
+            let _ = drive_blocking(self.session.client(), self.leadership.resign());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// async
+
+struct AsyncSessionInner<T> {
+    client: T,
+    lease: i64,
+    ttl: i64,
+    shared: Arc<Shared>,
+    closed: AtomicBool,
+}
+
+impl<T> Drop for AsyncSessionInner<T> {
+    fn drop(&mut self) {
+        // Nothing can be awaited here: the lease runs out one TTL later.
+        self.shared.stop.store(true, Ordering::Release);
+    }
+}
+
+/// A lease kept alive by a background task, for an async client; see the
+/// [module docs](self). **Close it with [`close`](Self::close)`.await`**:
+/// dropping the last handle only stops the keep-alive (the lease then runs
+/// out one TTL later).
+pub struct AsyncSession<T> {
+    inner: Arc<AsyncSessionInner<T>>,
+}
+
+impl<T> Clone for AsyncSession<T> {
+    fn clone(&self) -> Self {
+        AsyncSession {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for AsyncSession<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncSession")
+            .field("lease", &format_args!("{:x}", self.inner.lease))
+            .field("ttl", &self.inner.ttl)
+            .field("lost", &self.inner.shared.reason())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`AsyncSession::lost`]: ready once the lease is lost.
+#[derive(Clone)]
+pub struct Lost {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lost").finish_non_exhaustive()
+    }
+}
+
+impl std::future::Future for Lost {
+    type Output = String;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<String> {
+        let mut loss = self.shared.loss();
+        match &loss.reason {
+            Some(reason) => std::task::Poll::Ready(reason.clone()),
+            None => {
+                if !loss.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    loss.wakers.push(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncSession<T> {
+    /// Grants a lease of `ttl` seconds and keeps it alive in the background.
+    pub async fn new(client: &T, ttl: i64) -> Result<Self, Error> {
+        let granted = drive(client, crate::Call::new(LeaseGrant::new(ttl))).await?;
+        Ok(Self::start(client, granted.id, granted.ttl))
+    }
+
+    /// Keeps the existing lease `lease` alive (after checking that it is).
+    pub async fn from_lease(client: &T, lease: i64) -> Result<Self, Error> {
+        let renewed = drive(client, crate::Call::new(LeaseKeepAliveOnce(lease))).await?;
+        Ok(Self::start(client, lease, renewed.ttl))
+    }
+
+    fn start(client: &T, lease: i64, ttl: i64) -> Self {
+        let shared = Arc::new(Shared::default());
+        let keeper = keeper(lease, &shared);
+        let (background, watcher) = (client.clone(), shared.clone());
+        client.spawn(async move {
+            if let Err(e) = drive(&background, keeper).await {
+                watcher.lose(&e);
+            }
+        });
+        AsyncSession {
+            inner: Arc::new(AsyncSessionInner {
+                client: client.clone(),
+                lease,
+                ttl,
+                shared,
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Stops the keep-alive and revokes the lease, deleting its keys. A
+    /// lease already gone is no error.
+    pub async fn close(self) -> Result<(), Error> {
+        self.inner.shared.stop.store(true, Ordering::Release);
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        revoked(
+            drive(
+                &self.inner.client,
+                crate::Call::new(LeaseRevoke(self.inner.lease)),
+            )
+            .await,
+        )
+    }
+
+    /// Acquires the lock `name` with this session; see [`Session::lock`].
+    pub async fn lock(
+        &self,
+        name: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<AsyncMutexGuard<T>, Error> {
+        AsyncMutexGuard::acquire(self, name.into(), options, false).await
+    }
+
+    /// One look at the lock `name`: `Ok(None)` if someone else holds it.
+    pub async fn try_lock(
+        &self,
+        name: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<Option<AsyncMutexGuard<T>>, Error> {
+        match self.lock(name, options.try_lock()).await {
+            Ok(guard) => Ok(Some(guard)),
+            Err(e) if is_busy(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Campaigns in the election `name` with `value` and waits to lead.
+    pub async fn campaign(
+        &self,
+        name: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<AsyncLeaderGuard<T>, Error> {
+        AsyncLeaderGuard::campaign(self, name.into(), value.into(), options, false).await
+    }
+}
+
+impl<T> AsyncSession<T> {
+    /// The lease ID.
+    pub fn lease_id(&self) -> i64 {
+        self.inner.lease
+    }
+
+    /// The lease's TTL in seconds, as granted.
+    pub fn ttl(&self) -> i64 {
+        self.inner.ttl
+    }
+
+    /// The client the session runs on.
+    pub fn client(&self) -> &T {
+        &self.inner.client
+    }
+
+    /// True once the keep-alive found the lease gone.
+    pub fn is_lost(&self) -> bool {
+        self.inner.shared.is_lost()
+    }
+
+    /// Why the lease was lost, if it was.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.inner.shared.reason()
+    }
+
+    /// A future ready (with the reason) once the lease is lost; it stays
+    /// pending forever if the session is closed or stopped first.
+    pub fn lost(&self) -> Lost {
+        Lost {
+            shared: self.inner.shared.clone(),
+        }
+    }
+
+    /// Runs `callback` (with the reason) once the lease is lost, on the
+    /// keep-alive's task, or at once if it is lost already.
+    pub fn on_lost(&self, callback: impl FnOnce(&str) + Send + 'static) {
+        self.inner.shared.on_lost(Box::new(callback));
+    }
+
+    /// Stops keeping the lease alive: it runs out one TTL after its last renewal.
+    pub fn stop_keepalive(&self) {
+        self.inner.shared.stop.store(true, Ordering::Release);
+    }
+}
+
+/// A v3 lock held through an async client's [`AsyncSession`]. **Release it
+/// with [`release`](Self::release)`.await`**: a guard dropped unreleased
+/// leaves its key until the session's lease ends (for a guard with a session
+/// of its own: one TTL later, the keep-alive being stopped by the drop).
+pub struct AsyncMutexGuard<T> {
+    session: AsyncSession<T>,
+    held: HeldMutex,
+    owns_session: bool,
+}
+
+impl<T> std::fmt::Debug for AsyncMutexGuard<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncMutexGuard")
+            .field("held", &self.held)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncMutexGuard<T> {
+    async fn acquire(
+        session: &AsyncSession<T>,
+        name: Vec<u8>,
+        options: MutexOptions,
+        owns_session: bool,
+    ) -> Result<Self, Error> {
+        let flow = AcquireMutex::new(name, session.lease_id(), options);
+        let held = run_stream(session.client(), flow).await?;
+        if held.hold == Hold::MaxTtl {
+            session.stop_keepalive();
+        }
+        Ok(AsyncMutexGuard {
+            session: session.clone(),
+            held,
+            owns_session,
+        })
+    }
+
+    /// Acquires the lock `name` on a session of its own, granted with
+    /// `options`' TTL, closed by [`release`](Self::release).
+    pub async fn acquire_with_own_session(
+        client: &T,
+        name: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<Self, Error> {
+        let session = AsyncSession::new(client, options.ttl_seconds()).await?;
+        match Self::acquire(&session, name.into(), options, true).await {
+            Ok(guard) => Ok(guard),
+            Err(e) => {
+                let _ = session.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// etcetra's `with_lock(name, timeout, ttl)`; see [`MutexGuard::with_lock`].
+    pub async fn with_lock(
+        client: &T,
+        name: impl Into<Vec<u8>>,
+        timeout: Option<Duration>,
+        ttl: Option<i64>,
+    ) -> Result<Self, Error> {
+        Self::acquire_with_own_session(client, name, with_lock_options(timeout, ttl)).await
+    }
+
+    /// Asks etcd whether we still hold the lock.
+    pub async fn is_held(&self) -> Result<bool, Error> {
+        drive(self.session.client(), self.held.check()).await
+    }
+
+    /// Releases the lock: deletes our key if it is still this acquisition's
+    /// (`Ok(false)`: it was already gone), then closes the session if the
+    /// guard made it.
+    pub async fn release(self) -> Result<bool, Error> {
+        let released = drive(self.session.client(), self.held.release()).await;
+        if self.owns_session {
+            let closed = self.session.clone().close().await;
+            let released = released?;
+            closed?;
+            return Ok(released);
+        }
+        released
+    }
+}
+
+impl<T> AsyncMutexGuard<T> {
+    /// The lock: prefix, key, fencing token, lease, header.
+    pub fn held(&self) -> &HeldMutex {
+        &self.held
+    }
+
+    /// Our key, `<name>/<lease hex>`.
+    pub fn key(&self) -> &[u8] {
+        &self.held.key
+    }
+
+    /// The fencing token: our key's create revision.
+    pub fn fencing_token(&self) -> i64 {
+        self.held.create_revision
+    }
+
+    /// The session holding the lock.
+    pub fn session(&self) -> &AsyncSession<T> {
+        &self.session
+    }
+
+    /// True if the session's lease was lost: the lock is no longer ours.
+    pub fn is_lost(&self) -> bool {
+        self.session.is_lost()
+    }
+}
+
+/// Leadership held through an async client's [`AsyncSession`]. **Resign
+/// with [`resign`](Self::resign)`.await`**; a guard dropped without
+/// resigning keeps its key until the session's lease ends.
+pub struct AsyncLeaderGuard<T> {
+    session: AsyncSession<T>,
+    leadership: Leadership,
+    owns_session: bool,
+}
+
+impl<T> std::fmt::Debug for AsyncLeaderGuard<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncLeaderGuard")
+            .field("leadership", &self.leadership)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncLeaderGuard<T> {
+    async fn campaign(
+        session: &AsyncSession<T>,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        options: MutexOptions,
+        owns_session: bool,
+    ) -> Result<Self, Error> {
+        let hold = options.hold_mode();
+        let flow = Election::new(name).campaign(session.lease_id(), value, options);
+        let leadership = run_stream(session.client(), flow).await?;
+        if hold == Hold::MaxTtl {
+            session.stop_keepalive();
+        }
+        Ok(AsyncLeaderGuard {
+            session: session.clone(),
+            leadership,
+            owns_session,
+        })
+    }
+
+    /// Campaigns in the election `name` with `value` on a session of its
+    /// own (granted with `options`' TTL), closed by [`resign`](Self::resign).
+    pub async fn campaign_with_own_session(
+        client: &T,
+        name: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        options: MutexOptions,
+    ) -> Result<Self, Error> {
+        let session = AsyncSession::new(client, options.ttl_seconds()).await?;
+        match Self::campaign(&session, name.into(), value.into(), options, true).await {
+            Ok(guard) => Ok(guard),
+            Err(e) => {
+                let _ = session.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks etcd whether we still lead.
+    pub async fn is_leader(&self) -> Result<bool, Error> {
+        drive(self.session.client(), self.leadership.check()).await
+    }
+
+    /// Sets a new value, only while we still lead ([`MutexError::NotHeld`]
+    /// otherwise).
+    pub async fn proclaim(&mut self, value: impl Into<Vec<u8>>) -> Result<ResponseHeader, Error> {
+        let value = value.into();
+        let header = drive(
+            self.session.client(),
+            self.leadership.proclaim(value.clone()),
+        )
+        .await?;
+        self.leadership.value = value;
+        Ok(header)
+    }
+
+    /// Resigns: deletes our key if it is still this campaign's, then closes
+    /// the session if the guard made it.
+    pub async fn resign(self) -> Result<bool, Error> {
+        let resigned = drive(self.session.client(), self.leadership.resign()).await;
+        if self.owns_session {
+            let closed = self.session.clone().close().await;
+            let resigned = resigned?;
+            closed?;
+            return Ok(resigned);
+        }
+        resigned
+    }
+}
+
+impl<T> AsyncLeaderGuard<T> {
+    /// Our leadership: key, value, create revision, lease.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    /// The value we proclaimed last.
+    pub fn value(&self) -> &[u8] {
+        &self.leadership.value
+    }
+
+    /// The session holding the leadership.
+    pub fn session(&self) -> &AsyncSession<T> {
+        &self.session
+    }
+
+    /// True if the session's lease was lost: we no longer lead.
+    pub fn is_lost(&self) -> bool {
+        self.session.is_lost()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_reported_once_to_every_listener() {
+        let shared = Arc::new(Shared::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        shared.on_lost(Box::new(move |r| log.lock().unwrap().push(r.to_owned())));
+        assert!(!shared.wait_lost(Some(Duration::from_millis(1))));
+        let lost = Lost {
+            shared: shared.clone(),
+        };
+        let waiter = {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.wait_lost(None))
+        };
+        let error: Error = MutexError::SessionExpired { key: "k".into() }.into();
+        shared.lose(&error);
+        shared.lose(&error);
+        assert!(waiter.join().unwrap());
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert!(shared.is_lost());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut lost = std::pin::pin!(lost);
+        assert!(matches!(
+            std::future::Future::poll(lost.as_mut(), &mut cx),
+            std::task::Poll::Ready(r) if r.contains("vanished")
+        ));
+        // A late listener hears at once.
+        let late = Arc::new(AtomicBool::new(false));
+        let flag = late.clone();
+        shared.on_lost(Box::new(move |_| flag.store(true, Ordering::SeqCst)));
+        assert!(late.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn the_keeper_stops_within_a_stop_check() {
+        let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
+        let shared = Shared::default();
+        let mut keeper = keeper(7, &shared);
+        let t0 = Instant::now();
+        let Step::Transmit(_) = keeper.poll(&mut cluster, t0) else {
+            panic!("a first keep-alive")
+        };
+        keeper.handle_response(
+            &mut cluster,
+            t0,
+            http::Response::new(Bytes::from_static(
+                b"{\"result\":{\"ID\":\"7\",\"TTL\":\"60\"}}\n",
+            )),
+        );
+        match keeper.poll(&mut cluster, t0) {
+            Step::Sleep(until) => assert_eq!(until, t0 + STOP_CHECK),
+            other => panic!("{other:?}"),
+        }
+        shared.stop.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            keeper.poll(&mut cluster, t0 + STOP_CHECK),
+            Step::Done(Ok(()))
+        ));
+        assert!(lease_not_found(&Error::from(crate::v3::V3Error::new(
+            200,
+            5,
+            "etcdserver: requested lease not found"
+        ))));
+    }
+}

@@ -1,0 +1,125 @@
+//! etcd's own lock service (`/v3/lock/lock`, `/v3/lock/unlock`): the
+//! [Mutex recipe](super::lock) run inside the server, as etcetra's `with_lock` uses it.
+//!
+//! [`ServerLock`] holds one HTTP request open until the lock is free (the
+//! server deletes the waiter's key if that request is dropped) and returns
+//! the owner key, `<name>/<lease in hex>`.
+//!
+//! **The 60-second orphan-lease trap:** called without a lease, the server
+//! grants its own 60 s lease and never renews it, so the lock silently
+//! frees itself about a minute later, whatever the holder is doing.
+//! [`ServerLock::new`] therefore takes a lease: grant one and keep it alive
+//! ([`KeepAlive`](super::KeepAlive)) for as long as the lock must be held.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::json::{self, B64Bytes, ObjectWriter, WireHeader};
+use super::kv::HeaderOnly;
+use super::types::ResponseHeader;
+use crate::error::{Error, UsageError};
+use crate::operation::{Api, Operation, Replay, Target, Wait};
+
+/// `POST /v3/lock/lock`: waits until the lock `name` is ours, until `deadline`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLock {
+    name: Vec<u8>,
+    lease: i64,
+    deadline: Option<Instant>,
+}
+
+impl ServerLock {
+    /// Acquires `name`, held by `lease`: the lock ends when the lease does.
+    /// Waits without limit; see [`deadline`](Self::deadline).
+    pub fn new(name: impl Into<Vec<u8>>, lease: i64) -> Self {
+        ServerLock {
+            name: name.into(),
+            lease,
+            deadline: None,
+        }
+    }
+
+    /// Gives up at `deadline` (a transport `Timeout`; the server then drops our waiter key).
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The lease 0 variant: **the server's own 60 s lease, never renewed**.
+    /// Only for callers who want exactly that.
+    pub fn with_orphan_lease(name: impl Into<Vec<u8>>) -> Self {
+        ServerLock::new(name, 0)
+    }
+}
+
+/// A lock acquired through the lock service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerLockResponse {
+    /// The header; `header.revision` is when the lock became ours.
+    pub header: ResponseHeader,
+    /// The owner key, `<name>/<lease hex>`: pass it to [`ServerUnlock`], or
+    /// use it in a [`Txn`](super::Txn) guard.
+    pub key: Vec<u8>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WireLockResponse {
+    header: WireHeader,
+    key: B64Bytes,
+}
+
+impl Operation for ServerLock {
+    type Output = ServerLockResponse;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        let body = ObjectWriter::new()
+            .bytes("name", &self.name)
+            .int("lease", self.lease)
+            .finish();
+        Ok(json::post(target.root_uri("/v3/lock/lock")?, body))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<ServerLockResponse, Error> {
+        let wire = json::parse_unary::<WireLockResponse>(response.status(), response.body())?;
+        Ok(ServerLockResponse {
+            header: wire.header.into(),
+            key: wire.key.0,
+        })
+    }
+
+    fn replay(&self) -> Replay {
+        Replay::AtMostOnce
+    }
+
+    fn wait(&self) -> Wait {
+        Wait::LongPoll(self.deadline)
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}
+
+/// `POST /v3/lock/unlock`: releases a lock by its owner key (a missing key is not an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUnlock(pub Vec<u8>);
+
+impl Operation for ServerUnlock {
+    type Output = ResponseHeader;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        let body = ObjectWriter::new().bytes("key", &self.0).finish();
+        Ok(json::post(target.root_uri("/v3/lock/unlock")?, body))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<ResponseHeader, Error> {
+        json::parse_unary::<HeaderOnly>(response.status(), response.body()).map(|r| r.header.into())
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}
