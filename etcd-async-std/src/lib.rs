@@ -101,7 +101,7 @@ use conn::ExchangeError;
 use failure::Failure;
 use pool::Pool;
 
-pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
+pub use etcd_proto::{v2, v3, Endpoint, Error, ErrorKind, TransportError, UsageError};
 
 pub use etcd_proto::DEFAULT_ENDPOINT;
 

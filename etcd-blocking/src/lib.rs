@@ -44,7 +44,7 @@ use etcd_proto::drive::{Exchange, ExchangeFailure, ResponseBody, Transport};
 use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector as _};
 
-pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
+pub use etcd_proto::{v2, v3, Endpoint, Error, ErrorKind, TransportError, UsageError};
 
 pub use etcd_proto::DEFAULT_ENDPOINT;
 

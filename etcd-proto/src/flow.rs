@@ -160,6 +160,8 @@ impl<T> StreamStep<T> {
     /// Lifts a [`Flow`]'s step into a stream flow's, for a stream flow that
     /// runs a unary flow as one of its stages: `Ok(result)` when the inner
     /// flow is done, `Err(step)` to pass its request or sleep on.
+    // The `Err` side is a step to pass on, not an error: its size is fine.
+    #[allow(clippy::result_large_err)]
     pub fn from_flow<U>(step: Step<U>) -> Result<Result<U, Error>, StreamStep<T>> {
         match step {
             Step::Transmit(transmit) => Err(StreamStep::Transmit(transmit)),

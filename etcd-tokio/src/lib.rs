@@ -71,7 +71,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 mod srv;
 
-pub use etcd_proto::{v2, Endpoint, Error, ErrorKind, TransportError, UsageError};
+pub use etcd_proto::{v2, v3, Endpoint, Error, ErrorKind, TransportError, UsageError};
 
 pub use etcd_proto::DEFAULT_ENDPOINT;
 
