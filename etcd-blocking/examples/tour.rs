@@ -147,5 +147,93 @@ fn main() -> Result<(), Error> {
 
     client.delete_with("/tour", DeleteOptions::new().recursive(true))?;
     println!("\ncleaned up /tour");
+
+    v3_tour(&client)?;
+    Ok(())
+}
+
+/// The v3 API through the JSON gateway: KV, transactions, leases, a watch.
+fn v3_tour(client: &Client) -> Result<(), etcd_blocking::Error> {
+    use etcd_blocking::v3::{Compare, CompareOp, Get, KeyRange, Put, Txn, Watch, WatchItem};
+
+    println!("\n-- etcd v3");
+    let v3 = client.v3();
+    let put = v3.put("tour3/name", "alpha")?;
+    println!("put tour3/name at revision {}", put.header.revision);
+    let kv = v3.get("tour3/name")?.expect("just written");
+    println!(
+        "get tour3/name -> {:?} (create {}, mod {}, version {})",
+        kv.value_str().unwrap_or(""),
+        kv.create_revision,
+        kv.mod_revision,
+        kv.version
+    );
+    let odd: Vec<u8> = b"tour3/\x00\xff odd".to_vec();
+    v3.put(odd.clone(), vec![0u8, 255, 10])?;
+    println!(
+        "binary key and value round-trip: {}",
+        v3.get(odd)?.map(|kv| kv.value) == Some(vec![0u8, 255, 10])
+    );
+    let swapped = v3.txn(
+        Txn::new()
+            .when([Compare::value("tour3/name", CompareOp::Equal, "alpha")])
+            .and_then([Put::new("tour3/name", "beta").into()])
+            .or_else([Get::new("tour3/name").into()]),
+    )?;
+    println!("txn: name == alpha ? set beta -> succeeded {}", swapped.succeeded);
+    let (_, counter) = v3.update_with("tour3/counter", |kv| {
+        let n: u64 = kv.and_then(|kv| kv.value_str()?.parse().ok()).unwrap_or(0);
+        (n + 1).to_string().into_bytes()
+    })?;
+    println!("update_with counter -> {}", String::from_utf8_lossy(&counter));
+
+    let lease = v3.grant(10)?;
+    v3.put_with(Put::new("tour3/session", "up").lease(lease.id))?;
+    println!(
+        "lease {:x}: {} s left, keys {:?}",
+        lease.id,
+        v3.time_to_live(lease.id, true)?.ttl,
+        v3.time_to_live(lease.id, true)?
+            .keys
+            .iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect::<Vec<_>>()
+    );
+    v3.revoke(lease.id)?;
+    println!(
+        "revoked: tour3/session is {}",
+        if v3.get("tour3/session")?.is_some() { "still there" } else { "gone" }
+    );
+
+    let start = v3.put("tour3/watched", "1")?.header.revision;
+    v3.put("tour3/watched", "2")?;
+    v3.delete("tour3/watched")?;
+    let watch = Watch::new(KeyRange::prefix("tour3/watched")).start_revision(start);
+    let mut seen = 0;
+    for item in v3.watch(watch) {
+        match item? {
+            WatchItem::Created { .. } => println!("watch created (from revision {start})"),
+            WatchItem::Events(batch) => {
+                for event in &batch.events {
+                    seen += 1;
+                    println!(
+                        "  {:?} {} = {:?} at {}",
+                        event.kind,
+                        event.kv.key_str().unwrap_or("?"),
+                        event.kv.value_str().unwrap_or(""),
+                        event.kv.mod_revision
+                    );
+                }
+            }
+            other => println!("  {other:?}"),
+        }
+        if seen >= 3 {
+            break;
+        }
+    }
+    let status = v3.status()?;
+    println!("status: etcd {}, leader {:x}, db {} bytes", status.version, status.leader, status.db_size);
+    let deleted = v3.delete_prefix("tour3/")?.deleted;
+    println!("cleaned up tour3/ ({deleted} keys)");
     Ok(())
 }
