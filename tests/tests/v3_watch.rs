@@ -220,6 +220,33 @@ etcd_tests::scenarios! {
         assert!(!items.iter().skip(1).any(|i| matches!(i, WatchItem::Created { .. })));
     }
 
+    /// With `progress_notify`, an idle watch gets `Progress { revision }`
+    /// items (here every second: the server runs with
+    /// `--experimental-watch-progress-notify-interval=1s`), each at the
+    /// store's current revision.
+    fn idle_watch_gets_progress_notifications(client, env) {
+        let server = EtcdServer::start_with(&["--experimental-watch-progress-notify-interval=1s"]);
+        let watcher = env.client_for(&[server.client_url()]);
+        let current = put(&watcher, "/wp/other", "x");
+        let mut progress = 0;
+        let watch = Watch::new(KeyRange::prefix("/wp/quiet/")).progress_notify();
+        let until = Until::new(watch, move |item| {
+            progress += usize::from(matches!(item, WatchItem::Progress { .. }));
+            progress >= 2
+        });
+        let items = ok_items(watcher.stream_items(until, 10, Duration::from_secs(15)));
+        assert!(matches!(items[0], WatchItem::Created { .. }), "{items:?}");
+        let progresses: Vec<_> = items
+            .iter()
+            .filter_map(|i| match i {
+                WatchItem::Progress { revision } => Some(*revision),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(progresses, [current, current], "{items:?}");
+        let _ = client;
+    }
+
     /// `start_revision` replays the history (the server sends it as soon as
     /// the watch is created), then live events follow in order.
     fn start_revision_replays_history(client, env) {
