@@ -337,17 +337,19 @@ pub fn run_benchmark(
     drop(drivers);
     // Leave a shared server as it was (a throwaway one is killed anyway).
     if server_pid.is_none() {
-        let mut cleanups: Vec<(&str, fn(&str, &str) -> Result<(), String>)> = Vec::new();
-        if options.workloads.iter().any(|w| !w.is_v3()) {
-            cleanups.push(("v2", delete_dir));
-        }
-        if options.workloads.iter().any(|w| w.is_v3()) {
-            cleanups.push(("v3", delete_v3_prefix));
-        }
-        for (api, cleanup) in cleanups {
-            if let Err(e) = cleanup(first, &keyspace.prefix) {
+        for v3 in [false, true] {
+            if !options.workloads.iter().any(|w| w.is_v3() == v3) {
+                continue;
+            }
+            let deleted = if v3 {
+                delete_v3_prefix(first, &keyspace.prefix)
+            } else {
+                delete_dir(first, &keyspace.prefix)
+            };
+            if let Err(e) = deleted {
                 progress(format!(
-                    "warning: could not delete the {api} keys under {}: {e}",
+                    "warning: could not delete the {} keys under {}: {e}",
+                    if v3 { "v3" } else { "v2" },
                     keyspace.prefix
                 ));
             }
