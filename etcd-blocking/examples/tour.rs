@@ -180,12 +180,18 @@ fn v3_tour(client: &Client) -> Result<(), etcd_blocking::Error> {
             .and_then([Put::new("tour3/name", "beta").into()])
             .or_else([Get::new("tour3/name").into()]),
     )?;
-    println!("txn: name == alpha ? set beta -> succeeded {}", swapped.succeeded);
+    println!(
+        "txn: name == alpha ? set beta -> succeeded {}",
+        swapped.succeeded
+    );
     let (_, counter) = v3.update_with("tour3/counter", |kv| {
         let n: u64 = kv.and_then(|kv| kv.value_str()?.parse().ok()).unwrap_or(0);
         (n + 1).to_string().into_bytes()
     })?;
-    println!("update_with counter -> {}", String::from_utf8_lossy(&counter));
+    println!(
+        "update_with counter -> {}",
+        String::from_utf8_lossy(&counter)
+    );
 
     let lease = v3.grant(10)?;
     v3.put_with(Put::new("tour3/session", "up").lease(lease.id))?;
@@ -202,7 +208,11 @@ fn v3_tour(client: &Client) -> Result<(), etcd_blocking::Error> {
     v3.revoke(lease.id)?;
     println!(
         "revoked: tour3/session is {}",
-        if v3.get("tour3/session")?.is_some() { "still there" } else { "gone" }
+        if v3.get("tour3/session")?.is_some() {
+            "still there"
+        } else {
+            "gone"
+        }
     );
 
     let start = v3.put("tour3/watched", "1")?.header.revision;
@@ -232,7 +242,10 @@ fn v3_tour(client: &Client) -> Result<(), etcd_blocking::Error> {
         }
     }
     let status = v3.status()?;
-    println!("status: etcd {}, leader {:x}, db {} bytes", status.version, status.leader, status.db_size);
+    println!(
+        "status: etcd {}, leader {:x}, db {} bytes",
+        status.version, status.leader, status.db_size
+    );
     let deleted = v3.delete_prefix("tour3/")?.deleted;
     println!("cleaned up tour3/ ({deleted} keys)");
     Ok(())

@@ -383,7 +383,8 @@ impl<O: Operation> Flow for Call<O> {
                         cluster.apply_members(&members);
                     }
                 } else if let Ok(list) = MemberList.parse(response) {
-                    cluster.apply_client_urls(list.members.iter().flat_map(|m| m.client_urls.iter()));
+                    cluster
+                        .apply_client_urls(list.members.iter().flat_map(|m| m.client_urls.iter()));
                 }
                 return;
             }

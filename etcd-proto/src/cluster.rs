@@ -295,7 +295,8 @@ impl Cluster {
     /// Replaces the endpoint list with these client URLs (from a v2 or v3
     /// member list), keeping the seeds and the pinned endpoint.
     pub fn apply_client_urls<'a>(&mut self, urls: impl Iterator<Item = &'a String>) {
-        let mut endpoints: Vec<Endpoint> = urls.filter_map(|url| Endpoint::parse(url).ok()).collect();
+        let mut endpoints: Vec<Endpoint> =
+            urls.filter_map(|url| Endpoint::parse(url).ok()).collect();
         if endpoints.is_empty() {
             return;
         }

@@ -80,9 +80,9 @@ mod endpoint;
 mod error;
 mod flow;
 mod operation;
+pub mod session;
 pub mod srv;
 pub mod v2;
-pub mod session;
 pub mod v3;
 mod v3_methods;
 mod v3_runtime_methods;
@@ -92,7 +92,8 @@ pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, MEMBER_SYNC_INTERVAL};
 pub use config::{ClientBuilder, Config, FromConfig, DEFAULT_ENDPOINT};
 pub use endpoint::Endpoint;
 pub use error::{
-    Contention, Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind, UsageError,
+    Contention, Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind,
+    UsageError,
 };
 pub use flow::{Flow, Step, StreamFlow, StreamStep, Transmit};
 pub use operation::{Api, Operation, Replay, Target, Wait};

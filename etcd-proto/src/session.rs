@@ -6,7 +6,7 @@
 //!
 //! A [`Session`] (blocking client) or [`AsyncSession`] (async client) grants
 //! a lease (or adopts an existing one) and keeps it alive with the
-//! [`KeepAlive`](crate::v3::KeepAlive) flow, run in the background through
+//! [`KeepAlive`] flow, run in the background through
 //! the transport's `spawn` (a thread, or a task on the client's runtime): a
 //! renewal every third of the TTL, retries every 500 ms while the lease may
 //! still be alive. **When the keep-alive finds the lease gone** (etcd says
@@ -40,6 +40,13 @@
 //! lease). [`Hold::MaxTtl`] stops the session's keep-alive at acquisition:
 //! the whole session's lease then runs out about one TTL later — give such
 //! a lock a session of its own (what [`MutexGuard::with_lock`] does).
+//!
+//! **A lost session ends a wait.** An acquisition through a session already
+//! lost fails at once with [`MutexError::SessionExpired`]. An async one
+//! still waiting when the session reports its lease lost ends then, with
+//! the same error (the key went with the lease: nothing to clean up). A
+//! blocking one cannot be interrupted in its watch: like Go's Mutex it
+//! finds its key gone when its predecessor's key goes (or at its deadline).
 //!
 //! [`Session::campaign`] / [`AsyncSession::campaign`] campaign in an
 //! election and return a [`LeaderGuard`] / [`AsyncLeaderGuard`] that can
@@ -118,6 +125,14 @@ impl Shared {
 
     fn is_lost(&self) -> bool {
         self.loss().reason.is_some()
+    }
+
+    /// [`MutexError::SessionExpired`] for `key` if the lease is lost.
+    fn check(&self, key: &[u8]) -> Result<(), Error> {
+        if self.is_lost() {
+            return Err(session_expired(key));
+        }
+        Ok(())
     }
 
     fn reason(&self) -> Option<String> {
@@ -219,6 +234,37 @@ fn lease_not_found(error: &Error) -> bool {
     error
         .as_v3()
         .is_some_and(|v| v.kind == V3ErrorKind::LeaseNotFound)
+}
+
+fn session_expired(key: &[u8]) -> Error {
+    MutexError::SessionExpired {
+        key: String::from_utf8_lossy(key).into_owned(),
+    }
+    .into()
+}
+
+/// Runs an acquisition, ended early with [`MutexError::SessionExpired`] if
+/// the session reports its lease lost meanwhile: the waiter's key went with
+/// the lease, so dropping the flow (and its watch) leaves nothing behind.
+async fn unless_lost<S, R>(
+    session: &AsyncSession<S>,
+    key: Vec<u8>,
+    acquisition: impl std::future::Future<Output = Result<R, Error>>,
+) -> Result<R, Error> {
+    use std::future::Future as _;
+    session.inner.shared.check(&key)?;
+    let mut acquisition = std::pin::pin!(acquisition);
+    let mut lost = session.lost();
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(result) = acquisition.as_mut().poll(cx) {
+            return std::task::Poll::Ready(result);
+        }
+        match std::pin::Pin::new(&mut lost).poll(cx) {
+            std::task::Poll::Ready(_) => std::task::Poll::Ready(Err(session_expired(&key))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// The error a try-lock's busy answer is, for `try_*` methods to turn into `None`.
@@ -443,6 +489,7 @@ impl<T: Transport + Clone + Send + 'static> MutexGuard<T> {
         owns_session: bool,
     ) -> Result<Self, Error> {
         let flow = AcquireMutex::new(name, session.lease_id(), options);
+        session.inner.shared.check(flow.key())?;
         let held = run_stream_blocking(session.client(), flow)?;
         if held.hold == Hold::MaxTtl {
             session.stop_keepalive();
@@ -567,6 +614,7 @@ impl<T: Transport + Clone + Send + 'static> LeaderGuard<T> {
         owns_session: bool,
     ) -> Result<Self, Error> {
         let flow = Election::new(name).campaign(session.lease_id(), value, options.clone());
+        session.inner.shared.check(flow.key())?;
         let leadership = run_stream_blocking(session.client(), flow)?;
         if options.hold_mode() == Hold::MaxTtl {
             session.stop_keepalive();
@@ -884,7 +932,8 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncMutexGuard<T> {
         owns_session: bool,
     ) -> Result<Self, Error> {
         let flow = AcquireMutex::new(name, session.lease_id(), options);
-        let held = run_stream(session.client(), flow).await?;
+        let key = flow.key().to_vec();
+        let held = unless_lost(session, key, run_stream(session.client(), flow)).await?;
         if held.hold == Hold::MaxTtl {
             session.stop_keepalive();
         }
@@ -997,7 +1046,8 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncLeaderGuard<T> {
     ) -> Result<Self, Error> {
         let hold = options.hold_mode();
         let flow = Election::new(name).campaign(session.lease_id(), value, options);
-        let leadership = run_stream(session.client(), flow).await?;
+        let key = flow.key().to_vec();
+        let leadership = unless_lost(session, key, run_stream(session.client(), flow)).await?;
         if hold == Hold::MaxTtl {
             session.stop_keepalive();
         }

@@ -28,7 +28,10 @@ macro_rules! v3_runtime_methods {
                 range: impl Into<$crate::v3::KeyRange>,
                 page_size: i64,
             ) -> $crate::drive::StreamIter<'c, $client, $crate::v3::Paginate> {
-                $crate::drive::StreamIter::new(self.client, $crate::v3::Paginate::new(range, page_size))
+                $crate::drive::StreamIter::new(
+                    self.client,
+                    $crate::v3::Paginate::new(range, page_size),
+                )
             }
         }
 
@@ -71,7 +74,11 @@ macro_rules! v3_runtime_methods {
                 name: impl Into<Vec<u8>>,
                 options: $crate::v3::MutexOptions,
             ) -> Result<Option<$crate::session::MutexGuard<$client>>, $crate::Error> {
-                match $crate::session::MutexGuard::acquire_with_own_session(self.client, name, options.try_lock()) {
+                match $crate::session::MutexGuard::acquire_with_own_session(
+                    self.client,
+                    name,
+                    options.try_lock(),
+                ) {
                     Ok(guard) => Ok(Some(guard)),
                     Err($crate::Error::Mutex($crate::v3::MutexError::Busy { .. })) => Ok(None),
                     Err(e) => Err(e),
@@ -101,7 +108,12 @@ macro_rules! v3_runtime_methods {
                 value: impl Into<Vec<u8>>,
                 options: $crate::v3::MutexOptions,
             ) -> Result<$crate::session::LeaderGuard<$client>, $crate::Error> {
-                $crate::session::LeaderGuard::campaign_with_own_session(self.client, name, value, options)
+                $crate::session::LeaderGuard::campaign_with_own_session(
+                    self.client,
+                    name,
+                    value,
+                    options,
+                )
             }
 
             /// The current leader of the election `name`; `None` if nobody campaigns.
@@ -119,7 +131,10 @@ macro_rules! v3_runtime_methods {
                 &self,
                 name: impl Into<Vec<u8>>,
             ) -> $crate::drive::StreamIter<'c, $client, $crate::v3::Observe> {
-                $crate::drive::StreamIter::new(self.client, $crate::v3::Election::new(name).observe())
+                $crate::drive::StreamIter::new(
+                    self.client,
+                    $crate::v3::Election::new(name).observe(),
+                )
             }
         }
     };
@@ -143,7 +158,10 @@ macro_rules! v3_runtime_methods {
                 range: impl Into<$crate::v3::KeyRange>,
                 page_size: i64,
             ) -> $crate::drive::FlowStream<$client, $crate::v3::Paginate> {
-                $crate::drive::FlowStream::new(self.client.clone(), $crate::v3::Paginate::new(range, page_size))
+                $crate::drive::FlowStream::new(
+                    self.client.clone(),
+                    $crate::v3::Paginate::new(range, page_size),
+                )
             }
         }
 
@@ -175,7 +193,12 @@ macro_rules! v3_runtime_methods {
                 name: impl Into<Vec<u8>>,
                 options: $crate::v3::MutexOptions,
             ) -> Result<$crate::session::AsyncMutexGuard<$client>, $crate::Error> {
-                $crate::session::AsyncMutexGuard::acquire_with_own_session(self.client, name, options).await
+                $crate::session::AsyncMutexGuard::acquire_with_own_session(
+                    self.client,
+                    name,
+                    options,
+                )
+                .await
             }
 
             /// One look at the v3 lock `name`: `Ok(None)` if another session
@@ -185,7 +208,13 @@ macro_rules! v3_runtime_methods {
                 name: impl Into<Vec<u8>>,
                 options: $crate::v3::MutexOptions,
             ) -> Result<Option<$crate::session::AsyncMutexGuard<$client>>, $crate::Error> {
-                match $crate::session::AsyncMutexGuard::acquire_with_own_session(self.client, name, options.try_lock()).await {
+                match $crate::session::AsyncMutexGuard::acquire_with_own_session(
+                    self.client,
+                    name,
+                    options.try_lock(),
+                )
+                .await
+                {
                     Ok(guard) => Ok(Some(guard)),
                     Err($crate::Error::Mutex($crate::v3::MutexError::Busy { .. })) => Ok(None),
                     Err(e) => Err(e),
@@ -214,7 +243,13 @@ macro_rules! v3_runtime_methods {
                 value: impl Into<Vec<u8>>,
                 options: $crate::v3::MutexOptions,
             ) -> Result<$crate::session::AsyncLeaderGuard<$client>, $crate::Error> {
-                $crate::session::AsyncLeaderGuard::campaign_with_own_session(self.client, name, value, options).await
+                $crate::session::AsyncLeaderGuard::campaign_with_own_session(
+                    self.client,
+                    name,
+                    value,
+                    options,
+                )
+                .await
             }
 
             /// The current leader of the election `name`; `None` if nobody campaigns.
@@ -232,7 +267,10 @@ macro_rules! v3_runtime_methods {
                 &self,
                 name: impl Into<Vec<u8>>,
             ) -> $crate::drive::FlowStream<$client, $crate::v3::Observe> {
-                $crate::drive::FlowStream::new(self.client.clone(), $crate::v3::Election::new(name).observe())
+                $crate::drive::FlowStream::new(
+                    self.client.clone(),
+                    $crate::v3::Election::new(name).observe(),
+                )
             }
         }
     };

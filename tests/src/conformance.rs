@@ -574,3 +574,410 @@ impl TestClient {
         }
     }
 }
+
+/// A v3 lock (the Mutex recipe) held through one transport's own API.
+#[derive(Debug)]
+pub enum TestMutex<'a> {
+    /// `etcd_blocking::Client::v3().lock` and friends.
+    Blocking(etcd_proto::session::MutexGuard<etcd_blocking::Client>),
+    /// `etcd_tokio::Client::v3().lock`, on its runtime.
+    Tokio(
+        &'a tokio::runtime::Runtime,
+        etcd_proto::session::AsyncMutexGuard<etcd_tokio::Client>,
+    ),
+    /// `etcd_async_std::Client::v3().lock`.
+    AsyncStd(etcd_proto::session::AsyncMutexGuard<etcd_async_std::Client>),
+}
+
+impl TestMutex<'_> {
+    /// The lock: key, fencing token, lease.
+    pub fn held(&self) -> &etcd_proto::v3::HeldMutex {
+        match self {
+            TestMutex::Blocking(g) => g.held(),
+            TestMutex::Tokio(_, g) => g.held(),
+            TestMutex::AsyncStd(g) => g.held(),
+        }
+    }
+
+    /// True once the session's keep-alive found the lease gone.
+    pub fn is_lost(&self) -> bool {
+        match self {
+            TestMutex::Blocking(g) => g.is_lost(),
+            TestMutex::Tokio(_, g) => g.is_lost(),
+            TestMutex::AsyncStd(g) => g.is_lost(),
+        }
+    }
+
+    /// Asks etcd whether the lock is still ours.
+    pub fn is_held(&self) -> Result<bool, Error> {
+        match self {
+            TestMutex::Blocking(g) => g.is_held(),
+            TestMutex::Tokio(rt, g) => rt.block_on(g.is_held()),
+            TestMutex::AsyncStd(g) => async_std::task::block_on(g.is_held()),
+        }
+    }
+
+    /// Releases it; `Ok(false)` if our key was already gone.
+    pub fn release(self) -> Result<bool, Error> {
+        match self {
+            TestMutex::Blocking(g) => g.release(),
+            TestMutex::Tokio(rt, g) => rt.block_on(g.release()),
+            TestMutex::AsyncStd(g) => async_std::task::block_on(g.release()),
+        }
+    }
+}
+
+/// Leadership in a v3 election held through one transport's own API.
+#[derive(Debug)]
+pub enum TestLeader<'a> {
+    /// `etcd_blocking::Client::v3().campaign`.
+    Blocking(etcd_proto::session::LeaderGuard<etcd_blocking::Client>),
+    /// `etcd_tokio::Client::v3().campaign`, on its runtime.
+    Tokio(
+        &'a tokio::runtime::Runtime,
+        etcd_proto::session::AsyncLeaderGuard<etcd_tokio::Client>,
+    ),
+    /// `etcd_async_std::Client::v3().campaign`.
+    AsyncStd(etcd_proto::session::AsyncLeaderGuard<etcd_async_std::Client>),
+}
+
+impl TestLeader<'_> {
+    /// Our leadership: key, value, create revision, lease.
+    pub fn leadership(&self) -> &etcd_proto::v3::Leadership {
+        match self {
+            TestLeader::Blocking(g) => g.leadership(),
+            TestLeader::Tokio(_, g) => g.leadership(),
+            TestLeader::AsyncStd(g) => g.leadership(),
+        }
+    }
+
+    /// Asks etcd whether we still lead.
+    pub fn is_leader(&self) -> Result<bool, Error> {
+        match self {
+            TestLeader::Blocking(g) => g.is_leader(),
+            TestLeader::Tokio(rt, g) => rt.block_on(g.is_leader()),
+            TestLeader::AsyncStd(g) => async_std::task::block_on(g.is_leader()),
+        }
+    }
+
+    /// Proclaims a new value.
+    pub fn proclaim(&mut self, value: &str) -> Result<etcd_proto::v3::ResponseHeader, Error> {
+        match self {
+            TestLeader::Blocking(g) => g.proclaim(value),
+            TestLeader::Tokio(rt, g) => rt.block_on(g.proclaim(value)),
+            TestLeader::AsyncStd(g) => async_std::task::block_on(g.proclaim(value)),
+        }
+    }
+
+    /// Resigns; `Ok(false)` if our key was already gone.
+    pub fn resign(self) -> Result<bool, Error> {
+        match self {
+            TestLeader::Blocking(g) => g.resign(),
+            TestLeader::Tokio(rt, g) => rt.block_on(g.resign()),
+            TestLeader::AsyncStd(g) => async_std::task::block_on(g.resign()),
+        }
+    }
+}
+
+/// A v3 session (a lease kept alive in the background) of one transport.
+#[derive(Debug)]
+pub enum TestSession<'a> {
+    /// `etcd_blocking::Client::v3().session`.
+    Blocking(etcd_proto::session::Session<etcd_blocking::Client>),
+    /// `etcd_tokio::Client::v3().session`, on its runtime.
+    Tokio(
+        &'a tokio::runtime::Runtime,
+        etcd_proto::session::AsyncSession<etcd_tokio::Client>,
+    ),
+    /// `etcd_async_std::Client::v3().session`.
+    AsyncStd(etcd_proto::session::AsyncSession<etcd_async_std::Client>),
+}
+
+impl TestSession<'_> {
+    /// The lease.
+    pub fn lease_id(&self) -> i64 {
+        match self {
+            TestSession::Blocking(s) => s.lease_id(),
+            TestSession::Tokio(_, s) => s.lease_id(),
+            TestSession::AsyncStd(s) => s.lease_id(),
+        }
+    }
+
+    /// True once the keep-alive found the lease gone.
+    pub fn is_lost(&self) -> bool {
+        match self {
+            TestSession::Blocking(s) => s.is_lost(),
+            TestSession::Tokio(_, s) => s.is_lost(),
+            TestSession::AsyncStd(s) => s.is_lost(),
+        }
+    }
+
+    /// Why the lease was lost, if it was.
+    pub fn lost_reason(&self) -> Option<String> {
+        match self {
+            TestSession::Blocking(s) => s.lost_reason(),
+            TestSession::Tokio(_, s) => s.lost_reason(),
+            TestSession::AsyncStd(s) => s.lost_reason(),
+        }
+    }
+
+    /// Waits for the loss report: `wait_lost` on the blocking session, the
+    /// `lost()` future on the async ones. True if it came within `timeout`.
+    pub fn wait_lost(&self, timeout: Duration) -> bool {
+        match self {
+            TestSession::Blocking(s) => s.wait_lost(Some(timeout)),
+            TestSession::Tokio(rt, s) => {
+                rt.block_on(async { tokio::time::timeout(timeout, s.lost()).await.is_ok() })
+            }
+            TestSession::AsyncStd(s) => async_std::task::block_on(async {
+                async_std::future::timeout(timeout, s.lost()).await.is_ok()
+            }),
+        }
+    }
+
+    /// Acquires a lock in this session.
+    pub fn lock(
+        &self,
+        name: &str,
+        options: etcd_proto::v3::MutexOptions,
+    ) -> Result<TestMutex<'_>, Error> {
+        Ok(match self {
+            TestSession::Blocking(s) => TestMutex::Blocking(s.lock(name, options)?),
+            TestSession::Tokio(rt, s) => TestMutex::Tokio(rt, rt.block_on(s.lock(name, options))?),
+            TestSession::AsyncStd(s) => {
+                TestMutex::AsyncStd(async_std::task::block_on(s.lock(name, options))?)
+            }
+        })
+    }
+
+    /// Closes it: stops the keep-alive and revokes the lease.
+    pub fn close(self) -> Result<(), Error> {
+        match self {
+            TestSession::Blocking(s) => s.close(),
+            TestSession::Tokio(rt, s) => rt.block_on(s.close()),
+            TestSession::AsyncStd(s) => async_std::task::block_on(s.close()),
+        }
+    }
+}
+
+/// An election observed in the background through the transport's own
+/// `observe` (an iterator on a thread, or a stream on a task); the leaders
+/// seen so far are collected. Dropping it stops the observation (a blocked
+/// blocking read ends at the next event).
+#[derive(Debug)]
+pub struct TestObserver {
+    seen: Arc<std::sync::Mutex<Vec<Result<etcd_proto::v3::KeyValue, String>>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestObserver {
+    /// Every leader seen so far (values as UTF-8), errors as `Err`.
+    pub fn values(&self) -> Vec<Result<String, String>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_ref()
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+                    .map_err(Clone::clone)
+            })
+            .collect()
+    }
+
+    /// Waits until `n` leaders were seen (true) or `timeout` passes.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < until {
+            if self.seen.lock().unwrap().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.seen.lock().unwrap().len() >= n
+    }
+}
+
+impl Drop for TestObserver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl TestClient {
+    /// A v3 session of `ttl` seconds through the transport's `v3().session`.
+    pub fn v3_session(&self, ttl: i64) -> Result<TestSession<'_>, Error> {
+        Ok(match self {
+            TestClient::Blocking(client) => TestSession::Blocking(client.v3().session(ttl)?),
+            TestClient::Tokio { runtime, client } => {
+                TestSession::Tokio(runtime, runtime.block_on(client.v3().session(ttl))?)
+            }
+            TestClient::AsyncStd(client) => {
+                TestSession::AsyncStd(async_std::task::block_on(client.v3().session(ttl))?)
+            }
+        })
+    }
+
+    /// A v3 session keeping the existing lease `lease` alive, through the
+    /// transport's `v3().session_from_lease`.
+    pub fn v3_session_from_lease(&self, lease: i64) -> Result<TestSession<'_>, Error> {
+        Ok(match self {
+            TestClient::Blocking(client) => {
+                TestSession::Blocking(client.v3().session_from_lease(lease)?)
+            }
+            TestClient::Tokio { runtime, client } => TestSession::Tokio(
+                runtime,
+                runtime.block_on(client.v3().session_from_lease(lease))?,
+            ),
+            TestClient::AsyncStd(client) => TestSession::AsyncStd(async_std::task::block_on(
+                client.v3().session_from_lease(lease),
+            )?),
+        })
+    }
+
+    /// Acquires a v3 lock through the transport's `v3().lock`.
+    pub fn v3_lock(
+        &self,
+        name: &str,
+        options: etcd_proto::v3::MutexOptions,
+    ) -> Result<TestMutex<'_>, Error> {
+        Ok(match self {
+            TestClient::Blocking(client) => TestMutex::Blocking(client.v3().lock(name, options)?),
+            TestClient::Tokio { runtime, client } => {
+                TestMutex::Tokio(runtime, runtime.block_on(client.v3().lock(name, options))?)
+            }
+            TestClient::AsyncStd(client) => {
+                TestMutex::AsyncStd(async_std::task::block_on(client.v3().lock(name, options))?)
+            }
+        })
+    }
+
+    /// One look at a v3 lock through the transport's `v3().try_lock`.
+    pub fn v3_try_lock(
+        &self,
+        name: &str,
+        options: etcd_proto::v3::MutexOptions,
+    ) -> Result<Option<TestMutex<'_>>, Error> {
+        Ok(match self {
+            TestClient::Blocking(client) => client
+                .v3()
+                .try_lock(name, options)?
+                .map(TestMutex::Blocking),
+            TestClient::Tokio { runtime, client } => runtime
+                .block_on(client.v3().try_lock(name, options))?
+                .map(|g| TestMutex::Tokio(runtime, g)),
+            TestClient::AsyncStd(client) => {
+                async_std::task::block_on(client.v3().try_lock(name, options))?
+                    .map(TestMutex::AsyncStd)
+            }
+        })
+    }
+
+    /// etcetra's `with_lock(name, timeout, ttl)` through the transport's `v3().with_lock`.
+    pub fn v3_with_lock(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+        ttl: Option<i64>,
+    ) -> Result<TestMutex<'_>, Error> {
+        Ok(match self {
+            TestClient::Blocking(client) => {
+                TestMutex::Blocking(client.v3().with_lock(name, timeout, ttl)?)
+            }
+            TestClient::Tokio { runtime, client } => TestMutex::Tokio(
+                runtime,
+                runtime.block_on(client.v3().with_lock(name, timeout, ttl))?,
+            ),
+            TestClient::AsyncStd(client) => TestMutex::AsyncStd(async_std::task::block_on(
+                client.v3().with_lock(name, timeout, ttl),
+            )?),
+        })
+    }
+
+    /// Campaigns through the transport's `v3().campaign`.
+    pub fn v3_campaign(
+        &self,
+        name: &str,
+        value: &str,
+        options: etcd_proto::v3::MutexOptions,
+    ) -> Result<TestLeader<'_>, Error> {
+        Ok(match self {
+            TestClient::Blocking(client) => {
+                TestLeader::Blocking(client.v3().campaign(name, value, options)?)
+            }
+            TestClient::Tokio { runtime, client } => TestLeader::Tokio(
+                runtime,
+                runtime.block_on(client.v3().campaign(name, value, options))?,
+            ),
+            TestClient::AsyncStd(client) => TestLeader::AsyncStd(async_std::task::block_on(
+                client.v3().campaign(name, value, options),
+            )?),
+        })
+    }
+
+    /// The election's leader through the transport's `v3().leader`.
+    pub fn v3_leader(&self, name: &str) -> Result<Option<etcd_proto::v3::KeyValue>, Error> {
+        match self {
+            TestClient::Blocking(client) => client.v3().leader(name),
+            TestClient::Tokio { runtime, client } => runtime.block_on(client.v3().leader(name)),
+            TestClient::AsyncStd(client) => async_std::task::block_on(client.v3().leader(name)),
+        }
+    }
+
+    /// Observes an election in the background through the transport's `v3().observe`.
+    pub fn v3_observe(&self, name: &str) -> TestObserver {
+        fn next<S: futures_core::Stream + Unpin>(
+            stream: &mut S,
+        ) -> impl Future<Output = Option<S::Item>> + '_ {
+            std::future::poll_fn(move |cx| std::pin::Pin::new(&mut *stream).poll_next(cx))
+        }
+        let seen: Arc<std::sync::Mutex<Vec<_>>> = Arc::default();
+        let stop: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (log, stopped, name) = (seen.clone(), stop.clone(), name.to_owned());
+        let record = move |item: Result<etcd_proto::v3::KeyValue, Error>| {
+            log.lock().unwrap().push(item.map_err(|e| e.to_string()));
+            !stopped.load(std::sync::atomic::Ordering::SeqCst)
+        };
+        let task = match self {
+            TestClient::Blocking(client) => {
+                let client = client.clone();
+                std::thread::spawn(move || {
+                    for item in client.v3().observe(name) {
+                        if !record(item) {
+                            return;
+                        }
+                    }
+                });
+                None
+            }
+            TestClient::Tokio { runtime, client } => {
+                let client = client.clone();
+                Some(runtime.spawn(async move {
+                    let mut stream = client.v3().observe(name);
+                    while let Some(item) = next(&mut stream).await {
+                        if !record(item) {
+                            return;
+                        }
+                    }
+                }))
+            }
+            TestClient::AsyncStd(client) => {
+                let client = client.clone();
+                drop(async_std::task::spawn(async move {
+                    let mut stream = client.v3().observe(name);
+                    while let Some(item) = next(&mut stream).await {
+                        if !record(item) {
+                            return;
+                        }
+                    }
+                }));
+                None
+            }
+        };
+        TestObserver { seen, stop, task }
+    }
+}

@@ -141,7 +141,10 @@ impl AuthAdmin {
 
     /// Deletes a user.
     pub fn user_delete(name: &str) -> Self {
-        AuthAdmin::new("/v3/auth/user/delete", ObjectWriter::new().string("name", name).finish())
+        AuthAdmin::new(
+            "/v3/auth/user/delete",
+            ObjectWriter::new().string("name", name).finish(),
+        )
     }
 
     /// Changes a user's password.
@@ -164,16 +167,26 @@ impl AuthAdmin {
 
     /// Adds a role.
     pub fn role_add(name: &str) -> Self {
-        AuthAdmin::new("/v3/auth/role/add", ObjectWriter::new().string("name", name).finish())
+        AuthAdmin::new(
+            "/v3/auth/role/add",
+            ObjectWriter::new().string("name", name).finish(),
+        )
     }
 
     /// Deletes a role.
     pub fn role_delete(name: &str) -> Self {
-        AuthAdmin::new("/v3/auth/role/delete", ObjectWriter::new().string("role", name).finish())
+        AuthAdmin::new(
+            "/v3/auth/role/delete",
+            ObjectWriter::new().string("role", name).finish(),
+        )
     }
 
     /// Lets `role` access `range`.
-    pub fn role_grant_permission(role: &str, range: &super::KeyRange, permission: Permission) -> Self {
+    pub fn role_grant_permission(
+        role: &str,
+        range: &super::KeyRange,
+        permission: Permission,
+    ) -> Self {
         let kind = match permission {
             Permission::Read => "READ",
             Permission::Write => "WRITE",

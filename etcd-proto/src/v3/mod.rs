@@ -18,13 +18,13 @@ mod error;
 mod json;
 pub mod kv;
 pub mod lease;
+mod lines;
 pub mod lock;
 pub mod maintenance;
 pub mod paginate;
 pub mod server_lock;
 pub mod txn;
 mod types;
-mod lines;
 pub mod watch;
 
 pub use auth::{AuthAdmin, Authenticate, Permission};
@@ -32,13 +32,15 @@ pub use election::{Campaign, Election, GetLeader, Leadership, Observe};
 pub use error::{V3Error, V3ErrorKind};
 pub use kv::{Compact, Delete, DeleteResponse, Get, Put, PutResponse, RangeResponse};
 pub use lease::{
-    KeepAlive, LeaseGrant, LeaseGrantResponse, LeaseKeepAliveOnce, LeaseKeepAliveResponse, LeaseLeases,
-    LeaseRevoke, LeaseTimeToLive, LeaseTimeToLiveResponse,
+    KeepAlive, LeaseGrant, LeaseGrantResponse, LeaseKeepAliveOnce, LeaseKeepAliveResponse,
+    LeaseLeases, LeaseRevoke, LeaseTimeToLive, LeaseTimeToLiveResponse,
 };
 pub use lock::{AcquireMutex, CheckOwner, HeldMutex, Hold, MutexError, MutexOptions, ReleaseMutex};
 pub use maintenance::{Member, MemberList, MemberListResponse, Status, StatusResponse};
 pub use paginate::Paginate;
 pub use server_lock::{ServerLock, ServerLockResponse, ServerUnlock};
-pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, UpdateWith};
+pub use txn::{
+    Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, UpdateWith,
+};
 pub use types::{prefix_end, KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};
 pub use watch::{Event, EventKind, Watch, WatchBatch, WatchItem};

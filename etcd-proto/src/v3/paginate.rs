@@ -125,7 +125,12 @@ impl StreamFlow for Paginate {
         }
     }
 
-    fn handle_response(&mut self, cluster: &mut Cluster, now: Instant, response: http::Response<Bytes>) {
+    fn handle_response(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        response: http::Response<Bytes>,
+    ) {
         if let Some(call) = &mut self.call {
             call.handle_response(cluster, now, response);
         }
