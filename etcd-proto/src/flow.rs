@@ -156,6 +156,17 @@ pub enum StreamStep<T> {
     End(Result<(), Error>),
 }
 
+/// The `End` step of a finished stream flow: its result the first time,
+/// then [`UsageError::FlowOutOfOrder`](crate::UsageError::FlowOutOfOrder).
+pub(crate) fn stream_finished<T>(result: &mut Option<Result<(), Error>>) -> StreamStep<T> {
+    StreamStep::End(result.take().unwrap_or_else(|| {
+        Err(crate::error::UsageError::FlowOutOfOrder {
+            expected: "no poll after End",
+        }
+        .into())
+    }))
+}
+
 impl<T> StreamStep<T> {
     /// Lifts a [`Flow`]'s step into a stream flow's, for a stream flow that
     /// runs a unary flow as one of its stages: `Ok(result)` when the inner

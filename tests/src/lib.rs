@@ -10,6 +10,7 @@
 //!
 //! The scenarios live in `tests/tests/*.rs`, one file per area.
 
+pub mod auth;
 pub mod conformance;
 pub mod discovery;
 pub mod dns;

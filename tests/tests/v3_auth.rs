@@ -3,38 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_proto::v3::{AuthAdmin, KeyRange, Permission, V3ErrorKind};
-use etcd_proto::{Config, ErrorKind};
-use etcd_tests::harness::EtcdServer;
-use etcd_tests::{Env, TestClient};
-
-/// A server with auth enabled: `root` (all access) and `app` (read-write on `app/`).
-fn auth_server(env: &Env) -> (EtcdServer, TestClient) {
-    let server = EtcdServer::start_with(&["--auth-token=simple", "--auth-token-ttl=2"]);
-    let admin = env.client_for(&[server.client_url()]);
-    for step in [
-        AuthAdmin::user_add("root", "rootpw"),
-        AuthAdmin::role_add("root"),
-        AuthAdmin::user_grant_role("root", "root"),
-        AuthAdmin::user_add("app", "apppw"),
-        AuthAdmin::role_add("app"),
-        AuthAdmin::role_grant_permission("app", &KeyRange::prefix("app/"), Permission::ReadWrite),
-        AuthAdmin::user_grant_role("app", "app"),
-        AuthAdmin::enable(),
-    ] {
-        admin.execute(step).unwrap();
-    }
-    (server, admin)
-}
-
-fn client_as(env: &Env, server: &EtcdServer, user: &str, password: &str) -> TestClient {
-    env.transport.connect_config(Config {
-        endpoints: vec![server.client_url()],
-        v3_credentials: Some((user.to_owned(), password.to_owned())),
-        request_timeout: Some(Duration::from_secs(10)),
-        ..Config::default()
-    })
-}
+use etcd_proto::v3::{AuthAdmin, V3ErrorKind};
+use etcd_proto::ErrorKind;
+use etcd_tests::auth::{auth_server, client_as};
 
 etcd_tests::scenarios! {
     /// Without a token etcd says "user name is empty"; a wrong password fails

@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_proto::v3::{
-    AuthAdmin, Compact, Delete, EventKind, KeyRange, Permission, Put, V3ErrorKind, Watch, WatchItem,
-};
-use etcd_proto::{Cluster, Config, Error, StreamFlow, StreamStep, TransportErrorKind};
+use etcd_proto::v3::{Compact, Delete, EventKind, KeyRange, Put, V3ErrorKind, Watch, WatchItem};
+use etcd_proto::{Cluster, Error, StreamFlow, StreamStep, TransportErrorKind};
+use etcd_tests::auth::{auth_server, client_as};
 use etcd_tests::harness::EtcdServer;
-use etcd_tests::{Env, TestClient};
+use etcd_tests::TestClient;
 
 /// A watch that ends cleanly once `stop` is true of an item it emitted, so
 /// a scenario can collect exactly what it waits for.
@@ -152,34 +151,6 @@ fn delete(client: &TestClient, key: &str) -> i64 {
 fn dead_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     format!("http://{}", listener.local_addr().unwrap())
-}
-
-/// A server with auth on and 2 s tokens: `root`, and `app` (read-write on `app/`).
-fn auth_server(env: &Env) -> EtcdServer {
-    let server = EtcdServer::start_with(&["--auth-token=simple", "--auth-token-ttl=2"]);
-    let admin = env.client_for(&[server.client_url()]);
-    for step in [
-        AuthAdmin::user_add("root", "rootpw"),
-        AuthAdmin::role_add("root"),
-        AuthAdmin::user_grant_role("root", "root"),
-        AuthAdmin::user_add("app", "apppw"),
-        AuthAdmin::role_add("app"),
-        AuthAdmin::role_grant_permission("app", &KeyRange::prefix("app/"), Permission::ReadWrite),
-        AuthAdmin::user_grant_role("app", "app"),
-        AuthAdmin::enable(),
-    ] {
-        admin.execute(step).unwrap();
-    }
-    server
-}
-
-fn client_as(env: &Env, server: &EtcdServer, user: &str, password: &str) -> TestClient {
-    env.transport.connect_config(Config {
-        endpoints: vec![server.client_url()],
-        v3_credentials: Some((user.to_owned(), password.to_owned())),
-        request_timeout: Some(Duration::from_secs(10)),
-        ..Config::default()
-    })
 }
 
 etcd_tests::scenarios! {
@@ -337,7 +308,7 @@ etcd_tests::scenarios! {
     /// fetches a new token once and goes on. A watch the user may not read
     /// ends with `permission denied` after that one retry.
     fn expired_token_is_renewed_and_a_forbidden_watch_ends(client, env) {
-        let server = auth_server(env);
+        let (server, _anonymous) = auth_server(env);
         let app = client_as(env, &server, "app", "apppw");
         let before = app.execute(Put::new("app/w", "before")).unwrap().header.revision;
         std::thread::sleep(Duration::from_secs(4)); // the 2 s token expires

@@ -383,14 +383,7 @@ impl StreamFlow for Observe {
                     StreamStep::Transmit(t) => return StreamStep::Transmit(t),
                     StreamStep::Sleep(until) => return StreamStep::Sleep(until),
                 },
-                ObserveStage::Done(result) => {
-                    return StreamStep::End(result.take().unwrap_or_else(|| {
-                        Err(UsageError::FlowOutOfOrder {
-                            expected: "no poll after End",
-                        }
-                        .into())
-                    }))
-                }
+                ObserveStage::Done(result) => return crate::flow::stream_finished(result),
             };
             self.stage = next;
         }

@@ -312,6 +312,7 @@ pub struct KeepAlive {
     expires: Option<Instant>,
     last_error: Option<Error>,
     done: Option<Result<(), Error>>,
+    ended: bool,
 }
 
 impl std::fmt::Debug for KeepAlive {
@@ -334,6 +335,7 @@ impl KeepAlive {
             expires: None,
             last_error: None,
             done: None,
+            ended: false,
         }
     }
 
@@ -374,12 +376,9 @@ impl Flow for KeepAlive {
 
     fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<()> {
         loop {
-            if let Some(done) = self.done.take() {
-                self.done = Some(Err(UsageError::FlowOutOfOrder {
-                    expected: "no poll after Done",
-                }
-                .into()));
-                return Step::Done(done);
+            if self.done.is_some() || self.ended {
+                self.ended = true;
+                return crate::flow::finished(&mut self.done);
             }
             if let Some(call) = &mut self.call {
                 match call.poll(cluster, now) {

@@ -968,14 +968,7 @@ impl StreamFlow for AcquireMutex {
                         Err(step) => return step,
                     }
                 }
-                Stage::Done(result) => {
-                    return StreamStep::End(result.take().unwrap_or_else(|| {
-                        Err(UsageError::FlowOutOfOrder {
-                            expected: "no poll after End",
-                        }
-                        .into())
-                    }))
-                }
+                Stage::Done(result) => return crate::flow::stream_finished(result),
             };
             self.stage = next;
         }

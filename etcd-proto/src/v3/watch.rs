@@ -704,14 +704,7 @@ impl StreamFlow for Watch {
                 return StreamStep::Emit(item);
             }
             match &mut self.stage {
-                Stage::Done(result) => {
-                    return StreamStep::End(result.take().unwrap_or_else(|| {
-                        Err(UsageError::FlowOutOfOrder {
-                            expected: "no poll after End",
-                        }
-                        .into())
-                    }))
-                }
+                Stage::Done(result) => return crate::flow::stream_finished(result),
                 Stage::Ready => {
                     if let Some(step) = self.open(cluster) {
                         return step;
