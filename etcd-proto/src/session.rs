@@ -61,22 +61,15 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use crate::cluster::Cluster;
 use crate::drive::{
     drive, drive_blocking, run_stream, run_stream_blocking, AsyncTransport, Transport,
 };
-use crate::error::{Error, TransportErrorKind};
-use crate::flow::{Flow, Step};
+use crate::error::Error;
 use crate::v3::lock::DEFAULT_SESSION_TTL;
 use crate::v3::{
     AcquireMutex, Election, HeldMutex, Hold, KeepAlive, Leadership, LeaseGrant, LeaseKeepAliveOnce,
     LeaseRevoke, MutexError, MutexOptions, ResponseHeader, V3ErrorKind,
 };
-
-/// How often a session's keep-alive looks at its stop flag.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 
 type LostCallback = Box<dyn FnOnce(&str) + Send>;
 
@@ -173,52 +166,8 @@ impl Shared {
     }
 }
 
-/// [`KeepAlive`] that also looks at its stop flag at least every 100 ms, so
-/// a stopped session's thread or task ends promptly.
-struct Keeper {
-    inner: KeepAlive,
-    stop: Arc<AtomicBool>,
-}
-
-impl Flow for Keeper {
-    type Output = ();
-
-    fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<()> {
-        // Nothing is in flight when polled: stopping here leaves nothing behind.
-        if self.stop.load(Ordering::Acquire) {
-            return Step::Done(Ok(()));
-        }
-        match self.inner.poll(cluster, now) {
-            Step::Sleep(until) => Step::Sleep(until.min(now + STOP_CHECK)),
-            other => other,
-        }
-    }
-
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        self.inner.handle_response(cluster, now, response);
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        self.inner.handle_failure(cluster, now, kind, source);
-    }
-}
-
-fn keeper(lease: i64, shared: &Shared) -> Keeper {
-    Keeper {
-        inner: KeepAlive::new(lease, shared.stop.clone()),
-        stop: shared.stop.clone(),
-    }
+fn keeper(lease: i64, shared: &Shared) -> KeepAlive {
+    KeepAlive::new(lease, shared.stop.clone())
 }
 
 /// A revoke of a lease already gone is no failure.
@@ -1133,6 +1082,10 @@ impl<T> AsyncLeaderGuard<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Cluster;
+    use crate::flow::{Flow, Step};
+    use crate::v3::lease::STOP_CHECK;
+    use bytes::Bytes;
 
     #[test]
     fn loss_is_reported_once_to_every_listener() {

@@ -154,11 +154,18 @@ pub(crate) fn parse_unary<'a, T: Deserialize<'a>>(
     })
 }
 
-/// The error a non-2xx gateway answer carries. Both body shapes are read
-/// (3.4/3.5: `{"error","code","message"}`, 3.6: `{"code","message","details"}`),
+/// The error a non-2xx gateway answer carries. Every body shape is read
+/// (3.4/3.5: `{"error","code","message"}`, 3.6: `{"code","message","details"}`,
+/// and a stream endpoint's `{"error":{"grpc_code","http_code","message"}}`),
 /// in any field order; a body that is no etcd error (a `404 Not Found` page)
 /// is malformed output.
 pub(crate) fn error_body(status: u16, body: &[u8]) -> Error {
+    if let Ok(StreamLine::<serde::de::IgnoredAny> {
+        error: Some(error), ..
+    }) = serde_json::from_slice(body)
+    {
+        return error.into_error();
+    }
     #[derive(Deserialize)]
     struct Body<'a> {
         #[serde(default, borrow)]

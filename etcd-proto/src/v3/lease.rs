@@ -293,6 +293,9 @@ impl Operation for LeaseKeepAliveOnce {
     }
 }
 
+/// How often a sleeping [`KeepAlive`] wakes to look at its `stop` flag.
+pub const STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// The wait before retrying a failed keep-alive.
 pub const KEEPALIVE_RETRY: Duration = Duration::from_millis(500);
 
@@ -303,7 +306,8 @@ pub const KEEPALIVE_RETRY: Duration = Duration::from_millis(500);
 /// [`KEEPALIVE_RETRY`] while the lease may still be alive; once its last
 /// granted TTL has run out with no renewal, or etcd says it is gone, the flow
 /// ends with the error: **the lease is lost**, and with it every key attached.
-/// Setting the `stop` flag ends it with `Ok(())` at its next wake-up.
+/// Setting the `stop` flag ends it with `Ok(())` within [`STOP_CHECK`]
+/// (or once a keep-alive in flight is answered).
 pub struct KeepAlive {
     id: i64,
     stop: Arc<AtomicBool>,
@@ -412,8 +416,10 @@ impl Flow for KeepAlive {
             }
             match self.next {
                 Some(at) if now < at => {
-                    // Wake at the renewal time, but never past the expiry.
-                    return Step::Sleep(self.expires.map_or(at, |e| at.min(e)));
+                    // Wake at the renewal time, never past the expiry, and
+                    // often enough to notice `stop` promptly.
+                    let wake = self.expires.map_or(at, |e| at.min(e));
+                    return Step::Sleep(wake.min(now + STOP_CHECK));
                 }
                 _ => {
                     // Each keep-alive must end before the lease would.
@@ -499,14 +505,19 @@ mod tests {
             t0,
             answer(200, "{\"result\":{\"ID\":\"7\",\"TTL\":\"9\"}}\n"),
         );
-        match keeper.poll(&mut cluster, t0) {
-            Step::Sleep(at) => assert_eq!(at, t0 + Duration::from_secs(3)),
-            other => panic!("{other:?}"),
-        }
-        let t1 = t0 + Duration::from_secs(3);
-        let Step::Transmit(_) = keeper.poll(&mut cluster, t1) else {
-            panic!()
+        // It sleeps (waking every STOP_CHECK) until the next keep-alive, due at TTL/3.
+        let mut now = t0;
+        let t1 = loop {
+            match keeper.poll(&mut cluster, now) {
+                Step::Sleep(at) => {
+                    assert!(at <= now + STOP_CHECK);
+                    now = at;
+                }
+                Step::Transmit(_) => break now,
+                other => panic!("{other:?}"),
+            }
         };
+        assert_eq!(t1, t0 + Duration::from_secs(3));
         keeper.handle_response(
             &mut cluster,
             t1,

@@ -626,7 +626,7 @@ impl Watch {
         let error = if overflow {
             MalformedResponse::new(code, "error body too long", &body).into()
         } else {
-            head_error(code, &body)
+            json::error_body(code, &body)
         };
         // Restore the stage so the error is attributed to its endpoint.
         self.stage = Stage::Opening(endpoint.clone());
@@ -641,29 +641,16 @@ impl Watch {
     }
 }
 
-/// The error of a non-`200` watch head: the stream error object
-/// (`{"error":{"grpc_code":…}}`, e.g. `503 no leader`) or a unary error body.
-fn head_error(status: u16, body: &[u8]) -> Error {
-    if let Ok(json::StreamLine::<serde::de::IgnoredAny> {
-        error: Some(error), ..
-    }) = serde_json::from_slice(body)
-    {
-        return error.into_error();
-    }
-    json::error_body(status, body)
-}
-
 /// True if a refused create's reason says the token was missing, stale or
 /// refused (3.5 says `permission denied` for a missing or expired token).
 fn is_auth_reason(reason: &str) -> bool {
-    [
-        "invalid auth token",
-        "user name is empty",
-        "permission denied",
-        "revision of auth store is old",
-    ]
-    .iter()
-    .any(|text| reason.contains(text))
+    matches!(
+        V3ErrorKind::from_message(reason),
+        V3ErrorKind::InvalidAuthToken
+            | V3ErrorKind::UserEmpty
+            | V3ErrorKind::AuthOldRevision
+            | V3ErrorKind::PermissionDenied
+    )
 }
 
 /// The error of a cancel: status 200 (the stream was fine), the gRPC code
