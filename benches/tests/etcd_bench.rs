@@ -36,8 +36,11 @@ fn every_transport_runs_every_workload() {
         lines.push(l)
     })
     .unwrap();
-    // 4 workloads × 2 client counts × 2 rounds × 4 transports.
-    assert_eq!(lines.iter().filter(|l| l.starts_with("round ")).count(), 64);
+    // 4 workloads × 2 client counts × 2 rounds × 6 transports.
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("round ")).count(),
+        4 * 2 * 2 * TransportKind::ALL.len()
+    );
     assert!(
         !lines
             .iter()

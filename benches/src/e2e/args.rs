@@ -30,8 +30,10 @@ USAGE: etcd-bench [FLAGS]
   --key-size N           bytes per key (default 16)
   --key-space N          distinct keys, cycled over (default 2000)
   --val-size N           bytes per value (default 100)
-  --transport LIST       comma list of raw,blocking,tokio,async-std
-                         (default: all four)
+  --transport LIST       comma list of raw,ureq,blocking,hyper,tokio,async-std
+                         (default: all six); ureq and hyper send raw's
+                         requests through the bare HTTP stack of
+                         etcd-blocking and etcd-tokio: their floors
   --rounds N             measured runs per transport, interleaved; the median
                          round is reported (default 3)
   --warmup N             unmeasured requests before each run (default 500)

@@ -23,6 +23,7 @@
 pub mod args;
 pub mod async_std_driver;
 pub mod async_worker;
+pub mod bare_stack;
 pub mod cpu;
 pub mod latency;
 pub mod raw_http;

@@ -12,7 +12,9 @@
 //! | transport   | what runs the `clients` workers                                   |
 //! |-------------|-------------------------------------------------------------------|
 //! | `raw`       | threads, each with one [`RawConnection`]: no client library       |
+//! | `ureq`      | threads sharing one bare `ureq::Agent` ([`bare_stack`](super::bare_stack)) |
 //! | `blocking`  | threads sharing one `Arc<etcd_blocking::Client>`                  |
+//! | `hyper`     | tasks on a 2-worker multi-thread runtime, one bare hyper-util client |
 //! | `tokio`     | tasks on a 2-worker multi-thread runtime, one `etcd_tokio::Client` |
 //! | `async-std` | tasks on async-std's runtime, one `etcd_async_std::Client`         |
 //!
@@ -30,6 +32,7 @@ use std::time::Instant;
 use super::latency::Recorder;
 use etcd_proto::{v2, v3};
 
+use super::bare_stack::{judge_status, HyperDriver, UreqDriver};
 use super::raw_http::RawConnection;
 use super::workload::{base64, push_base64, Workload};
 
@@ -116,8 +119,12 @@ pub trait Driver {
 pub enum TransportKind {
     /// Bare HTTP/1.1 over `std::net::TcpStream`: the baseline.
     Raw,
+    /// ureq alone, the same requests as `raw`: the floor of `etcd-blocking`.
+    Ureq,
     /// `etcd-blocking` (ureq).
     Blocking,
+    /// hyper-util's client alone, the same requests as `raw`: the floor of `etcd-tokio`.
+    Hyper,
     /// `etcd-tokio`.
     Tokio,
     /// `etcd-async-std`.
@@ -126,9 +133,11 @@ pub enum TransportKind {
 
 impl TransportKind {
     /// Every transport, in report order.
-    pub const ALL: [TransportKind; 4] = [
+    pub const ALL: [TransportKind; 6] = [
         TransportKind::Raw,
+        TransportKind::Ureq,
         TransportKind::Blocking,
+        TransportKind::Hyper,
         TransportKind::Tokio,
         TransportKind::AsyncStd,
     ];
@@ -137,17 +146,30 @@ impl TransportKind {
     pub fn name(self) -> &'static str {
         match self {
             TransportKind::Raw => "raw",
+            TransportKind::Ureq => "ureq",
             TransportKind::Blocking => "blocking",
+            TransportKind::Hyper => "hyper",
             TransportKind::Tokio => "tokio",
             TransportKind::AsyncStd => "async-std",
         }
+    }
+
+    /// True for an etcd client; false for a baseline (`raw`, or a bare HTTP
+    /// stack), which the targets do not apply to.
+    pub fn is_client(self) -> bool {
+        matches!(
+            self,
+            TransportKind::Blocking | TransportKind::Tokio | TransportKind::AsyncStd
+        )
     }
 
     /// A driver for this transport talking to `endpoints` (no I/O yet).
     pub fn driver(self, endpoints: &[String]) -> Result<Box<dyn Driver>, String> {
         match self {
             TransportKind::Raw => Ok(Box::new(RawDriver::new(endpoints)?)),
+            TransportKind::Ureq => Ok(Box::new(UreqDriver::new(endpoints)?)),
             TransportKind::Blocking => Ok(Box::new(BlockingDriver::new(endpoints)?)),
+            TransportKind::Hyper => Ok(Box::new(HyperDriver::new(endpoints)?)),
             TransportKind::Tokio => super::tokio_driver::driver(endpoints),
             TransportKind::AsyncStd => super::async_std_driver::driver(endpoints),
         }
@@ -168,7 +190,9 @@ impl FromStr for TransportKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                format!("unknown transport {s:?} (expected raw, blocking, tokio or async-std)")
+                format!(
+                    "unknown transport {s:?} (expected raw, ureq, blocking, hyper, tokio or async-std)"
+                )
             })
     }
 }
@@ -318,13 +342,7 @@ fn raw_request(
         }
     }
     .map_err(|e| format!("{workload} {key}: {e}"))?;
-    match (workload, response.status) {
-        (Workload::Put, 200 | 201) | (_, 200) => Ok(()),
-        (_, status) => Err(format!(
-            "{workload} {key}: status {status}: {}",
-            String::from_utf8_lossy(response.body)
-        )),
-    }
+    judge_status(workload, key, response.status, response.body)
 }
 
 /// What a client call answered, judged: a read of one v3 key must find it
