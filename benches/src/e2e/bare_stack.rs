@@ -14,9 +14,8 @@
 //!
 //! Each reads the whole response body and checks the status, as `raw` does.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,12 +23,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::rt::TokioExecutor;
 
-use super::latency::Recorder;
-use super::tokio_driver::WORKER_THREADS;
-use super::transport::{
-    endpoints_or_default, expected_per_worker, thread_worker, Driver, Errors, Job, JobOutcome,
-    WorkerOutcome,
-};
+use super::async_worker::AsyncRequest;
+use super::tokio_driver::{bench_runtime, run_tasks};
+use super::transport::{endpoints_or_default, thread_worker, Driver, Job, JobOutcome};
 use super::workload::{base64, push_base64, Workload};
 
 /// One request of a job, as `raw` writes it: method, URL, body and its type.
@@ -170,11 +166,7 @@ pub struct HyperDriver {
 impl HyperDriver {
     /// A client for the first of `endpoints` (no I/O yet).
     pub fn new(endpoints: &[String]) -> Result<HyperDriver, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORKER_THREADS)
-            .enable_all()
-            .build()
-            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let runtime = bench_runtime()?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = PooledClient::builder(TokioExecutor::new()).build(connector);
@@ -188,81 +180,45 @@ impl HyperDriver {
 
 impl Driver for HyperDriver {
     fn run(&mut self, job: &Job) -> Result<JobOutcome, String> {
-        let next = Arc::new(AtomicUsize::new(0));
-        let value_b64: Arc<[u8]> = base64(job.value.as_bytes()).into_bytes().into();
-        self.runtime.block_on(async {
-            let tasks: Vec<_> = (0..job.clients)
-                .map(|_| {
-                    let (client, job, next) = (self.client.clone(), job.clone(), Arc::clone(&next));
-                    let (base_url, value_b64) =
-                        (Arc::clone(&self.base_url), Arc::clone(&value_b64));
-                    tokio::spawn(async move {
-                        hyper_worker(&client, &job, &next, &base_url, &value_b64).await
-                    })
-                })
-                .collect();
-            let mut outcomes = Vec::with_capacity(tasks.len());
-            for task in tasks {
-                outcomes.push(task.await.map_err(|e| format!("worker task: {e}"))?);
+        let floor = HyperFloor {
+            client: self.client.clone(),
+            base_url: Arc::clone(&self.base_url),
+            value_b64: base64(job.value.as_bytes()).into_bytes().into(),
+        };
+        run_tasks(&self.runtime, Arc::new(floor), job)
+    }
+}
+
+/// What one `hyper` task sends with: the shared client, and what every
+/// request of the job reuses.
+struct HyperFloor {
+    client: PooledClient<HttpConnector, Full<Bytes>>,
+    base_url: Arc<str>,
+    value_b64: Arc<[u8]>,
+}
+
+impl AsyncRequest for Arc<HyperFloor> {
+    async fn request(&self, job: &Job, key: &str) -> Result<(), String> {
+        let BareRequest { method, url, body } =
+            BareRequest::new(job, &self.base_url, key, &self.value_b64);
+        let mut builder = http::Request::builder().method(method).uri(url);
+        let body = match body {
+            None => Bytes::new(),
+            Some((content_type, body)) => {
+                builder = builder.header(http::header::CONTENT_TYPE, content_type);
+                Bytes::from(body)
             }
-            Ok(outcomes.into_iter().collect())
-        })
+        };
+        let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let fail = |e: &dyn std::fmt::Display| format!("{} {key}: {e}", job.workload);
+        let response = self.client.request(request).await.map_err(|e| fail(&e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| fail(&e))?
+            .to_bytes();
+        judge_status(job.workload, key, status, &body)
     }
-}
-
-/// The loop of one `hyper` task, like [`thread_worker`]'s.
-async fn hyper_worker(
-    client: &PooledClient<HttpConnector, Full<Bytes>>,
-    job: &Job,
-    next: &AtomicUsize,
-    base_url: &str,
-    value_b64: &[u8],
-) -> WorkerOutcome {
-    let mut out = WorkerOutcome {
-        latencies: Recorder::with_capacity(expected_per_worker(job)),
-        errors: Errors::default(),
-    };
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= job.requests {
-            return out;
-        }
-        let key: &str = &job.keys[i % job.keys.len()];
-        let start = Instant::now();
-        let result = hyper_request(client, job, base_url, key, value_b64).await;
-        let elapsed = start.elapsed();
-        match result {
-            Ok(()) => out.latencies.record(elapsed),
-            Err(e) => out.errors.add(|| e),
-        }
-    }
-}
-
-async fn hyper_request(
-    client: &PooledClient<HttpConnector, Full<Bytes>>,
-    job: &Job,
-    base_url: &str,
-    key: &str,
-    value_b64: &[u8],
-) -> Result<(), String> {
-    let BareRequest { method, url, body } = BareRequest::new(job, base_url, key, value_b64);
-    let mut builder = http::Request::builder().method(method).uri(url);
-    let body = match body {
-        None => Bytes::new(),
-        Some((content_type, body)) => {
-            builder = builder.header(http::header::CONTENT_TYPE, content_type);
-            Bytes::from(body)
-        }
-    };
-    let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let fail = |e: &dyn std::fmt::Display| format!("{} {key}: {e}", job.workload);
-    let response = client.request(request).await.map_err(|e| fail(&e))?;
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| fail(&e))?
-        .to_bytes();
-    judge_status(job.workload, key, status, &body)
 }

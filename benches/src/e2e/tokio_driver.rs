@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use etcd_proto::Operation;
 
-use super::async_worker::{task_worker, AsyncKv};
+use super::async_worker::{task_worker, AsyncKv, AsyncRequest};
 use super::transport::{endpoints_or_default, Driver, Job, JobOutcome};
 
 /// Worker threads of the runtime.
@@ -31,14 +31,42 @@ pub struct TokioDriver {
     client: etcd_tokio::Client,
 }
 
+/// The runtime every tokio-based transport runs its tasks on: multi-thread,
+/// [`WORKER_THREADS`] workers, I/O and time enabled.
+pub fn bench_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
+}
+
+/// Runs `job` on `runtime`: `job.clients` spawned tasks, each a
+/// [`task_worker`] with a clone of `client`.
+pub fn run_tasks<C: AsyncRequest + Clone>(
+    runtime: &tokio::runtime::Runtime,
+    client: C,
+    job: &Job,
+) -> Result<JobOutcome, String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..job.clients)
+            .map(|_| {
+                let (client, job, next) = (client.clone(), job.clone(), Arc::clone(&next));
+                tokio::spawn(async move { task_worker(client, job, &next).await })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            outcomes.push(task.await.map_err(|e| format!("worker task: {e}"))?);
+        }
+        Ok(outcomes.into_iter().collect())
+    })
+}
+
 impl TokioDriver {
-    /// Starts the runtime and builds the client (no I/O yet).
     pub fn new(endpoints: &[String]) -> Result<TokioDriver, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(WORKER_THREADS)
-            .enable_all()
-            .build()
-            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let runtime = bench_runtime()?;
         let client = endpoints_or_default(endpoints)
             .into_iter()
             .fold(etcd_tokio::Client::builder(), |b, url| b.endpoint(url))
@@ -50,24 +78,10 @@ impl TokioDriver {
 
 impl Driver for TokioDriver {
     fn run(&mut self, job: &Job) -> Result<JobOutcome, String> {
-        let next = Arc::new(AtomicUsize::new(0));
-        self.runtime.block_on(async {
-            let tasks: Vec<_> = (0..job.clients)
-                .map(|_| {
-                    let (client, job, next) = (self.client.clone(), job.clone(), Arc::clone(&next));
-                    tokio::spawn(async move { task_worker(client, job, &next).await })
-                })
-                .collect();
-            let mut outcomes = Vec::with_capacity(tasks.len());
-            for task in tasks {
-                outcomes.push(task.await.map_err(|e| format!("worker task: {e}"))?);
-            }
-            Ok(outcomes.into_iter().collect())
-        })
+        run_tasks(&self.runtime, self.client.clone(), job)
     }
 }
 
-/// A driver for `endpoints`.
 pub fn driver(endpoints: &[String]) -> Result<Box<dyn Driver>, String> {
     Ok(Box::new(TokioDriver::new(endpoints)?))
 }
