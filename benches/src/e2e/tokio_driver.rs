@@ -65,6 +65,7 @@ pub fn run_tasks<C: AsyncRequest + Clone>(
 }
 
 impl TokioDriver {
+    /// Starts the runtime and builds the client (no I/O yet).
     pub fn new(endpoints: &[String]) -> Result<TokioDriver, String> {
         let runtime = bench_runtime()?;
         let client = endpoints_or_default(endpoints)
