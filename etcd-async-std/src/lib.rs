@@ -34,7 +34,10 @@
 //! Timeouts: the flow's timeout (the builder's `request_timeout`, or a
 //! watch's deadline) bounds the whole exchange, connecting included (and,
 //! for a streamed response, every read of its body); `connect_timeout`
-//! bounds each TCP connect. Plain `http://` only: an
+//! bounds each TCP connect. A client's time limits all wait on one shared
+//! timer, armed for the earliest of them, so a request does not register a
+//! timer of its own with the reactor (each registration costs async-io
+//! system calls and a reactor wake-up). Plain `http://` only: an
 //! `https://` endpoint fails with a TLS transport error.
 //!
 //! A [`Client`] is cheap to clone (it is an `Arc` inside) and `Send + Sync`;
@@ -82,6 +85,7 @@
 //! ```
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -92,12 +96,14 @@ use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
 use http_body_util::{Full, LengthLimitError};
 
 mod conn;
+mod deadline;
 mod failure;
 mod pool;
 mod rt;
 mod srv;
 
 use conn::ExchangeError;
+use deadline::Deadlines;
 use failure::Failure;
 use pool::Pool;
 
@@ -119,6 +125,8 @@ pub struct Client {
 struct Inner {
     cluster: Mutex<Cluster>,
     pool: Pool,
+    /// The time limits of every exchange and stream read, on one timer.
+    deadlines: Deadlines,
     max_response_bytes: usize,
 }
 
@@ -129,6 +137,7 @@ impl FromConfig for Client {
             inner: Arc::new(Inner {
                 cluster: Mutex::new(cluster),
                 pool: Pool::new(config.max_idle_connections, config.connect_timeout),
+                deadlines: Deadlines::default(),
                 max_response_bytes: usize::try_from(config.max_response_bytes)
                     .unwrap_or(usize::MAX),
             }),
@@ -143,11 +152,11 @@ impl AsyncTransport for Client {
             // Set once the request is handed to a connection: a deadline that
             // passes before then means the request was certainly not sent.
             let sent = AtomicBool::new(false);
-            let exchange = self.inner.exchange(request, &sent);
+            let exchange = pin!(self.inner.exchange(request, &sent));
             let Some(limit) = timeout else {
                 return exchange.await;
             };
-            match async_std::future::timeout(limit, exchange).await {
+            match self.inner.deadlines.within(limit, exchange).await {
                 Ok(outcome) => outcome,
                 Err(_elapsed) => Err(deadline_passed(limit, sent.load(Ordering::Acquire))),
             }
@@ -188,10 +197,10 @@ impl AsyncTransport for Client {
             // As for `send`: a deadline passing before the request was handed
             // to a connection means it was certainly not sent.
             let sent = AtomicBool::new(false);
-            let opening = self.inner.open(request, &sent);
+            let opening = pin!(self.inner.open(request, &sent));
             let (parts, mut body) = match timeout {
                 None => opening.await?,
-                Some(limit) => match async_std::future::timeout(limit, opening).await {
+                Some(limit) => match self.inner.deadlines.within(limit, opening).await {
                     Ok(outcome) => outcome?,
                     Err(_elapsed) => {
                         return Err(deadline_passed(limit, sent.load(Ordering::Acquire)))
@@ -214,6 +223,8 @@ pub struct StreamBody {
     body: hyper::body::Incoming,
     /// When the stream's time limit passes, and the limit.
     deadline: Option<(Instant, Duration)>,
+    /// The client's timer, which that limit waits on.
+    deadlines: Deadlines,
 }
 
 impl std::fmt::Debug for StreamBody {
@@ -230,20 +241,17 @@ impl etcd_proto::drive::AsyncResponseBody for StreamBody {
             let reading = self.conn.next_frame(&mut self.body);
             let frame = match self.deadline {
                 None => reading.await,
-                Some((at, limit)) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    match async_std::future::timeout(left, reading).await {
-                        Ok(frame) => frame,
-                        Err(_elapsed) => {
-                            return Err(ExchangeFailure::new(
-                                TransportErrorKind::Timeout,
-                                Failure::new(format!(
-                                    "the streamed response's time limit ({limit:?}) passed"
-                                )),
-                            ))
-                        }
+                Some((at, limit)) => match self.deadlines.until(Some(at), pin!(reading)).await {
+                    Ok(frame) => frame,
+                    Err(_elapsed) => {
+                        return Err(ExchangeFailure::new(
+                            TransportErrorKind::Timeout,
+                            Failure::new(format!(
+                                "the streamed response's time limit ({limit:?}) passed"
+                            )),
+                        ))
                     }
-                }
+                },
             };
             match frame {
                 None => return Ok(None),
@@ -295,6 +303,7 @@ impl Inner {
             conn,
             body,
             deadline: None,
+            deadlines: self.deadlines.clone(),
         };
         Ok((parts, body))
     }
