@@ -37,7 +37,7 @@ mod io;
 mod srv;
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_proto::drive::{Exchange, ExchangeFailure, ResponseBody, Transport};
@@ -61,6 +61,9 @@ pub struct Client {
     stream_agent: ureq::Agent,
     cluster: Arc<Mutex<Cluster>>,
     max_response_bytes: u64,
+    /// The agents' own global timeout: a request with this timeout needs no
+    /// settings of its own.
+    request_timeout: Option<Duration>,
 }
 
 impl FromConfig for Client {
@@ -71,6 +74,7 @@ impl FromConfig for Client {
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .timeout_connect(Some(config.connect_timeout))
+                .timeout_global(config.request_timeout)
                 .max_idle_connections(max_idle_connections)
                 .max_idle_connections_per_host(max_idle_connections)
                 .build();
@@ -84,29 +88,50 @@ impl FromConfig for Client {
             stream_agent: agent(0),
             cluster: Arc::new(Mutex::new(cluster)),
             max_response_bytes: config.max_response_bytes,
+            request_timeout: config.request_timeout,
         })
     }
 }
 
-/// Sends `transmit` on `agent` and returns the response as soon as its head
-/// arrived. `transmit.timeout` is ureq's global timeout: it bounds the whole
-/// call, reading the body included.
-fn run(agent: &ureq::Agent, transmit: Transmit) -> Result<http::Response<ureq::Body>, ureq::Error> {
-    let (parts, body) = transmit.request.into_parts();
-    if body.is_empty() {
-        let request = http::Request::from_parts(parts, ());
-        let request = agent
-            .configure_request(request)
-            .timeout_global(transmit.timeout)
-            .build();
-        agent.run(request)
-    } else {
-        let request = http::Request::from_parts(parts, body.as_ref());
-        let request = agent
-            .configure_request(request)
-            .timeout_global(transmit.timeout)
-            .build();
-        agent.run(request)
+impl Client {
+    /// Sends `transmit` on `agent` and returns the response as soon as its
+    /// head arrived. `transmit.timeout` is ureq's global timeout: it bounds
+    /// the whole call, reading the body included.
+    fn send_on(
+        &self,
+        agent: &ureq::Agent,
+        transmit: Transmit,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+        let (parts, body) = transmit.request.into_parts();
+        // The usual timeout is the agent's own; any other takes a copy of
+        // the agent's settings for this one request.
+        let own_timeout = (transmit.timeout != self.request_timeout).then_some(transmit.timeout);
+        if body.is_empty() {
+            run_with(agent, http::Request::from_parts(parts, ()), own_timeout)
+        } else {
+            run_with(
+                agent,
+                http::Request::from_parts(parts, body.as_ref()),
+                own_timeout,
+            )
+        }
+    }
+}
+
+/// Runs `request` on `agent`, with `timeout` in place of the agent's if given.
+fn run_with<B: ureq::AsSendBody>(
+    agent: &ureq::Agent,
+    request: http::Request<B>,
+    timeout: Option<Option<Duration>>,
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    match timeout {
+        None => agent.run(request),
+        Some(timeout) => agent.run(
+            agent
+                .configure_request(request)
+                .timeout_global(timeout)
+                .build(),
+        ),
     }
 }
 
@@ -150,7 +175,8 @@ impl Transport for Client {
         &self,
         transmit: Transmit,
     ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
-        let (parts, body) = run(&self.stream_agent, transmit)
+        let (parts, body) = self
+            .send_on(&self.stream_agent, transmit)
             .map_err(failure)?
             .into_parts();
         let body = StreamBody {
@@ -161,7 +187,7 @@ impl Transport for Client {
     }
 
     fn send(&self, transmit: Transmit) -> Exchange {
-        let response = run(&self.agent, transmit);
+        let response = self.send_on(&self.agent, transmit);
         let (parts, mut body) = response.map_err(failure)?.into_parts();
         let bytes = body
             .with_config()
