@@ -171,6 +171,8 @@ impl Wake for Alarm {
         let mut due = Vec::new();
         {
             let mut state = shared.lock();
+            // A timer replaced meanwhile may still fire here: dropping the
+            // armed one then only costs settling's re-arm.
             state.armed = None;
             state.settle(&shared, &mut due);
         }

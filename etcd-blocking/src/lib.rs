@@ -103,35 +103,33 @@ impl Client {
         transmit: Transmit,
     ) -> Result<http::Response<ureq::Body>, ureq::Error> {
         let (parts, body) = transmit.request.into_parts();
-        // The usual timeout is the agent's own; any other takes a copy of
-        // the agent's settings for this one request.
-        let own_timeout = (transmit.timeout != self.request_timeout).then_some(transmit.timeout);
         if body.is_empty() {
-            run_with(agent, http::Request::from_parts(parts, ()), own_timeout)
+            let request = http::Request::from_parts(parts, ());
+            self.run_within(agent, request, transmit.timeout)
         } else {
-            run_with(
-                agent,
-                http::Request::from_parts(parts, body.as_ref()),
-                own_timeout,
-            )
+            let request = http::Request::from_parts(parts, body.as_ref());
+            self.run_within(agent, request, transmit.timeout)
         }
     }
-}
 
-/// Runs `request` on `agent`, with `timeout` in place of the agent's if given.
-fn run_with<B: ureq::AsSendBody>(
-    agent: &ureq::Agent,
-    request: http::Request<B>,
-    timeout: Option<Option<Duration>>,
-) -> Result<http::Response<ureq::Body>, ureq::Error> {
-    match timeout {
-        None => agent.run(request),
-        Some(timeout) => agent.run(
+    /// Runs `request` on `agent` within `timeout`. The usual timeout is the
+    /// agent's own; any other takes a copy of the agent's settings for this
+    /// one request.
+    fn run_within<B: ureq::AsSendBody>(
+        &self,
+        agent: &ureq::Agent,
+        request: http::Request<B>,
+        timeout: Option<Duration>,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+        if timeout == self.request_timeout {
+            return agent.run(request);
+        }
+        agent.run(
             agent
                 .configure_request(request)
                 .timeout_global(timeout)
                 .build(),
-        ),
+        )
     }
 }
 
