@@ -78,7 +78,10 @@ impl Recorded {
 struct NoStream;
 
 impl ResponseBody for NoStream {
-    fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+    fn next_chunk(
+        &mut self,
+        _: Option<std::time::Instant>,
+    ) -> Result<Option<Bytes>, ExchangeFailure> {
         Ok(None)
     }
 }

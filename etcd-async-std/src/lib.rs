@@ -32,8 +32,9 @@
 //! [`StreamBody`]; dropping the body closes the connection.
 //!
 //! Timeouts: the flow's timeout (the builder's `request_timeout`, or a
-//! watch's deadline) bounds the whole exchange, connecting included (and,
-//! for a streamed response, every read of its body); `connect_timeout`
+//! watch's deadline) bounds the whole exchange, connecting included (for a
+//! streamed response, up to its head; each read of its body has the
+//! deadline the flow gives it); `connect_timeout`
 //! bounds each TCP connect. A client's time limits all wait on one shared
 //! timer, armed for the earliest of them, so a request does not register a
 //! timer of its own with the reactor (each registration costs async-io
@@ -198,18 +199,13 @@ impl AsyncTransport for Client {
             // to a connection means it was certainly not sent.
             let sent = AtomicBool::new(false);
             let opening = pin!(self.inner.open(request, &sent));
-            let (parts, mut body) = match timeout {
-                None => opening.await?,
+            match timeout {
+                None => opening.await,
                 Some(limit) => match self.inner.deadlines.within(limit, opening).await {
-                    Ok(outcome) => outcome?,
-                    Err(_elapsed) => {
-                        return Err(deadline_passed(limit, sent.load(Ordering::Acquire)))
-                    }
+                    Ok(outcome) => outcome,
+                    Err(_elapsed) => Err(deadline_passed(limit, sent.load(Ordering::Acquire))),
                 },
-            };
-            body.deadline =
-                timeout.and_then(|limit| Some((Instant::now().checked_add(limit)?, limit)));
-            Ok((parts, body))
+            }
         }
     }
 }
@@ -221,38 +217,36 @@ impl AsyncTransport for Client {
 pub struct StreamBody {
     conn: conn::Conn,
     body: hyper::body::Incoming,
-    /// When the stream's time limit passes, and the limit.
-    deadline: Option<(Instant, Duration)>,
-    /// The client's timer, which that limit waits on.
+    /// The client's timer, which each read's deadline waits on.
     deadlines: Deadlines,
 }
 
 impl std::fmt::Debug for StreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamBody")
-            .field("deadline", &self.deadline)
-            .finish_non_exhaustive()
+        f.debug_struct("StreamBody").finish_non_exhaustive()
     }
 }
 
 impl etcd_proto::drive::AsyncResponseBody for StreamBody {
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+    async fn next_chunk(
+        &mut self,
+        until: Option<Instant>,
+    ) -> Result<Option<Bytes>, ExchangeFailure> {
         loop {
             let reading = self.conn.next_frame(&mut self.body);
-            let frame = match self.deadline {
-                None => reading.await,
-                Some((at, limit)) => match self.deadlines.until(Some(at), pin!(reading)).await {
-                    Ok(frame) => frame,
-                    Err(_elapsed) => {
-                        return Err(ExchangeFailure::new(
+            let frame =
+                match until {
+                    None => reading.await,
+                    Some(at) => match self.deadlines.until(Some(at), pin!(reading)).await {
+                        Ok(frame) => frame,
+                        Err(_elapsed) => return Err(ExchangeFailure::new(
                             TransportErrorKind::Timeout,
-                            Failure::new(format!(
-                                "the streamed response's time limit ({limit:?}) passed"
-                            )),
-                        ))
-                    }
-                },
-            };
+                            Failure::new(
+                                "nothing arrived on the streamed response before its read deadline",
+                            ),
+                        )),
+                    },
+                };
             match frame {
                 None => return Ok(None),
                 Some(Ok(frame)) => {
@@ -302,7 +296,6 @@ impl Inner {
         let body = StreamBody {
             conn,
             body,
-            deadline: None,
             deadlines: self.deadlines.clone(),
         };
         Ok((parts, body))
@@ -329,10 +322,12 @@ impl Inner {
     }
 }
 
-/// A failure to read the response body (other than its size limit).
+/// A failure to read the response body (other than its size limit). A body
+/// cut short is the connection failing (`Io`), as on every transport; only
+/// bytes that are not HTTP are `Http`.
 fn read_failure(error: Box<dyn std::error::Error + Send + Sync>) -> ExchangeFailure {
     let kind = match error.downcast_ref::<hyper::Error>() {
-        Some(e) if truncated(e) || e.is_parse() || e.is_user() => TransportErrorKind::Http,
+        Some(e) if !truncated(e) && (e.is_parse() || e.is_user()) => TransportErrorKind::Http,
         _ => TransportErrorKind::Io,
     };
     ExchangeFailure::new(
@@ -436,19 +431,25 @@ fn deadline_passed(limit: Duration, sent: bool) -> ExchangeFailure {
     }
 }
 
-/// No response head arrived.
+/// No response head arrived. Only an idle pooled connection that hyper
+/// hands the request back from counts as "not sent" (`Connect`): a stale
+/// keep-alive connection, closed by the server while idle. A new connection
+/// that closes is `Io`, as on every transport, whether or not hyper had
+/// written the request yet: the others cannot tell, and the same fault must
+/// give the same kind everywhere (see `TransportErrorKind`).
 fn head_failure(error: hyper::Error, unsent: bool, reused: bool) -> ExchangeFailure {
-    if unsent {
+    if unsent && reused {
         ExchangeFailure::new(
             TransportErrorKind::Connect,
             Failure::caused(
-                if reused {
-                    "the idle keep-alive connection closed before the request was sent"
-                } else {
-                    "the new connection closed before the request was sent"
-                },
+                "the idle keep-alive connection closed before the request was sent",
                 error,
             ),
+        )
+    } else if unsent {
+        ExchangeFailure::new(
+            TransportErrorKind::Io,
+            Failure::caused("the new connection closed before any answer", error),
         )
     } else {
         ExchangeFailure::new(

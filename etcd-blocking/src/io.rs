@@ -18,10 +18,11 @@
 //!   The request head and body also leave in one write, so a small `PUT` is
 //!   one TCP segment instead of two (each of which wakes the server).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use ureq::config::Config;
@@ -83,6 +84,38 @@ impl fmt::Display for TlsUnavailable {
 
 impl std::error::Error for TlsUnavailable {}
 
+/// The deadline of the next read on a streamed response's connection, set
+/// by its [`StreamBody`](crate::StreamBody) before each read: ureq bounds a
+/// response as a whole, a watch needs each read bounded by itself.
+#[derive(Debug, Default)]
+pub(crate) struct ReadDeadline(Mutex<Option<Instant>>);
+
+impl ReadDeadline {
+    /// Bounds the next reads by `until` (`None`: no bound of its own).
+    pub(crate) fn set(&self, until: Option<Instant>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = until;
+    }
+
+    fn get(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+thread_local! {
+    /// The read deadline the next connection made on this thread takes.
+    static NEXT_CONNECTION_DEADLINE: RefCell<Option<Arc<ReadDeadline>>> =
+        const { RefCell::new(None) };
+}
+
+/// Runs `f` (one request on an agent that never pools, so it connects
+/// anew, on this thread) with `deadline` handed to the connection it makes.
+pub(crate) fn with_read_deadline<R>(deadline: Arc<ReadDeadline>, f: impl FnOnce() -> R) -> R {
+    NEXT_CONNECTION_DEADLINE.with(|next| *next.borrow_mut() = Some(deadline));
+    let result = f();
+    NEXT_CONNECTION_DEADLINE.with(|next| next.borrow_mut().take());
+    result
+}
+
 /// Opens plain TCP connections as [`Tcp`] transports.
 ///
 /// A connection made before it in the chain (ureq's CONNECT proxy tunnel,
@@ -113,6 +146,7 @@ impl<In: Transport> Connector<In> for TcpConnector {
             pending: Vec::new(),
             read_timeout: None,
             write_timeout: None,
+            read_deadline: NEXT_CONNECTION_DEADLINE.with(|next| next.borrow_mut().take()),
         };
         // Lets `Agent::shutdown` interrupt I/O on this socket from elsewhere.
         (details.register_shutdown)(Arc::downgrade(&tcp.stream) as Weak<dyn ShutdownHandle>)?;
@@ -169,6 +203,9 @@ pub(crate) struct Tcp {
     read_timeout: Option<Duration>,
     /// `SO_SNDTIMEO` as last set; `None`: none.
     write_timeout: Option<Duration>,
+    /// A streamed response's own bound on each read, if this connection
+    /// carries one.
+    read_deadline: Option<Arc<ReadDeadline>>,
 }
 
 impl Tcp {
@@ -223,7 +260,16 @@ impl Transport for Tcp {
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
         self.flush(timeout)?;
-        let deadline = Deadline::new(timeout.for_read())?;
+        let mut deadline = Deadline::new(timeout.for_read())?;
+        if let Some(until) = self.read_deadline.as_ref().and_then(|d| d.get()) {
+            if deadline.at.is_none_or(|at| until < at) {
+                deadline = Deadline {
+                    at: Some(until),
+                    reason: Timeout::RecvBody,
+                };
+                deadline.left()?;
+            }
+        }
         let input = self.buffers.input_append_buf();
         let n = timed(
             &self.stream,

@@ -16,8 +16,10 @@
 //! A streamed response ([`Transport::open`], for a
 //! [`StreamFlow`](etcd_proto::StreamFlow) such as a v3 watch) gets a fresh
 //! connection of its own, never pooled; its [`StreamBody`] hands over each
-//! read's bytes as they arrive, the flow's timeout (ureq's global timeout)
-//! bounds the whole stream, and dropping the body closes the connection.
+//! read's bytes as they arrive, the flow's timeout bounds the response head
+//! (ureq's `timeout_recv_response`), each read of the body has the deadline
+//! the flow gives it (set on the connection itself: ureq has no per-read
+//! timeout), and dropping the body closes the connection.
 //!
 //! ```no_run
 //! use etcd_blocking::Client;
@@ -95,42 +97,53 @@ impl FromConfig for Client {
 
 impl Client {
     /// Sends `transmit` on `agent` and returns the response as soon as its
-    /// head arrived. `transmit.timeout` is ureq's global timeout: it bounds
-    /// the whole call, reading the body included.
+    /// head arrived; `bound` says what `transmit.timeout` bounds.
     fn send_on(
         &self,
         agent: &ureq::Agent,
         transmit: Transmit,
+        bound: Bound,
     ) -> Result<http::Response<ureq::Body>, ureq::Error> {
         let (parts, body) = transmit.request.into_parts();
         if body.is_empty() {
             let request = http::Request::from_parts(parts, ());
-            self.run_within(agent, request, transmit.timeout)
+            self.run_within(agent, request, transmit.timeout, bound)
         } else {
             let request = http::Request::from_parts(parts, body.as_ref());
-            self.run_within(agent, request, transmit.timeout)
+            self.run_within(agent, request, transmit.timeout, bound)
         }
     }
 
-    /// Runs `request` on `agent` within `timeout`. The usual timeout is the
-    /// agent's own; any other takes a copy of the agent's settings for this
-    /// one request.
+    /// Runs `request` on `agent` within `timeout`. The usual timeout of a
+    /// whole exchange is the agent's own; any other takes a copy of the
+    /// agent's settings for this one request.
     fn run_within<B: ureq::AsSendBody>(
         &self,
         agent: &ureq::Agent,
         request: http::Request<B>,
         timeout: Option<Duration>,
+        bound: Bound,
     ) -> Result<http::Response<ureq::Body>, ureq::Error> {
-        if timeout == self.request_timeout {
-            return agent.run(request);
-        }
-        agent.run(
-            agent
+        let configure = match bound {
+            Bound::Whole if timeout == self.request_timeout => return agent.run(request),
+            Bound::Whole => agent.configure_request(request).timeout_global(timeout),
+            Bound::Head => agent
                 .configure_request(request)
-                .timeout_global(timeout)
-                .build(),
-        )
+                .timeout_global(None)
+                .timeout_recv_response(timeout),
+        };
+        agent.run(configure.build())
     }
+}
+
+/// What a request's timeout bounds.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// The whole exchange, reading the body included (ureq's global timeout).
+    Whole,
+    /// The response head (a streamed response: each read of its body is
+    /// bounded by itself).
+    Head,
 }
 
 /// The streaming body of a response opened with [`Transport::open`], on a
@@ -138,6 +151,8 @@ impl Client {
 pub struct StreamBody {
     reader: ureq::BodyReader<'static>,
     buffer: Box<[u8]>,
+    /// Bounds each read on the body's connection.
+    read_deadline: Arc<io::ReadDeadline>,
 }
 
 impl std::fmt::Debug for StreamBody {
@@ -150,8 +165,9 @@ impl std::fmt::Debug for StreamBody {
 const STREAM_CHUNK: usize = 16 * 1024;
 
 impl ResponseBody for StreamBody {
-    fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+    fn next_chunk(&mut self, until: Option<Instant>) -> Result<Option<Bytes>, ExchangeFailure> {
         use std::io::Read as _;
+        self.read_deadline.set(until);
         loop {
             // One read returns whatever arrived: it waits for the next bytes,
             // never to fill the buffer.
@@ -160,7 +176,12 @@ impl ResponseBody for StreamBody {
                 Ok(n) => return Ok(Some(Bytes::copy_from_slice(&self.buffer[..n]))),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 // ureq hands its own errors (a timeout, say) back wrapped in an io::Error.
-                Err(e) => return Err(failure(ureq::Error::from(e))),
+                Err(e) => {
+                    return Err(failure_within(
+                        ureq::Error::from(e),
+                        "nothing arrived on the streamed response before its read deadline",
+                    ))
+                }
             }
         }
     }
@@ -173,25 +194,35 @@ impl Transport for Client {
         &self,
         transmit: Transmit,
     ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
-        let (parts, body) = self
-            .send_on(&self.stream_agent, transmit)
-            .map_err(failure)?
-            .into_parts();
+        let read_deadline = Arc::new(io::ReadDeadline::default());
+        let limit = transmit.timeout;
+        let (parts, body) = io::with_read_deadline(read_deadline.clone(), || {
+            self.send_on(&self.stream_agent, transmit, Bound::Head)
+        })
+        .map_err(|e| failure_within(e, &format!("no response head within {limit:?}")))?
+        .into_parts();
         let body = StreamBody {
             reader: body.into_reader(),
             buffer: vec![0; STREAM_CHUNK].into_boxed_slice(),
+            read_deadline,
         };
         Ok((parts, body))
     }
 
     fn send(&self, transmit: Transmit) -> Exchange {
-        let response = self.send_on(&self.agent, transmit);
-        let (parts, mut body) = response.map_err(failure)?.into_parts();
+        let within = match transmit.timeout {
+            Some(limit) => format!("no complete response within {limit:?}"),
+            None => "no complete response".to_owned(),
+        };
+        let response = self.send_on(&self.agent, transmit, Bound::Whole);
+        let (parts, mut body) = response
+            .map_err(|e| failure_within(e, &within))?
+            .into_parts();
         let bytes = body
             .with_config()
             .limit(self.max_response_bytes)
             .read_to_vec()
-            .map_err(failure)?;
+            .map_err(|e| failure_within(e, &within))?;
         Ok(http::Response::from_parts(parts, Bytes::from(bytes)))
     }
 
@@ -220,6 +251,19 @@ impl Transport for Client {
 etcd_proto::transport_client!(Client);
 
 /// Sorts a ureq error into the kind the core reasons with.
+/// [`failure`], saying `what_timed_out` for a timeout: ureq's own text
+/// ("timeout: global") names neither the wait nor its length.
+fn failure_within(error: ureq::Error, what_timed_out: &str) -> ExchangeFailure {
+    let failure = failure(error);
+    if failure.kind != TransportErrorKind::Timeout {
+        return failure;
+    }
+    ExchangeFailure::new(
+        TransportErrorKind::Timeout,
+        std::io::Error::new(std::io::ErrorKind::TimedOut, what_timed_out.to_owned()),
+    )
+}
+
 fn failure(error: ureq::Error) -> ExchangeFailure {
     use ureq::{Error as E, Timeout as T};
     let kind = match &error {

@@ -34,24 +34,32 @@ const MAX_LOGINS: u32 = 2;
 /// - The first attempt goes to the pinned endpoint, later ones to each other
 ///   endpoint in turn. A success re-pins to the endpoint that answered.
 /// - A transport failure or a 5xx answer counts against the endpoint.
-/// - An operation that is not safe to replay ([`Replay::AtMostOnce`]: creates,
-///   in-order appends, deletes, compare-and-swaps) is tried on another
-///   endpoint only if the request certainly never left (a connect failure).
-///   Otherwise its first failure is returned as is: it may have taken effect.
+/// - An operation that is not safe to replay ([`Replay::AtMostOnce`]: every
+///   write but a v2 refresh, since applying one twice shows as two index
+///   steps and two watch events) is tried on another endpoint only if the
+///   request certainly never left (no connection was made). Otherwise its
+///   first failure is returned as is: it may have taken effect
+///   ([`Error::may_have_been_applied`]).
 /// - When every endpoint failed and at least one of them seemed alive but busy
 ///   (a timeout, a broken connection, an election in progress), another round
 ///   starts after a short backoff. If every endpoint refused connections, the
 ///   call fails at once with [`Error::Unavailable`], naming each endpoint.
 /// - **The whole call, every attempt included, ends by the request timeout**
-///   (or the operation's own long-poll deadline). One attempt of an ordinary
-///   request gets at most a third of the request timeout (at least 500 ms):
-///   a write sent during a leader election is dropped by raft and would hang
-///   until etcd's own 7 s timeout, so the call gives up on that attempt early
-///   enough to retry once the new leader is there. Without any deadline, a
-///   call makes at most three rounds.
+///   (or the operation's own long-poll deadline). While another endpoint is
+///   left to try this round, one attempt of an ordinary request gets at most
+///   a third of the request timeout (at least 500 ms): a write sent during a
+///   leader election is dropped by raft and would hang until etcd's own 7 s
+///   timeout, so the call gives up on that attempt early enough to try
+///   elsewhere. **The last endpoint left gets all the time that remains**, so
+///   a slow but healthy member (a single endpoint answering in 0.7× the
+///   timeout) still succeeds. Without any deadline, a call makes at most
+///   three rounds.
 /// - A member-list refresh the [`Cluster`] asks for runs first, as one
 ///   `GET /v2/members` (v2 calls) or `POST /v3/cluster/member/list` (v3
-///   calls); its failure only counts against the endpoint.
+///   calls), capped like an attempt. Its failure counts against the member
+///   that failed it (which the call then skips this round) and is named in
+///   the call's error if the call fails; an error never names an endpoint
+///   that was not contacted.
 /// - Answers whose `X-Etcd-Cluster-Id` is not the expected one fail with
 ///   [`Error::ClusterMismatch`]. Redirects are followed only when allowed and
 ///   only when they keep the request's path and query.
@@ -168,10 +176,17 @@ impl<O: Operation> Call<O> {
         self.deadline.map(|d| d.saturating_duration_since(now))
     }
 
-    /// The timeout of the next attempt.
-    fn attempt_timeout(&self, now: Instant) -> Option<Duration> {
+    /// The timeout of the next attempt: capped while another endpoint is
+    /// still left to try this round, the whole remaining budget otherwise
+    /// (a slow but healthy member then still answers in time).
+    fn attempt_timeout(&self, cluster: &Cluster, now: Instant) -> Option<Duration> {
+        let untried = cluster
+            .endpoints()
+            .iter()
+            .filter(|e| !self.tried.contains(e))
+            .count();
         match (self.timeout(now), self.attempt_cap) {
-            (Some(left), Some(cap)) => Some(left.min(cap)),
+            (Some(left), Some(cap)) if untried > 1 => Some(left.min(cap)),
             (left, _) => left,
         }
     }
@@ -218,7 +233,7 @@ impl<O: Operation> Call<O> {
                 let error = TransportError::new(
                     cluster.pinned().as_str(),
                     TransportErrorKind::Timeout,
-                    "the deadline passed before the request was sent",
+                    "the deadline passed before any request was sent",
                 );
                 self.record(&cluster.pinned().clone(), error.into());
             }
@@ -237,14 +252,13 @@ impl<O: Operation> Call<O> {
             };
             if let Ok(request) = sync {
                 let request = Self::with_auth(cluster, self.op.api(), request);
+                // Capped like an attempt (a long poll's by the request
+                // timeout): a dead pinned member must not use up the call's
+                // budget before the call itself is sent.
+                let cap = self.attempt_cap.unwrap_or(cluster.probe_timeout());
+                let timeout = Some(self.timeout(now).map_or(cap, |left| left.min(cap)));
                 self.state = State::Syncing(endpoint);
-                return Some(Step::Transmit(Transmit {
-                    request,
-                    timeout: match (cluster.request_timeout(), self.timeout(now)) {
-                        (Some(own), Some(left)) => Some(own.min(left)),
-                        (own, left) => own.or(left),
-                    },
-                }));
+                return Some(Step::Transmit(Transmit { request, timeout }));
             }
         }
         let Some(endpoint) = self.next_endpoint(cluster) else {
@@ -272,7 +286,7 @@ impl<O: Operation> Call<O> {
             self.state = State::LoggingIn(endpoint);
             return Some(Step::Transmit(Transmit {
                 request,
-                timeout: self.attempt_timeout(now),
+                timeout: self.attempt_timeout(cluster, now),
             }));
         }
         let request = match self.op.build(&cluster.target_on(&endpoint)) {
@@ -283,12 +297,10 @@ impl<O: Operation> Call<O> {
             }
         };
         self.redirect = None;
+        let timeout = self.attempt_timeout(cluster, now);
         self.tried.push(endpoint.clone());
         self.state = State::InFlight(endpoint);
-        Some(Step::Transmit(Transmit {
-            request,
-            timeout: self.attempt_timeout(now),
-        }))
+        Some(Step::Transmit(Transmit { request, timeout }))
     }
 
     /// The redirect target, if `response` is a redirect this call may follow.
@@ -473,7 +485,15 @@ impl<O: Operation> Flow for Call<O> {
         source: Box<dyn std::error::Error + Send + Sync>,
     ) {
         match std::mem::replace(&mut self.state, State::Ready) {
-            State::Syncing(endpoint) => cluster.endpoint_failed(&endpoint),
+            State::Syncing(endpoint) => {
+                // Recorded against the member that failed it, which this
+                // round's attempt then skips.
+                self.busy |= kind != TransportErrorKind::Connect;
+                let error = TransportError::new(endpoint.as_str(), kind, source);
+                cluster.endpoint_failed(&endpoint);
+                self.record(&endpoint, error.into());
+                self.tried.push(endpoint);
+            }
             State::LoggingIn(endpoint) => {
                 self.busy |= kind != TransportErrorKind::Connect;
                 let error = TransportError::new(endpoint.as_str(), kind, source);

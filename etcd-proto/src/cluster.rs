@@ -10,6 +10,11 @@ use crate::v2::Member;
 /// The default per-request timeout: 5 seconds, as in etcd's Go v2 client.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a long-lived exchange (a watch, an election observation, a
+/// lock wait) may stay silent before the client checks the member by
+/// re-opening it: 10 seconds. See [`Cluster::set_idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The shortest time between two member-list refreshes.
 pub const MEMBER_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -37,6 +42,7 @@ pub struct Cluster {
     pinned: usize,
     version_prefix: String,
     request_timeout: Option<Duration>,
+    idle_timeout: Duration,
     authorization: Option<http::HeaderValue>,
     discover_members: bool,
     sync_due: bool,
@@ -83,6 +89,7 @@ impl Cluster {
             pinned: 0,
             version_prefix: "/v2".to_owned(),
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             authorization: None,
             discover_members: true,
             sync_due: false,
@@ -118,6 +125,29 @@ impl Cluster {
     /// their own deadline.
     pub fn set_request_timeout(&mut self, timeout: Option<Duration>) {
         self.request_timeout = timeout;
+    }
+
+    /// Sets how long a long-lived exchange may stay silent (default
+    /// [`DEFAULT_IDLE_TIMEOUT`]; at least 1 ms). A v3 watch or election
+    /// observation whose stream says nothing for this long, or a v2 watcher
+    /// whose long poll gets no event, re-opens on the same member; the
+    /// re-open must answer within the attempt timeout or the member counts
+    /// as failed and the exchange moves to the next one, resuming where it
+    /// was. A silent or frozen member is therefore left within
+    /// `idle_timeout` plus one attempt.
+    pub fn set_idle_timeout(&mut self, timeout: Duration) {
+        self.idle_timeout = timeout.max(Duration::from_millis(1));
+    }
+
+    /// How long a long-lived exchange may stay silent.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// How long a long-lived exchange's re-open (its liveness check) may
+    /// take: the request timeout, or the idle timeout without one.
+    pub(crate) fn probe_timeout(&self) -> Duration {
+        self.request_timeout.unwrap_or(self.idle_timeout)
     }
 
     /// Sends HTTP basic credentials with every request (etcd v2 auth).

@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT};
+use crate::cluster::{Cluster, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 use crate::error::Error;
 
 /// The endpoint used when none is given.
@@ -19,6 +19,10 @@ pub struct Config {
     pub version_prefix: Option<String>,
     /// How long an ordinary request may take (default 5 s; `None`: no limit).
     pub request_timeout: Option<Duration>,
+    /// How long a watch, an election observation or a lock wait may stay
+    /// silent before the client checks its member (default 10 s; see
+    /// [`Cluster::set_idle_timeout`]).
+    pub idle_timeout: Duration,
     /// How long connecting may take (default 3 s).
     pub connect_timeout: Duration,
     /// HTTP basic credentials for etcd v2 auth.
@@ -43,6 +47,7 @@ impl Default for Config {
             endpoints: Vec::new(),
             version_prefix: None,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             connect_timeout: Duration::from_secs(3),
             basic_auth: None,
             v3_credentials: None,
@@ -67,6 +72,7 @@ impl Config {
             cluster.set_version_prefix(prefix);
         }
         cluster.set_request_timeout(self.request_timeout);
+        cluster.set_idle_timeout(self.idle_timeout);
         if let Some((user, password)) = &self.basic_auth {
             cluster.set_basic_auth(user, password);
         }
@@ -154,6 +160,15 @@ impl<C: FromConfig> ClientBuilder<C> {
     /// own deadline instead.
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.request_timeout = timeout;
+        self
+    }
+
+    /// How long a long-lived exchange (a watch, an election observation, a
+    /// lock wait) may stay silent before the client checks its member by
+    /// re-opening it, resuming without loss (default 10 s). A frozen or
+    /// partitioned member is left within this plus one request timeout.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
         self
     }
 

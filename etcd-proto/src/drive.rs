@@ -23,7 +23,8 @@
 //!   `Err` item; dropping either closes the open body.
 //!
 //! Following the [`StreamFlow`] contract, a driver closes the open body as
-//! soon as the flow answers anything but `Read` or `Emit`.
+//! soon as the flow answers anything but `Read`, `Emit` or `Warn`. A
+//! `Warn` reaches the caller as an `Err` item that is not the last one.
 
 use std::future::Future;
 use std::time::Instant;
@@ -78,9 +79,8 @@ pub trait Transport {
 
     /// Sends the request and returns the response head as soon as it
     /// arrives, its body left streaming, on a connection of its own that the
-    /// body closes when dropped. `transmit.timeout` (if any) bounds the
-    /// whole exchange: connecting, the head and every later read of the
-    /// body, which fails with [`TransportErrorKind::Timeout`] once it passed.
+    /// body closes when dropped. `transmit.timeout` (if any) bounds
+    /// connecting and the head; each read of the body has its own limit.
     fn open(
         &self,
         transmit: Transmit,
@@ -92,16 +92,22 @@ pub trait Transport {
 pub trait ResponseBody {
     /// Blocks until the next chunk of the body arrives, and returns it
     /// (whatever arrived, however small); `Ok(None)` at the body's clean end.
-    fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure>;
+    /// Fails with [`TransportErrorKind::Timeout`] if nothing arrived by
+    /// `until` (`None`: no limit).
+    fn next_chunk(&mut self, until: Option<Instant>) -> Result<Option<Bytes>, ExchangeFailure>;
 }
 
 /// The streaming body of a response opened with [`AsyncTransport::open`].
 /// Dropping it closes its connection.
 pub trait AsyncResponseBody: Send {
     /// The next chunk of the body as soon as it arrives (whatever arrived,
-    /// however small); `Ok(None)` at the body's clean end.
-    fn next_chunk(&mut self)
-        -> impl Future<Output = Result<Option<Bytes>, ExchangeFailure>> + Send;
+    /// however small); `Ok(None)` at the body's clean end. Fails with
+    /// [`TransportErrorKind::Timeout`] if nothing arrived by `until`
+    /// (`None`: no limit).
+    fn next_chunk(
+        &mut self,
+        until: Option<Instant>,
+    ) -> impl Future<Output = Result<Option<Bytes>, ExchangeFailure>> + Send;
 }
 
 /// What an async transport provides.
@@ -124,9 +130,8 @@ pub trait AsyncTransport: Sync {
 
     /// Sends the request and returns the response head as soon as it
     /// arrives, its body left streaming, on a connection of its own that the
-    /// body closes when dropped. `transmit.timeout` (if any) bounds the
-    /// whole exchange: connecting, the head and every later read of the
-    /// body, which fails with [`TransportErrorKind::Timeout`] once it passed.
+    /// body closes when dropped. `transmit.timeout` (if any) bounds
+    /// connecting and the head; each read of the body has its own limit.
     fn open(
         &self,
         transmit: Transmit,
@@ -182,7 +187,7 @@ fn report<F: Flow>(flow: &mut F, cluster: &mut Cluster, now: Instant, outcome: E
 enum StreamPlan {
     Transmit(Transmit),
     Open(Transmit),
-    Read,
+    Read(Option<Instant>),
     Sleep(Instant),
 }
 
@@ -190,6 +195,8 @@ enum StreamPlan {
 enum Yielded<I> {
     /// An item; the flow goes on.
     Item(I),
+    /// An error; the flow goes on.
+    Warning(Error),
     /// The flow's last word: it ended with this error.
     Failed(Error),
     /// The flow ended cleanly.
@@ -197,17 +204,20 @@ enum Yielded<I> {
 }
 
 /// Sorts a stream flow's step into work for the driver or something for the
-/// caller. Per the [`StreamFlow`] contract, any step but `Read` and `Emit`
-/// closes the open body first.
+/// caller. Per the [`StreamFlow`] contract, any step but `Read`, `Emit` and
+/// `Warn` closes the open body first.
 fn stream_plan<I, B>(step: StreamStep<I>, body: &mut Option<B>) -> Result<StreamPlan, Yielded<I>> {
-    if !matches!(step, StreamStep::Read | StreamStep::Emit(_)) {
+    if !matches!(
+        step,
+        StreamStep::Read(_) | StreamStep::Emit(_) | StreamStep::Warn(_)
+    ) {
         *body = None;
     }
     match step {
         StreamStep::Transmit(transmit) => Ok(StreamPlan::Transmit(transmit)),
         StreamStep::Open(transmit) => Ok(StreamPlan::Open(transmit)),
-        StreamStep::Read if body.is_some() => Ok(StreamPlan::Read),
-        StreamStep::Read => Err(Yielded::Failed(
+        StreamStep::Read(until) if body.is_some() => Ok(StreamPlan::Read(until)),
+        StreamStep::Read(_) => Err(Yielded::Failed(
             UsageError::FlowOutOfOrder {
                 expected: "an open response (an Open step) before Read",
             }
@@ -215,6 +225,7 @@ fn stream_plan<I, B>(step: StreamStep<I>, body: &mut Option<B>) -> Result<Stream
         )),
         StreamStep::Sleep(deadline) => Ok(StreamPlan::Sleep(deadline)),
         StreamStep::Emit(item) => Err(Yielded::Item(item)),
+        StreamStep::Warn(error) => Err(Yielded::Warning(error)),
         StreamStep::End(Ok(())) => Err(Yielded::Ended),
         StreamStep::End(Err(error)) => Err(Yielded::Failed(error)),
     }
@@ -291,11 +302,11 @@ fn next_blocking<T: Transport, F: StreamFlow>(
                 });
                 transport.with_cluster(|c| report_head(flow, c, transport.now(), outcome));
             }
-            StreamPlan::Read => {
+            StreamPlan::Read(until) => {
                 let Some(open) = body.as_mut() else {
                     continue; // `stream_plan` checked: unreachable
                 };
-                let outcome = open.next_chunk();
+                let outcome = open.next_chunk(until);
                 transport.with_cluster(|c| report_chunk(flow, c, transport.now(), outcome, body));
             }
             StreamPlan::Sleep(deadline) => transport.sleep_until(deadline),
@@ -328,11 +339,11 @@ async fn next_async<T: AsyncTransport, F: StreamFlow + Send>(
                 });
                 transport.with_cluster(|c| report_head(flow, c, transport.now(), outcome));
             }
-            StreamPlan::Read => {
+            StreamPlan::Read(until) => {
                 let Some(open) = body.as_mut() else {
                     continue; // `stream_plan` checked: unreachable
                 };
-                let outcome = open.next_chunk().await;
+                let outcome = open.next_chunk(until).await;
                 transport.with_cluster(|c| report_chunk(flow, c, transport.now(), outcome, body));
             }
             StreamPlan::Sleep(deadline) => transport.sleep_until(deadline).await,
@@ -343,7 +354,7 @@ async fn next_async<T: AsyncTransport, F: StreamFlow + Send>(
 fn first_item<I>(yielded: Yielded<I>) -> Result<I, Error> {
     match yielded {
         Yielded::Item(item) => Ok(item),
-        Yielded::Failed(error) => Err(error),
+        Yielded::Failed(error) | Yielded::Warning(error) => Err(error),
         Yielded::Ended => Err(UsageError::FlowOutOfOrder {
             expected: "an item before the end",
         }
@@ -376,6 +387,7 @@ pub async fn run_stream<T: AsyncTransport, F: StreamFlow + Send>(
 /// A [`StreamFlow`] driven on a blocking transport, as an [`Iterator`]:
 /// each `next()` blocks until the flow's next item. A flow that ends with an
 /// error yields it as a last `Err` item; after the end, `next()` is `None`.
+/// A flow's warning (`StreamStep::Warn`) is an `Err` item that is not the last.
 ///
 /// The open response body is kept between calls to `next()`; dropping the
 /// iterator closes it (and its connection).
@@ -432,6 +444,7 @@ impl<T: Transport, F: StreamFlow> Iterator for StreamIter<'_, T, F> {
         }
         match next_blocking(self.transport, &mut self.flow, &mut self.body) {
             Yielded::Item(item) => Some(Ok(item)),
+            Yielded::Warning(error) => Some(Err(error)),
             Yielded::Failed(error) => {
                 self.done = true;
                 self.body = None;
@@ -456,6 +469,7 @@ type FlowFuture<F, B, I> =
 /// A [`StreamFlow`] driven on an async transport, as a
 /// [`Stream`](futures_core::Stream) of its items. A flow that ends with an
 /// error yields it as a last `Err` item; after the end the stream is over.
+/// A flow's warning (`StreamStep::Warn`) is an `Err` item that is not the last.
 ///
 /// The open response body is kept between items; dropping the stream
 /// (between items or in the middle of one) closes it and its connection.
@@ -537,12 +551,13 @@ where
             return std::task::Poll::Pending;
         };
         this.running = None;
-        let item = match yielded {
-            Yielded::Item(item) => Some(Ok(item)),
-            Yielded::Failed(error) => Some(Err(error)),
-            Yielded::Ended => None,
+        let (item, done) = match yielded {
+            Yielded::Item(item) => (Some(Ok(item)), false),
+            Yielded::Warning(error) => (Some(Err(error)), false),
+            Yielded::Failed(error) => (Some(Err(error)), true),
+            Yielded::Ended => (None, true),
         };
-        this.done = !matches!(item, Some(Ok(_)));
+        this.done = done;
         // After the end the flow stays for inspection; its body is closed.
         this.idle = Some((flow, if this.done { None } else { body }));
         std::task::Poll::Ready(item)
@@ -692,8 +707,7 @@ impl<T: AsyncTransport + Clone + Send + 'static> futures_core::Stream for WatchS
 pub struct AsyncLockGuard<T> {
     client: T,
     lock: crate::v2::HeldLock,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    keeper: std::sync::Arc<crate::session::Shared>,
 }
 
 impl<T> std::fmt::Debug for AsyncLockGuard<T> {
@@ -717,22 +731,20 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
         let Some(lock) = drive(client, flow).await? else {
             return Err(crate::v2::LockError::Busy { path }.into());
         };
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = std::sync::Arc::new(crate::session::Shared::default());
         if lock.hold == crate::v2::Hold::Refreshed {
-            let keeper = crate::v2::KeepLock::new(lock.clone(), stop.clone());
-            let (background, lost_flag) = (client.clone(), lost.clone());
+            let keeper = crate::v2::KeepLock::new(lock.clone(), shared.stop.clone());
+            let (background, signal) = (client.clone(), shared.clone());
             client.spawn(async move {
-                if drive(&background, keeper).await.is_err() {
-                    lost_flag.store(true, std::sync::atomic::Ordering::Release);
+                if let Err(e) = drive(&background, keeper).await {
+                    signal.lose(&e);
                 }
             });
         }
         Ok(AsyncLockGuard {
             client: client.clone(),
             lock,
-            stop,
-            lost,
+            keeper: shared,
         })
     }
 
@@ -746,9 +758,23 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
         self.lock.index
     }
 
-    /// True if the refresher found our key gone: the lock is no longer ours.
+    /// True once the refresher found our key gone, or could not refresh it
+    /// within its TTL (less a margin, so the holder learns first): the lock
+    /// must be taken as no longer ours.
     pub fn is_lost(&self) -> bool {
-        self.lost.load(std::sync::atomic::Ordering::Acquire)
+        self.keeper.is_lost()
+    }
+
+    /// Why the lock was lost (`None` while it is held), e.g. "lock key
+    /// /_locks/n/13: its TTL (5s) ran out without a successful renewal".
+    pub fn lost_reason(&self) -> Option<String> {
+        self.keeper.reason()
+    }
+
+    /// Runs `callback` with the reason once the lock is lost (at once if it
+    /// already is), on the refresher's thread or task.
+    pub fn on_lost(&self, callback: impl FnOnce(&str) + Send + 'static) {
+        self.keeper.on_lost(Box::new(callback));
     }
 
     /// Asks etcd whether we still hold the lock.
@@ -759,14 +785,18 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
     /// Stops refreshing and deletes our key (only if it is still ours).
     /// `Ok(false)`: it was already gone.
     pub async fn release(self) -> Result<bool, Error> {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.keeper
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
         drive(&self.client, self.lock.release()).await
     }
 }
 
 impl<T> Drop for AsyncLockGuard<T> {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.keeper
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -780,8 +810,7 @@ impl<T> Drop for AsyncLockGuard<T> {
 pub struct LockGuard<C: Transport> {
     client: C,
     lock: crate::v2::HeldLock,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    keeper: std::sync::Arc<crate::session::Shared>,
     released: bool,
 }
 
@@ -802,22 +831,20 @@ impl<C: Transport + Clone + Send + 'static> LockGuard<C> {
         let Some(lock) = drive_blocking(client, flow)? else {
             return Err(crate::v2::LockError::Busy { path }.into());
         };
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = std::sync::Arc::new(crate::session::Shared::default());
         if lock.hold == crate::v2::Hold::Refreshed {
-            let keeper = crate::v2::KeepLock::new(lock.clone(), stop.clone());
-            let (background, lost_flag) = (client.clone(), lost.clone());
+            let keeper = crate::v2::KeepLock::new(lock.clone(), shared.stop.clone());
+            let (background, signal) = (client.clone(), shared.clone());
             client.spawn(move || {
-                if drive_blocking(&background, keeper).is_err() {
-                    lost_flag.store(true, std::sync::atomic::Ordering::Release);
+                if let Err(e) = drive_blocking(&background, keeper) {
+                    signal.lose(&e);
                 }
             });
         }
         Ok(LockGuard {
             client: client.clone(),
             lock,
-            stop,
-            lost,
+            keeper: shared,
             released: false,
         })
     }
@@ -834,9 +861,23 @@ impl<C: Transport> LockGuard<C> {
         self.lock.index
     }
 
-    /// True if the refresher found our key gone: the lock is no longer ours.
+    /// True once the refresher found our key gone, or could not refresh it
+    /// within its TTL (less a margin, so the holder learns first): the lock
+    /// must be taken as no longer ours.
     pub fn is_lost(&self) -> bool {
-        self.lost.load(std::sync::atomic::Ordering::Acquire)
+        self.keeper.is_lost()
+    }
+
+    /// Why the lock was lost (`None` while it is held), e.g. "lock key
+    /// /_locks/n/13: its TTL (5s) ran out without a successful renewal".
+    pub fn lost_reason(&self) -> Option<String> {
+        self.keeper.reason()
+    }
+
+    /// Runs `callback` with the reason once the lock is lost (at once if it
+    /// already is), on the refresher's thread or task.
+    pub fn on_lost(&self, callback: impl FnOnce(&str) + Send + 'static) {
+        self.keeper.on_lost(Box::new(callback));
     }
 
     /// Asks etcd whether we still hold the lock.
@@ -848,14 +889,18 @@ impl<C: Transport> LockGuard<C> {
     /// `Ok(false)`: it was already gone.
     pub fn release(mut self) -> Result<bool, Error> {
         self.released = true;
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.keeper
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
         drive_blocking(&self.client, self.lock.release())
     }
 }
 
 impl<C: Transport> Drop for LockGuard<C> {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.keeper
+            .stop
+            .store(true, std::sync::atomic::Ordering::Release);
         if !self.released {
             let _ = drive_blocking(&self.client, self.lock.release());
         }
@@ -1063,13 +1108,16 @@ mod stream_tests {
     }
 
     impl ResponseBody for FakeBody {
-        fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+        fn next_chunk(&mut self, _: Option<Instant>) -> Result<Option<Bytes>, ExchangeFailure> {
             self.chunk()
         }
     }
 
     impl AsyncResponseBody for FakeBody {
-        async fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+        async fn next_chunk(
+            &mut self,
+            _: Option<Instant>,
+        ) -> Result<Option<Bytes>, ExchangeFailure> {
             self.chunk()
         }
     }
@@ -1156,7 +1204,7 @@ mod stream_tests {
             match step {
                 Do::Transmit => StreamStep::Transmit(transmit()),
                 Do::Open => StreamStep::Open(transmit()),
-                Do::Read => StreamStep::Read,
+                Do::Read => StreamStep::Read(None),
                 Do::Emit(item) => StreamStep::Emit(item),
                 Do::Sleep => StreamStep::Sleep(Instant::now()),
                 Do::EndOk => StreamStep::End(Ok(())),

@@ -41,6 +41,45 @@ pub enum Error {
     Mutex(crate::v3::MutexError),
     /// An optimistic update lost the race to other writers every time it tried.
     Contention(Contention),
+    /// A TTL ran out before a renewal got through (a v2 lock key, a v3
+    /// lease): what it kept must be taken as gone, and another client may
+    /// already hold the lock.
+    TtlExpired(TtlExpired),
+}
+
+/// A TTL ran out with no successful renewal since: the holder learns of the
+/// loss no later than etcd can expire it (renewals count from the moment
+/// they were sent).
+#[derive(Debug)]
+pub struct TtlExpired {
+    /// What expired: `lock key /_locks/n/13`, `lease 694d77aa9e1e5e15`.
+    pub what: String,
+    /// The TTL that ran out.
+    pub ttl: std::time::Duration,
+    /// Why the last renewal failed, if one was tried.
+    pub last_error: Option<Box<Error>>,
+}
+
+impl fmt::Display for TtlExpired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: its TTL ({:?}) ran out without a successful renewal",
+            self.what, self.ttl
+        )?;
+        if let Some(last) = &self.last_error {
+            write!(f, " (last renewal: {last})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TtlExpired {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.last_error
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// An optimistic read-modify-write gave up: every attempt found the key
@@ -81,7 +120,7 @@ pub enum ErrorKind {
     ClusterMismatch,
     /// See [`Error::Discovery`].
     Discovery,
-    /// See [`Error::Lock`] (v2) and [`Error::Mutex`] (v3).
+    /// See [`Error::Lock`] (v2), [`Error::Mutex`] (v3) and [`Error::TtlExpired`].
     Lock,
     /// See [`Error::Contention`].
     Contention,
@@ -97,7 +136,7 @@ impl Error {
             Error::Transport(_) | Error::Unavailable(_) => ErrorKind::Transport,
             Error::ClusterMismatch(_) => ErrorKind::ClusterMismatch,
             Error::Discovery(_) => ErrorKind::Discovery,
-            Error::Lock(_) | Error::Mutex(_) => ErrorKind::Lock,
+            Error::Lock(_) | Error::Mutex(_) | Error::TtlExpired(_) => ErrorKind::Lock,
             Error::Contention(_) => ErrorKind::Contention,
         }
     }
@@ -115,6 +154,35 @@ impl Error {
         match self {
             Error::Etcd(EtcdError::V2(e)) => Some(e),
             _ => None,
+        }
+    }
+
+    /// Whether the request may have reached etcd and taken effect: `false`
+    /// only when it certainly did not (it was never sent, nothing answered
+    /// it, or etcd refused it before proposing it). A write that fails with
+    /// `true` may or may not have been applied: read before writing again.
+    ///
+    /// | error | may have been applied |
+    /// |---|---|
+    /// | [`Error::Usage`], [`Error::Discovery`], [`Error::Contention`] | no |
+    /// | [`Error::Transport`] of kind `Connect` or `Tls` | no |
+    /// | [`Error::Transport`] of kind `Timeout`, `Io` or `Http` | **yes** |
+    /// | [`Error::Etcd`]: a raft or request timeout (v2 errorCode 300 "timed out", v3 `request timed out`, …) | **yes** |
+    /// | [`Error::Etcd`]: any other refusal (key not found, compare failed, no leader, …) | no |
+    /// | [`Error::Malformed`], [`Error::ClusterMismatch`] | **yes** (something answered it) |
+    /// | [`Error::Unavailable`] | if any endpoint's failure may have |
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            Error::Usage(_) | Error::Discovery(_) | Error::Contention(_) => false,
+            Error::Transport(t) => !t.request_not_sent(),
+            Error::Unavailable(u) => u.failures.iter().any(|(_, e)| e.may_have_been_applied()),
+            Error::Etcd(EtcdError::V3(e)) => e.is_transient() && !e.retry_safe(),
+            Error::Etcd(EtcdError::V2(e)) => {
+                e.code == crate::v2::V2ErrorCode::RaftInternal
+                    && e.cause.as_deref().is_some_and(|c| c.contains("timed out"))
+            }
+            Error::Malformed(_) | Error::ClusterMismatch(_) => true,
+            Error::Lock(_) | Error::Mutex(_) | Error::TtlExpired(_) => false,
         }
     }
 
@@ -138,6 +206,7 @@ impl fmt::Display for Error {
             Error::Lock(e) => e.fmt(f),
             Error::Mutex(e) => e.fmt(f),
             Error::Contention(e) => e.fmt(f),
+            Error::TtlExpired(e) => e.fmt(f),
         }
     }
 }
@@ -155,6 +224,7 @@ impl std::error::Error for Error {
             Error::Lock(e) => Some(e),
             Error::Mutex(e) => Some(e),
             Error::Contention(e) => Some(e),
+            Error::TtlExpired(e) => Some(e),
         }
     }
 }
@@ -167,6 +237,11 @@ impl From<UsageError> for Error {
 impl From<MalformedResponse> for Error {
     fn from(e: MalformedResponse) -> Self {
         Error::Malformed(e)
+    }
+}
+impl From<TtlExpired> for Error {
+    fn from(e: TtlExpired) -> Self {
+        Error::TtlExpired(e)
     }
 }
 impl From<Contention> for Error {
@@ -345,17 +420,35 @@ impl fmt::Display for EtcdError {
 
 impl std::error::Error for EtcdError {}
 
-/// What went wrong on the way to or from the server.
+/// What went wrong on the way to or from the server: one failure model for
+/// every transport. A transport reports what it observed; the core decides
+/// what it means for retries and failover ([`TransportError::request_not_sent`]).
+///
+/// | observed fault | kind | request may have been sent |
+/// |---|---|---|
+/// | connection refused, unreachable, name not resolved, connect timeout | `Connect` | no |
+/// | connection reset while connecting (before the socket reported it made) | `Connect` | no |
+/// | no connection before the request's deadline | `Connect` | no |
+/// | an idle pooled connection found closed before the request was written | `Connect` | no |
+/// | connection accepted, then closed (FIN) or reset (RST) before the whole answer | `Io` | yes |
+/// | the answer cut short in its head or its body (FIN or RST) | `Io` | yes |
+/// | connected, then nothing (or not all) arrived by the deadline (a blackhole, a stall, a frozen member) | `Timeout` | yes |
+/// | a streamed response silent past its read deadline | `Timeout` | yes |
+/// | bytes that are not HTTP, a head or body over the size limit | `Http` | yes |
+/// | a TLS handshake that failed | `Tls` | no |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TransportErrorKind {
-    /// No connection could be made: the request was certainly not sent.
+    /// No connection was made, or the HTTP stack knows the request was not
+    /// written: the request was certainly not sent.
     Connect,
-    /// The deadline passed before the response arrived.
+    /// A deadline passed after the connection was made, before the response
+    /// (or the next chunk of a streamed one) arrived.
     Timeout,
-    /// The connection failed after the request may have been sent.
+    /// The connection closed or broke after it was made, before the whole
+    /// response arrived: the request may have been sent.
     Io,
-    /// The HTTP exchange itself broke (bad framing, truncated body).
+    /// The server's bytes are not valid HTTP, or exceed a size limit.
     Http,
     /// TLS failed.
     Tls,
@@ -418,7 +511,11 @@ impl fmt::Display for TransportError {
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
         }
-        Ok(())
+        if self.request_not_sent() {
+            f.write_str(" (the request was not sent)")
+        } else {
+            f.write_str(" (the request may have reached etcd)")
+        }
     }
 }
 

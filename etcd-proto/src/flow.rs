@@ -92,16 +92,20 @@ pub(crate) fn finished<T>(result: &mut Option<Result<T, Error>>) -> Step<T> {
 ///    or [`handle_failure`](StreamFlow::handle_failure);
 /// 3. on [`StreamStep::Open`], send the request and report the response
 ///    head with [`handle_head`](StreamFlow::handle_head) (or a failure);
-///    its body stays open;
+///    its body stays open. The open request's `timeout` bounds connecting
+///    and the head only;
 /// 4. on [`StreamStep::Read`], read the open body's next chunk and report it
 ///    with [`handle_data`](StreamFlow::handle_data), its clean end with
-///    [`handle_end`](StreamFlow::handle_end), or a failure. The open
-///    request's `timeout` bounds the whole stream, not each read;
-/// 5. on [`StreamStep::Emit`], hand the item to the caller;
+///    [`handle_end`](StreamFlow::handle_end), or a failure. If nothing
+///    arrives by the step's instant, report a
+///    [`Timeout`](TransportErrorKind::Timeout) failure: this is how a flow
+///    notices a connection gone silent;
+/// 5. on [`StreamStep::Emit`], hand the item to the caller; on
+///    [`StreamStep::Warn`], hand the error to the caller and go on;
 /// 6. on [`StreamStep::Sleep`], wait; on [`StreamStep::End`], stop.
 ///
-/// **The open stream stays open only while `poll` answers `Read` or
-/// `Emit`.** Any other step means the flow is done with it: the driver
+/// **The open stream stays open only while `poll` answers `Read`, `Emit`
+/// or `Warn`.** Any other step means the flow is done with it: the driver
 /// closes it (drops its connection) before acting on the step. Dropping the
 /// flow's driver closes it too. At most one exchange is in flight.
 pub trait StreamFlow {
@@ -145,13 +149,19 @@ pub enum StreamStep<T> {
     /// Send this request and report its complete response.
     Transmit(Transmit),
     /// Send this request, report the response head, and keep its body open.
+    /// The timeout bounds connecting and the head, not the body.
     Open(Transmit),
-    /// Read the next chunk of the open body.
-    Read,
+    /// Read the next chunk of the open body; if none arrives by this instant
+    /// (`None`: no limit), report a [`Timeout`](TransportErrorKind::Timeout)
+    /// failure.
+    Read(Option<Instant>),
     /// Nothing to do before this instant; poll again then.
     Sleep(Instant),
     /// An item for the caller; poll again for more.
     Emit(T),
+    /// An error for the caller that does not end the flow (a watch that can
+    /// reach no member says so, and keeps trying); poll again for more.
+    Warn(Error),
     /// The flow is finished.
     End(Result<(), Error>),
 }
@@ -178,6 +188,25 @@ impl<T> StreamStep<T> {
             Step::Transmit(transmit) => Err(StreamStep::Transmit(transmit)),
             Step::Sleep(until) => Err(StreamStep::Sleep(until)),
             Step::Done(result) => Ok(result),
+        }
+    }
+}
+
+impl<T> StreamStep<T> {
+    /// For a stream flow that runs another as one of its stages: `Ok` with
+    /// the inner flow's work for the driver (`Transmit`, `Open`, `Read`,
+    /// `Sleep`) or its warning, to pass on as is; `Err` with its `Emit` or
+    /// `End`, for the outer flow to act on.
+    // The `Err` side is a step to act on, not an error: its size is fine.
+    #[allow(clippy::result_large_err)]
+    pub fn pass_on<U>(self) -> Result<StreamStep<U>, StreamStep<T>> {
+        match self {
+            StreamStep::Transmit(t) => Ok(StreamStep::Transmit(t)),
+            StreamStep::Open(t) => Ok(StreamStep::Open(t)),
+            StreamStep::Read(until) => Ok(StreamStep::Read(until)),
+            StreamStep::Sleep(until) => Ok(StreamStep::Sleep(until)),
+            StreamStep::Warn(error) => Ok(StreamStep::Warn(error)),
+            other @ (StreamStep::Emit(_) | StreamStep::End(_)) => Err(other),
         }
     }
 }

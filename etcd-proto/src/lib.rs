@@ -88,12 +88,12 @@ mod v3_methods;
 mod v3_runtime_methods;
 
 pub use call::Call;
-pub use cluster::{Cluster, DEFAULT_REQUEST_TIMEOUT, MEMBER_SYNC_INTERVAL};
+pub use cluster::{Cluster, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MEMBER_SYNC_INTERVAL};
 pub use config::{ClientBuilder, Config, FromConfig, DEFAULT_ENDPOINT};
 pub use endpoint::Endpoint;
 pub use error::{
     Contention, Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind,
-    UsageError,
+    TtlExpired, UsageError,
 };
 pub use flow::{Flow, Step, StreamFlow, StreamStep, Transmit};
 pub use operation::{Api, Operation, Replay, Target, Wait};

@@ -71,12 +71,14 @@ use crate::v3::{
     LeaseRevoke, MutexError, MutexOptions, ResponseHeader, V3ErrorKind,
 };
 
-type LostCallback = Box<dyn FnOnce(&str) + Send>;
+pub(crate) type LostCallback = Box<dyn FnOnce(&str) + Send>;
 
-/// What a session's handles share with its keep-alive.
+/// What the handles of something kept alive in the background (a v3
+/// session's lease, a v2 lock's key) share with its keeper: the stop flag,
+/// and the loss once the keeper reports it.
 #[derive(Default)]
-struct Shared {
-    stop: Arc<AtomicBool>,
+pub(crate) struct Shared {
+    pub(crate) stop: Arc<AtomicBool>,
     loss: Mutex<Loss>,
     changed: Condvar,
 }
@@ -94,7 +96,7 @@ impl Shared {
     }
 
     /// The keep-alive ended with `error`: the lease is lost.
-    fn lose(&self, error: &Error) {
+    pub(crate) fn lose(&self, error: &Error) {
         let reason = error.to_string();
         let (wakers, callbacks) = {
             let mut loss = self.loss();
@@ -116,7 +118,7 @@ impl Shared {
         }
     }
 
-    fn is_lost(&self) -> bool {
+    pub(crate) fn is_lost(&self) -> bool {
         self.loss().reason.is_some()
     }
 
@@ -128,11 +130,11 @@ impl Shared {
         Ok(())
     }
 
-    fn reason(&self) -> Option<String> {
+    pub(crate) fn reason(&self) -> Option<String> {
         self.loss().reason.clone()
     }
 
-    fn on_lost(&self, callback: LostCallback) {
+    pub(crate) fn on_lost(&self, callback: LostCallback) {
         let mut loss = self.loss();
         match loss.reason.clone() {
             Some(reason) => {
@@ -143,7 +145,7 @@ impl Shared {
         }
     }
 
-    fn wait_lost(&self, timeout: Option<Duration>) -> bool {
+    pub(crate) fn wait_lost(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut loss = self.loss();
         while loss.reason.is_none() {
@@ -166,8 +168,10 @@ impl Shared {
     }
 }
 
-fn keeper(lease: i64, shared: &Shared) -> KeepAlive {
-    KeepAlive::new(lease, shared.stop.clone())
+/// The keep-alive of lease `lease`, granted (or last renewed) with `ttl`
+/// seconds just now.
+fn keeper(lease: i64, ttl: i64, shared: &Shared) -> KeepAlive {
+    KeepAlive::new(lease, shared.stop.clone()).granted_ttl(ttl)
 }
 
 /// A revoke of a lease already gone is no failure.
@@ -295,7 +299,7 @@ impl<T: Transport + Clone + Send + 'static> Session<T> {
 
     fn start(client: &T, lease: i64, ttl: i64) -> Self {
         let shared = Arc::new(Shared::default());
-        let keeper = keeper(lease, &shared);
+        let keeper = keeper(lease, ttl, &shared);
         let (background, watcher) = (client.clone(), shared.clone());
         client.spawn(move || {
             if let Err(e) = drive_blocking(&background, keeper) {
@@ -741,7 +745,7 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncSession<T> {
 
     fn start(client: &T, lease: i64, ttl: i64) -> Self {
         let shared = Arc::new(Shared::default());
-        let keeper = keeper(lease, &shared);
+        let keeper = keeper(lease, ttl, &shared);
         let (background, watcher) = (client.clone(), shared.clone());
         client.spawn(async move {
             if let Err(e) = drive(&background, keeper).await {
@@ -1124,7 +1128,7 @@ mod tests {
     fn the_keeper_stops_within_a_stop_check() {
         let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
         let shared = Shared::default();
-        let mut keeper = keeper(7, &shared);
+        let mut keeper = keeper(7, 0, &shared);
         let t0 = Instant::now();
         let Step::Transmit(_) = keeper.poll(&mut cluster, t0) else {
             panic!("a first keep-alive")

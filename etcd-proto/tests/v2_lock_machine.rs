@@ -965,8 +965,9 @@ fn a_waiter_watches_from_the_listing_and_only_its_predecessor_leaving_counts() {
             format!("{A}/v2/keys/_locks/n?wait=true&recursive=true&waitIndex=14")
         );
         for poll in &polls {
-            // Every wait ends by the first refresh (a third of 60 s).
-            assert_eq!(poll.ends(), Some(secs(20)), "{poll:?}");
+            // Every wait lasts the idle timeout (10 s), which ends it before
+            // the first refresh (a third of 60 s).
+            assert_eq!(poll.timeout, Some(secs(10)), "{poll:?}");
         }
         assert_eq!(
             sim.sent[7].at,
@@ -1811,10 +1812,68 @@ fn the_keeper_keeps_going_after_a_transport_failure() {
     let at: Vec<Duration> = sim.sent.iter().map(|p| p.at).collect();
     assert_eq!(
         at,
-        [secs(1), secs(2)],
-        "the failed refresh is not repeated at once"
+        [secs(1), millis(1_500), millis(2_500)],
+        "the failed refresh is retried 500 ms later, not at once; the next one TTL/3 after it"
     );
-    assert_eq!(sim.model.keys[&lock.key].expires, Some(secs(5)));
+    assert_eq!(sim.model.keys[&lock.key].expires, Some(millis(5_500)));
+}
+
+/// A holder that cannot refresh (a partition: every refresh hangs) ends
+/// with the TTL named in its error before etcd can expire the key, so it
+/// learns of the loss before anyone else can take the lock.
+#[test]
+fn a_keeper_that_cannot_refresh_reports_the_loss_before_the_key_expires() {
+    let (mut sim, lock, stop) = keeper_sim(3);
+    sim.hook(|_, _| Fault::Hang { applied: false });
+    let error = sim.run(&mut KeepLock::new(lock.clone(), stop)).unwrap_err();
+    let Error::TtlExpired(expired) = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(expired.ttl, secs(3));
+    assert!(expired.what.contains(&lock.key), "{error}");
+    assert!(
+        expired.last_error.is_some(),
+        "the last failure is its source: {error}"
+    );
+    // The key was last written at 0 s (the acquisition), so etcd expires it
+    // at 3 s at the earliest; the keeper gave up before, by its margin.
+    let expires = sim.model.keys[&lock.key].expires.unwrap();
+    assert!(
+        sim.elapsed() < expires,
+        "{:?} before {expires:?}",
+        sim.elapsed()
+    );
+    assert!(
+        sim.elapsed() >= millis(1_700),
+        "not before it had to: {:?}",
+        sim.elapsed()
+    );
+    // Every refresh tried ended by the validity.
+    for put in of_kind(&sim.sent, "PUT") {
+        assert!(put.at + put.timeout.unwrap() <= sim.elapsed(), "{put:?}");
+    }
+}
+
+/// A refresh that got through moves the validity to its send time + TTL.
+#[test]
+fn a_refresh_that_got_through_extends_the_validity_from_when_it_was_sent() {
+    let (mut sim, lock, stop) = keeper_sim(3);
+    let mut n = 0;
+    sim.hook(move |sent, _| {
+        if sent.kind() == "PUT" {
+            n += 1;
+            if n > 1 {
+                return Fault::Hang { applied: false };
+            }
+        }
+        Fault::Serve
+    });
+    let error = sim.run(&mut KeepLock::new(lock.clone(), stop)).unwrap_err();
+    assert!(matches!(error, Error::TtlExpired(_)), "{error:?}");
+    // The one refresh, sent at 1 s, keeps the key until 4 s; the keeper
+    // gives up 300 ms (a tenth of the TTL) before.
+    assert_eq!(sim.model.keys[&lock.key].expires, Some(secs(4)));
+    assert_eq!(sim.elapsed(), millis(3_700));
 }
 
 /// The keeper's docs say it checks `stop` at least every 100 ms. While a

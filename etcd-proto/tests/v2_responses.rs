@@ -960,8 +960,9 @@ fn transport_failure_names_the_endpoint() {
     assert!(shown.contains("connection refused"), "{shown}");
     assert_eq!(
         shown,
-        "transport error: cannot connect to http://127.0.0.1:23790: connection refused"
+        "transport error: cannot connect to http://127.0.0.1:23790: connection refused (the request was not sent)"
     );
+    assert!(!e.may_have_been_applied());
     assert!(std::error::Error::source(t).is_some());
 
     // A timeout on an endpoint with a base path.
@@ -982,7 +983,7 @@ fn transport_failure_names_the_endpoint() {
     assert!(!t.request_not_sent());
     assert_eq!(
         t.to_string(),
-        "timed out waiting for https://gw.example/etcd: deadline elapsed"
+        "timed out waiting for https://gw.example/etcd: deadline elapsed (the request may have reached etcd)"
     );
 }
 

@@ -15,12 +15,16 @@ use bytes::Bytes;
 use etcd_proto::v2::{Action, Read, V2ErrorCode, WaitForEvent, Watch, WatchEvent, WatchOptions};
 use etcd_proto::{
     Cluster, Endpoint, Error, ErrorKind, Flow, Operation, Replay, Step, Target, TransportErrorKind,
-    Wait,
+    Wait, DEFAULT_IDLE_TIMEOUT,
 };
 use proptest::prelude::*;
 
 const A: &str = "http://127.0.0.1:23790";
 const B: &str = "http://127.0.0.1:23791";
+const C: &str = "http://127.0.0.1:23792";
+
+/// How long an idle long poll lasts by default: the cluster's idle timeout.
+const IDLE: Duration = DEFAULT_IDLE_TIMEOUT;
 
 const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -28,6 +32,12 @@ const fn secs(s: u64) -> Duration {
 
 const fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
+}
+
+/// One capped attempt of an ordinary request while another endpoint is left
+/// to try: a third of the default 5 s request timeout.
+fn attempt() -> Duration {
+    secs(5) / 3
 }
 
 // ---------------------------------------------------------------------------
@@ -145,6 +155,14 @@ impl Sent {
         self.method == http::Method::GET
             && self.path().starts_with("/v2/keys")
             && self.query().is_empty()
+    }
+
+    /// The member check before a renewal: a quorum read of the key, with
+    /// `quorum=true` and nothing else (a resync read is also `sorted`).
+    fn is_check(&self) -> bool {
+        self.method == http::Method::GET
+            && self.path().starts_with("/v2/keys")
+            && self.query() == [("quorum", "true")]
     }
 }
 
@@ -332,6 +350,38 @@ fn not_found(key: &str, index: u64) -> Reply {
     now(404, index, &body)
 }
 
+/// A 200 read of `key` (a value last modified at `index`, X-Etcd-Index
+/// `index`), `after` this long: how a live member answers a member check.
+fn alive(after: Duration, key: &str, index: u64) -> Reply {
+    let body = format!(
+        "{{\"action\":\"get\",\"node\":{{\"key\":\"{key}\",\"value\":\"v\",\"modifiedIndex\":{index},\"createdIndex\":{index}}}}}\n"
+    );
+    answer(after, 200, index, &body)
+}
+
+/// The member checks among `sent`.
+fn checks(sent: &[Sent]) -> Vec<&Sent> {
+    sent.iter().filter(|s| s.is_check()).collect()
+}
+
+/// The long polls among `sent`.
+fn polls(sent: &[Sent]) -> Vec<&Sent> {
+    sent.iter().filter(|s| s.is_poll()).collect()
+}
+
+/// `P` for a long poll, `C` for a member check, `R` for any other read, `M`
+/// for a member-list refresh: the shape of a run at a glance.
+fn kinds(sent: &[Sent]) -> String {
+    sent.iter()
+        .map(|s| match () {
+            _ if s.is_poll() => 'P',
+            _ if s.is_check() => 'C',
+            _ if s.path() == "/v2/members" => 'M',
+            _ => 'R',
+        })
+        .collect()
+}
+
 fn changed(item: Result<WatchEvent, Error>) -> etcd_proto::v2::KeysResponse {
     match item {
         Ok(WatchEvent::Changed(event)) => event,
@@ -368,7 +418,7 @@ fn is_deadline_before_send(error: &Error, endpoint: &str) -> bool {
                 && t.endpoint() == endpoint
                 && error
                     .to_string()
-                    .contains("the deadline passed before the request was sent")
+                    .contains("the deadline passed before any request was sent")
         }
         _ => false,
     }
@@ -391,8 +441,9 @@ fn a_watch_from_now_reads_the_key_once_then_long_polls_after_its_index() {
     assert!(read.is_anchor() && !read.is_poll());
     assert_eq!(read.body_len, 0);
     assert_eq!(read.authorization, None);
-    // An ordinary read: one attempt gets a third of the request timeout.
-    assert_eq!(read.timeout, Some(secs(5) / 3));
+    // An ordinary read on the only endpoint: the last endpoint left gets the
+    // whole request timeout.
+    assert_eq!(read.timeout, Some(secs(5)));
     // Then a bodyless long poll from the read's X-Etcd-Index + 1.
     assert_eq!(poll.method, http::Method::GET);
     assert_eq!(
@@ -402,9 +453,24 @@ fn a_watch_from_now_reads_the_key_once_then_long_polls_after_its_index() {
     assert_eq!(poll.body_len, 0);
     assert_eq!(poll.authorization, None);
     assert_eq!(poll.at, Duration::ZERO);
-    // The renewal time, not the 5 s request timeout.
+    // The renewal time (the cluster's idle timeout, 10 s), not the 5 s
+    // request timeout.
     assert_eq!(sim.cluster.request_timeout(), Some(secs(5)));
-    assert_eq!(poll.timeout, Some(secs(60)));
+    assert_eq!(IDLE, secs(10));
+    assert_eq!(sim.cluster.idle_timeout(), IDLE);
+    assert_eq!(poll.timeout, Some(IDLE));
+
+    // With another endpoint left to try, one attempt of the read gets a third
+    // of the request timeout.
+    let mut sim = Sim::new(&[A, B]);
+    let watch = Watch::new("/samples/foo", WatchOptions::new());
+    let poll = sim.first_poll(watch.next_event(), vec![now(200, 5, FOO_READ)]);
+    assert!(sim.sent[0].is_anchor());
+    assert_eq!(sim.sent[0].host(), A);
+    assert_eq!(sim.sent[0].timeout, Some(attempt()));
+    assert_eq!(poll.host(), A);
+    assert_eq!(poll.wait_index(), Some(6));
+    assert_eq!(poll.timeout, Some(IDLE));
 }
 
 #[test]
@@ -418,7 +484,7 @@ fn a_watch_from_an_index_polls_at_once_without_reading() {
         format!("{A}/v2/keys/samples/foo?wait=true&waitIndex=6")
     );
     assert_eq!(sent.body_len, 0);
-    assert_eq!(sent.timeout, Some(secs(60)));
+    assert_eq!(sent.timeout, Some(IDLE));
 }
 
 #[test]
@@ -470,10 +536,19 @@ fn recursive_and_from_index_add_their_parameters_in_order() {
 #[test]
 fn the_transmit_timeout_is_the_renewal_or_the_watch_timeout_whichever_is_first() {
     let cases = [
-        (WatchOptions::new(), secs(60)),
-        (WatchOptions::new().timeout(secs(10)), secs(10)),
-        (WatchOptions::new().timeout(secs(600)), secs(60)),
+        (WatchOptions::new(), IDLE),
+        (WatchOptions::new().timeout(secs(4)), secs(4)),
+        (WatchOptions::new().timeout(IDLE), IDLE),
+        (WatchOptions::new().timeout(secs(600)), IDLE),
         (WatchOptions::new().poll_interval(secs(5)), secs(5)),
+        // A caller's interval longer than the idle timeout is kept.
+        (WatchOptions::new().poll_interval(secs(60)), secs(60)),
+        (
+            WatchOptions::new()
+                .poll_interval(secs(60))
+                .timeout(secs(45)),
+            secs(45),
+        ),
         (
             WatchOptions::new()
                 .poll_interval(secs(30))
@@ -520,7 +595,7 @@ fn no_request_timeout_caps_a_long_poll() {
             Watch::new("/k", WatchOptions::new()).next_event(),
             vec![not_found("/k", 3)],
         );
-        assert_eq!(sent.timeout, Some(secs(60)), "{request_timeout:?}");
+        assert_eq!(sent.timeout, Some(IDLE), "{request_timeout:?}");
         // The anchoring read is an ordinary request: the request timeout caps it.
         let read = &sim.sent[0];
         assert!(read.is_anchor(), "{read:?}");
@@ -544,17 +619,36 @@ fn no_request_timeout_caps_a_long_poll() {
 
 #[test]
 fn renewed_polls_count_down_to_the_watch_timeout() {
+    // Each renewal is preceded by a member check (0.5 s here); the time the
+    // checks take counts against the watch timeout too.
     let mut sim = Sim::new(&[A]);
     let options = WatchOptions::new()
         .poll_interval(secs(30))
         .timeout(secs(75));
     let watch = Watch::new("/k", options.from_index(3));
-    let (_, item) = sim.next(watch, vec![Reply::TimeOut, Reply::TimeOut, Reply::TimeOut]);
+    let (_, item) = sim.next(
+        watch,
+        vec![
+            Reply::TimeOut,
+            alive(millis(500), "/k", 2),
+            Reply::TimeOut,
+            alive(millis(500), "/k", 2),
+            Reply::TimeOut,
+        ],
+    );
     assert!(is_timeout(&failed(item)));
-    let timeouts: Vec<_> = sim.sent.iter().map(|s| s.timeout).collect();
-    assert_eq!(timeouts, [Some(secs(30)), Some(secs(30)), Some(secs(15))]);
-    let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
-    assert_eq!(at, [secs(0), secs(30), secs(60)]);
+    assert_eq!(kinds(&sim.sent), "PCPCP");
+    let polls = polls(&sim.sent);
+    let timeouts: Vec<_> = polls.iter().map(|s| s.timeout).collect();
+    assert_eq!(timeouts, [Some(secs(30)), Some(secs(30)), Some(secs(14))]);
+    let at: Vec<_> = polls.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(0), millis(30_500), secs(61)]);
+    assert!(polls.iter().all(|s| s.wait_index() == Some(3)));
+    // The checks: ordinary reads on the only endpoint (the whole 5 s).
+    let checks = checks(&sim.sent);
+    let at: Vec<_> = checks.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(30), millis(60_500)]);
+    assert!(checks.iter().all(|s| s.timeout == Some(secs(5))));
     assert_eq!(sim.elapsed(), secs(75));
 }
 
@@ -854,7 +948,7 @@ fn an_empty_200_is_polled_again_from_the_same_index() {
     for sent in &sim.sent {
         assert_eq!(sent.target(), "/v2/keys/samples/foo?wait=true&waitIndex=7");
         // Each re-poll gets a fresh renewal window.
-        assert_eq!(sent.timeout, Some(secs(60)));
+        assert_eq!(sent.timeout, Some(IDLE));
     }
     let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
     assert_eq!(at, [secs(0), secs(5), secs(6), secs(7), secs(7)]);
@@ -909,8 +1003,9 @@ fn history_cleared_resyncs_from_a_quorum_read() {
         read.uri,
         format!("{A}/v2/keys/hist/a?sorted=true&quorum=true")
     );
-    // An ordinary read: the request timeout (one attempt gets a third of it) applies.
-    assert_eq!(read.timeout, Some(secs(5) / 3));
+    // An ordinary read: the request timeout applies (on the only endpoint,
+    // the last one left, all of it).
+    assert_eq!(read.timeout, Some(secs(5)));
 
     let sent = sim.first(watch.next_event());
     assert_eq!(
@@ -1096,112 +1191,175 @@ fn a_cleared_watcher_is_polled_again_from_the_same_index() {
 
 #[test]
 fn an_idle_poll_is_renewed_at_its_renewal_time_from_the_same_index() {
+    // Every idle timeout (10 s) the poll ends without an event; a quorum read
+    // checks the member, then the poll is renewed from the same index.
     let mut sim = Sim::new(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     let (watch, item) = sim.next(
         watch,
         vec![
             Reply::TimeOut,
+            now(200, 5, FOO_READ),
             Reply::TimeOut,
+            now(200, 5, FOO_READ),
             Reply::TimeOut,
-            answer(secs(10), 200, 5, FOO_EVENT),
+            now(200, 5, FOO_READ),
+            answer(secs(4), 200, 5, FOO_EVENT),
         ],
     );
     assert_eq!(changed(item).node.modified_index, 6);
-    let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
-    assert_eq!(at, [secs(0), secs(60), secs(120), secs(180)]);
-    assert!(sim
-        .sent
+    assert_eq!(kinds(&sim.sent), "PCPCPCP");
+    let polls = polls(&sim.sent);
+    let at: Vec<_> = polls.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(0), secs(10), secs(20), secs(30)]);
+    assert!(polls
         .iter()
-        .all(|s| s.wait_index() == Some(6) && s.timeout == Some(secs(60)) && s.host() == A));
+        .all(|s| s.wait_index() == Some(6) && s.timeout == Some(IDLE) && s.host() == A));
+    let checks = checks(&sim.sent);
+    let at: Vec<_> = checks.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(10), secs(20), secs(30)]);
+    assert!(checks
+        .iter()
+        .all(|s| s.uri == format!("{A}/v2/keys/samples/foo?quorum=true")
+            && s.timeout == Some(secs(5))
+            && s.body_len == 0));
+    assert_eq!(sim.elapsed(), secs(34));
     assert_eq!(watch.next_index(), Some(7));
 }
 
 #[test]
 fn an_idle_watch_from_now_is_renewed_from_its_anchored_index() {
-    // §8d: the key was written 3014 s after the wait began; every 60 s the
-    // idle poll is renewed. The watch read the key once (index 3), and every
+    // §8d: the key was written 3014 s after the wait began; every 10 s (the
+    // idle timeout) the idle poll ends, a quorum read checks the member (the
+    // key is still missing: a 404 is an answer, the member is alive), and the
+    // poll is renewed. The watch read the key once (index 3), and every
     // renewal waits from 4: an event between two polls cannot be missed.
     let mut sim = Sim::new(&[A]);
     let watch = Watch::new("/lp/none", WatchOptions::new());
     let mut replies = vec![now(404, 3, LP_NONE)];
-    replies.extend((0..50).map(|_| Reply::TimeOut));
-    replies.push(answer(secs(14), 200, 3, LP_EVENT));
+    for _ in 0..301 {
+        replies.push(Reply::TimeOut);
+        replies.push(not_found("/lp/none", 3));
+    }
+    replies.push(answer(secs(4), 200, 3, LP_EVENT));
     let (watch, item) = sim.next(watch, replies);
     assert_eq!(changed(item).node.modified_index, 2227);
     assert_eq!(sim.elapsed(), secs(3014));
-    assert_eq!(sim.sent.len(), 52);
+    assert_eq!(sim.sent.len(), 1 + 301 * 2 + 1);
     assert_eq!(sim.sent[0].target(), "/v2/keys/lp/none");
-    assert!(sim.sent[1..]
+    assert!(sim.sent[0].is_anchor());
+    assert_eq!(kinds(&sim.sent[1..]), format!("{}P", "PC".repeat(301)));
+    let polls = polls(&sim.sent);
+    assert!(
+        polls
+            .iter()
+            .all(|s| s.target() == "/v2/keys/lp/none?wait=true&waitIndex=4"
+                && s.timeout == Some(IDLE))
+    );
+    let at: Vec<_> = polls.iter().map(|s| s.at).collect();
+    let every_ten_seconds: Vec<_> = (0..302).map(|i| secs(10 * i)).collect();
+    assert_eq!(at, every_ten_seconds);
+    let checks = checks(&sim.sent);
+    assert!(checks
         .iter()
-        .all(|s| s.target() == "/v2/keys/lp/none?wait=true&waitIndex=4"
-            && s.timeout == Some(secs(60))));
-    let at: Vec<_> = sim.sent[1..].iter().map(|s| s.at).collect();
-    let every_minute: Vec<_> = (0..51).map(|i| secs(60 * i)).collect();
-    assert_eq!(at, every_minute);
+        .all(|s| s.target() == "/v2/keys/lp/none?quorum=true"));
+    let at: Vec<_> = checks.iter().map(|s| s.at).collect();
+    let after_each_poll: Vec<_> = (1..302).map(|i| secs(10 * i)).collect();
+    assert_eq!(at, after_each_poll);
     assert_eq!(watch.next_index(), Some(2228));
 }
 
 #[test]
 fn an_event_between_two_polls_of_a_watch_from_now_is_delivered_by_the_renewal() {
     // The key is written at index 4 right after the first poll timed out and
-    // before the renewal reached the server: the renewal asks for waitIndex=4,
-    // and etcd answers it at once from its history.
+    // before the renewal reached the server. The member check already reads
+    // the new value, but a check never moves the index: the renewal asks for
+    // waitIndex=4, and etcd answers it at once from its history.
     let mut sim = Sim::new(&[A, B]);
     let watch = Watch::new("/lp/none", WatchOptions::new());
     let event = LP_EVENT.replace("2227", "4");
     let (watch, item) = sim.next(
         watch,
-        vec![now(404, 3, LP_NONE), Reply::TimeOut, now(200, 4, &event)],
+        vec![
+            now(404, 3, LP_NONE),
+            Reply::TimeOut,
+            alive(Duration::ZERO, "/lp/none", 4),
+            now(200, 4, &event),
+        ],
     );
-    assert_eq!(changed(item).node.modified_index, 4);
-    assert_eq!(sim.sent.len(), 3);
-    assert_eq!(sim.sent[2].at, secs(60));
-    assert_eq!(sim.sent[2].wait_index(), Some(4));
+    let event = changed(item);
+    assert_eq!(event.node.modified_index, 4);
+    assert_eq!(event.action, Action::Set);
+    assert_eq!(kinds(&sim.sent), "RPCP");
+    assert_eq!(sim.sent[2].target(), "/v2/keys/lp/none?quorum=true");
+    assert_eq!(sim.sent[2].at, IDLE);
+    assert_eq!(sim.sent[3].at, IDLE);
+    assert_eq!(sim.sent[3].wait_index(), Some(4));
+    assert!(sim.sent.iter().all(|s| s.host() == A));
     assert_eq!(watch.next_index(), Some(5));
 }
 
 #[test]
 fn the_watch_timeout_yields_a_timeout_and_keeps_the_state() {
+    // 13 s: one full poll (10 s), its member check, then a poll cut to what
+    // is left. The check too is bounded by the watch timeout (3 s, not 5).
     let mut sim = Sim::new(&[A]);
-    let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(90)));
+    let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(13)));
     let before = watch.clone();
-    let (watch, item) = sim.next(watch, vec![Reply::TimeOut, Reply::TimeOut]);
+    let (watch, item) = sim.next(
+        watch,
+        vec![
+            Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
+            Reply::TimeOut,
+        ],
+    );
     let error = failed(item);
     assert!(is_timeout(&error), "{error:?}");
-    assert_eq!(sim.elapsed(), secs(90));
+    assert_eq!(sim.elapsed(), secs(13));
+    assert_eq!(kinds(&sim.sent), "PCP");
     let timeouts: Vec<_> = sim.sent.iter().map(|s| s.timeout).collect();
-    assert_eq!(timeouts, [Some(secs(60)), Some(secs(30))]);
+    assert_eq!(timeouts, [Some(IDLE), Some(secs(3)), Some(secs(3))]);
     assert_eq!(watch, before);
 
-    // The timeout is per event: the next call has the whole 90 s again.
+    // The timeout is per event: the next call has the whole 13 s again.
     let from = sim.sent.len();
     let (watch, item) = sim.next(
         watch,
-        vec![Reply::TimeOut, answer(secs(1), 200, 5, FOO_EVENT)],
+        vec![
+            Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
+            answer(secs(1), 200, 5, FOO_EVENT),
+        ],
     );
     changed(item);
+    assert_eq!(kinds(sim.since(from)), "PCP");
     let timeouts: Vec<_> = sim.since(from).iter().map(|s| s.timeout).collect();
-    assert_eq!(timeouts, [Some(secs(60)), Some(secs(30))]);
+    assert_eq!(timeouts, [Some(IDLE), Some(secs(3)), Some(secs(3))]);
     assert_eq!(watch.next_index(), Some(7));
 }
 
 #[test]
 fn a_timeout_reported_late_is_still_a_renewal() {
-    // The transport noticed its timeout 1.5 s after the renewal time.
+    // The transport noticed its timeout 1.5 s after the renewal time: the
+    // member is checked and the poll renewed, as at the renewal time.
     let mut sim = Sim::new(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (_, item) = sim.next(
         watch,
         vec![
-            Reply::Fail(millis(61_500), TransportErrorKind::Timeout),
+            Reply::Fail(IDLE + millis(1_500), TransportErrorKind::Timeout),
+            alive(Duration::ZERO, "/k", 6),
             answer(secs(1), 200, 5, &FOO_EVENT.replace(":6,", ":7,")),
         ],
     );
     assert_eq!(changed(item).node.modified_index, 7);
-    assert_eq!(sim.sent[1].at, millis(61_500));
-    assert_eq!(sim.sent[1].timeout, Some(secs(60)));
-    assert_eq!(sim.sent[1].wait_index(), Some(7));
+    assert_eq!(kinds(&sim.sent), "PCP");
+    assert_eq!(sim.sent[1].at, millis(11_500));
+    assert_eq!(sim.sent[1].target(), "/v2/keys/k?quorum=true");
+    assert_eq!(sim.sent[2].at, millis(11_500));
+    assert_eq!(sim.sent[2].timeout, Some(IDLE));
+    assert_eq!(sim.sent[2].wait_index(), Some(7));
 }
 
 #[test]
@@ -1238,17 +1396,31 @@ fn the_watch_timeout_ends_the_poll_without_counting_against_the_endpoint() {
     // A poll that runs into the watch timeout is not a failure of the
     // endpoint: no other endpoint is tried, the pin stays, the member list is
     // not refreshed, and the next call polls the same endpoint.
+    // The two renewals before it (their checks answered) are not failures
+    // either.
     let mut sim = Sim::new(&[A, B]);
     sim.cluster.set_discover_members(true);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(30)));
-    let (watch, item) = sim.next(watch, vec![Reply::TimeOut]);
+    let (watch, item) = sim.next(
+        watch,
+        vec![
+            Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
+            Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
+            Reply::TimeOut,
+        ],
+    );
     let error = failed(item);
     assert!(is_timeout(&error), "{error:?}");
     assert!(
         matches!(&error, Error::Transport(t) if t.endpoint() == A),
         "{error:?}"
     );
-    assert_eq!(sim.sent.len(), 1);
+    assert_eq!(kinds(&sim.sent), "PCPCP");
+    assert!(sim.sent.iter().all(|s| s.host() == A), "{:?}", sim.sent);
+    let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(0), secs(10), secs(10), secs(20), secs(20)]);
     assert_eq!(sim.elapsed(), secs(30));
     assert_eq!(sim.cluster.pinned().as_str(), A);
     assert_eq!(watch.next_index(), Some(7));
@@ -1261,41 +1433,53 @@ fn the_watch_timeout_ends_the_poll_without_counting_against_the_endpoint() {
 fn a_timeout_before_the_renewal_time_is_retried_not_renewed() {
     // The transport gave up early (its own limit): the Call counts it as a busy
     // endpoint and retries the same poll after a backoff, within the window.
+    // No member check: that is only for a poll that reached its renewal time.
     let mut sim = Sim::new(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (watch, item) = sim.next(
         watch,
         vec![
-            Reply::Fail(secs(30), TransportErrorKind::Timeout),
+            Reply::Fail(secs(3), TransportErrorKind::Timeout),
             answer(secs(1), 200, 5, &FOO_EVENT.replace(":6,", ":7,")),
         ],
     );
     assert_eq!(changed(item).node.modified_index, 7);
-    assert_eq!(sim.sent[1].at, secs(30) + millis(50));
-    assert_eq!(sim.sent[1].timeout, Some(secs(30) - millis(50)));
+    assert_eq!(kinds(&sim.sent), "PP");
+    assert_eq!(sim.sent[1].at, secs(3) + millis(50));
+    assert_eq!(sim.sent[1].timeout, Some(secs(7) - millis(50)));
     assert_eq!(sim.sent[1].wait_index(), Some(7));
     assert_eq!(watch.next_index(), Some(8));
 }
 
 #[test]
-fn with_two_endpoints_a_renewal_stays_on_the_same_endpoint() {
-    // An idle renewal is not a failure of the endpoint: the pin stays.
+fn with_two_endpoints_a_renewal_whose_check_is_answered_stays_on_the_same_endpoint() {
+    // An idle renewal is not a failure of the endpoint: its member check goes
+    // to the same endpoint, which answers, and the pin stays.
     let mut sim = Sim::new(&[A, B]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (_, item) = sim.next(
         watch,
         vec![
             Reply::TimeOut,
+            alive(millis(20), "/k", 6),
             Reply::TimeOut,
+            alive(millis(20), "/k", 6),
             answer(secs(1), 200, 5, FOO_EVENT),
         ],
     );
     changed(item);
+    assert_eq!(kinds(&sim.sent), "PCPCP");
     let hosts: Vec<_> = sim.sent.iter().map(|s| s.host().to_owned()).collect();
-    assert_eq!(hosts, [A, A, A]);
-    assert!(sim.sent.iter().all(|s| s.wait_index() == Some(7)));
-    let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
-    assert_eq!(at, [secs(0), secs(60), secs(120)]);
+    assert_eq!(hosts, [A, A, A, A, A]);
+    let polls = polls(&sim.sent);
+    assert!(polls.iter().all(|s| s.wait_index() == Some(7)));
+    let at: Vec<_> = polls.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(0), millis(10_020), millis(20_040)]);
+    // B is still untried: a check attempt is capped at a third.
+    let checks = checks(&sim.sent);
+    let at: Vec<_> = checks.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(10), millis(20_020)]);
+    assert!(checks.iter().all(|s| s.timeout == Some(attempt())));
     assert_eq!(sim.cluster.pinned().as_str(), A);
 }
 
@@ -1309,7 +1493,9 @@ fn with_member_discovery_a_renewal_does_not_refresh_the_member_list() {
         watch,
         vec![
             Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
             Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
             answer(secs(1), 200, 5, FOO_EVENT),
         ],
     );
@@ -1323,10 +1509,285 @@ fn with_member_discovery_a_renewal_does_not_refresh_the_member_list() {
         targets,
         [
             format!("{A}/v2/keys/k?wait=true&waitIndex=7"),
+            format!("{A}/v2/keys/k?quorum=true"),
             format!("{A}/v2/keys/k?wait=true&waitIndex=7"),
+            format!("{A}/v2/keys/k?quorum=true"),
             format!("{A}/v2/keys/k?wait=true&waitIndex=7"),
         ]
     );
+}
+
+// ---------------------------------------------------------------------------
+// 6b. the member check at each renewal
+
+#[test]
+fn a_silent_member_is_left_at_the_next_renewal() {
+    // A goes silent: its long poll gets nothing until the renewal time (the
+    // idle timeout), and the member check there hangs (or is refused). The
+    // check fails over to B, which answers; the next poll goes to B from the
+    // same index, and the event arrives there, once.
+    for silent in [TransportErrorKind::Timeout, TransportErrorKind::Connect] {
+        let mut sim = Sim::new(&[A, B, C]);
+        let watch = Watch::new("/k", WatchOptions::new().from_index(7));
+        let check_on_a = match silent {
+            TransportErrorKind::Timeout => Reply::TimeOut,
+            kind => Reply::Fail(millis(1), kind),
+        };
+        let event = FOO_EVENT.replace(":6,", ":7,");
+        let (watch, item) = sim.next(
+            watch,
+            vec![
+                Reply::TimeOut,
+                check_on_a,
+                alive(Duration::ZERO, "/k", 6),
+                answer(secs(2), 200, 6, &event),
+            ],
+        );
+        let event = changed(item);
+        assert_eq!(event.node.modified_index, 7, "{silent:?}");
+        assert_eq!(watch.next_index(), Some(8), "{silent:?}");
+        assert_eq!(kinds(&sim.sent), "PCCP", "{silent:?}");
+        let hosts: Vec<_> = sim.sent.iter().map(|s| s.host().to_owned()).collect();
+        assert_eq!(hosts, [A, A, B, B], "{silent:?}");
+
+        // The check: a quorum read of the key on the member that went quiet,
+        // at the renewal time, with the capped attempt timeout (B and C are
+        // still untried); then the same read on B, capped too (C is left).
+        let (poll, check_a, check_b, renewed) =
+            (&sim.sent[0], &sim.sent[1], &sim.sent[2], &sim.sent[3]);
+        assert_eq!(check_a.uri, format!("{A}/v2/keys/k?quorum=true"));
+        assert_eq!(check_a.param("quorum"), Some("true"));
+        assert_eq!(check_a.method, http::Method::GET);
+        assert_eq!(check_a.body_len, 0);
+        assert_eq!(check_a.at, IDLE);
+        assert_eq!(check_a.timeout, Some(attempt()), "{silent:?}");
+        assert_eq!(check_b.uri, format!("{B}/v2/keys/k?quorum=true"));
+        assert_eq!(check_b.timeout, Some(attempt()), "{silent:?}");
+
+        // The renewed poll: on B, the same waitIndex, a fresh window.
+        assert_eq!(poll.wait_index(), Some(7));
+        assert_eq!(renewed.target(), poll.target());
+        assert_eq!(renewed.timeout, Some(IDLE));
+        // Left within the idle timeout plus one attempt.
+        let detection = renewed.at - poll.at;
+        assert!(detection <= IDLE + attempt(), "{silent:?}: {detection:?}");
+        let expected = match silent {
+            TransportErrorKind::Timeout => IDLE + attempt(),
+            _ => IDLE + millis(1),
+        };
+        assert_eq!(detection, expected, "{silent:?}");
+        assert_eq!(check_b.at, renewed.at);
+        assert_eq!(sim.elapsed(), expected + secs(2));
+        assert_eq!(sim.cluster.pinned().as_str(), B, "{silent:?}");
+        assert!(sim.sent.iter().all(|s| s.host() != C), "{silent:?}");
+
+        // Delivered once: the next call waits after it, on B.
+        let next = sim.first(watch.next_event());
+        assert!(next.is_poll(), "{next:?}");
+        assert_eq!(next.host(), B);
+        assert_eq!(next.wait_index(), Some(8));
+    }
+}
+
+#[test]
+fn a_renewal_check_answered_with_key_not_found_renews_on_the_same_member() {
+    // §8d: the watched key does not exist. The member check's quorum read is a
+    // 404 (errorCode 100) at the store's current index, 2226: an answer of
+    // etcd, so the member is alive. The poll is renewed on the same member,
+    // from the same index: the 404's index does not move the watch.
+    let mut sim = Sim::new(&[A, B]);
+    let watch = Watch::new("/lp/none", WatchOptions::new().from_index(4));
+    let (watch, item) = sim.next(
+        watch,
+        vec![
+            Reply::TimeOut,
+            not_found("/lp/none", 2226),
+            answer(secs(3), 200, 3, LP_EVENT),
+        ],
+    );
+    let event = changed(item);
+    assert_eq!(event.node.modified_index, 2227);
+    assert_eq!(event.node.value.as_deref(), Some("wake"));
+    assert_eq!(kinds(&sim.sent), "PCP");
+    let hosts: Vec<_> = sim.sent.iter().map(|s| s.host().to_owned()).collect();
+    assert_eq!(hosts, [A, A, A]);
+    let check = &sim.sent[1];
+    assert_eq!(check.target(), "/v2/keys/lp/none?quorum=true");
+    assert_eq!(check.at, IDLE);
+    assert_eq!(check.timeout, Some(attempt()));
+    let renewed = &sim.sent[2];
+    assert_eq!(renewed.target(), "/v2/keys/lp/none?wait=true&waitIndex=4");
+    assert_eq!(renewed.at, IDLE);
+    assert_eq!(renewed.timeout, Some(IDLE));
+    assert_eq!(sim.cluster.pinned().as_str(), A);
+    assert_eq!(watch.next_index(), Some(2228));
+}
+
+#[test]
+fn a_check_that_fails_everywhere_yields_the_error_and_the_watch_resumes_from_the_same_index() {
+    // Refused everywhere: the error names both members, at once.
+    let mut sim = Sim::new(&[A, B]);
+    let watch = Watch::new("/k", WatchOptions::new().from_index(42));
+    let before = watch.clone();
+    let (watch, item) = sim.next(
+        watch,
+        vec![
+            Reply::TimeOut,
+            Reply::Fail(millis(1), TransportErrorKind::Connect),
+            Reply::Fail(millis(1), TransportErrorKind::Connect),
+        ],
+    );
+    let error = failed(item);
+    assert_eq!(error.kind(), ErrorKind::Transport);
+    match &error {
+        Error::Unavailable(u) => {
+            let names: Vec<_> = u.failures.iter().map(|(e, _)| e.as_str()).collect();
+            assert_eq!(names, [A, B]);
+            assert!(u.failures.iter().all(|(_, e)| matches!(
+                e,
+                Error::Transport(t) if t.kind() == TransportErrorKind::Connect
+            )));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(kinds(&sim.sent), "PCC");
+    assert_eq!(sim.elapsed(), IDLE + millis(2));
+    assert_eq!(watch, before);
+    let sent = sim.first(watch.next_event());
+    assert!(sent.is_poll(), "{sent:?}");
+    assert_eq!(sent.wait_index(), Some(42));
+    assert_eq!(sent.timeout, Some(IDLE));
+
+    // Hanging everywhere: A gets a capped attempt, B (the last one left) the
+    // rest of the request timeout; then the error, and the next call resumes
+    // from the same index and gets the event.
+    let mut sim = Sim::new(&[A, B]);
+    let watch = Watch::new("/k", WatchOptions::new().from_index(42));
+    let before = watch.clone();
+    let (watch, item) = sim.next(watch, vec![Reply::TimeOut, Reply::TimeOut, Reply::TimeOut]);
+    let error = failed(item);
+    assert!(
+        matches!(&error, Error::Unavailable(u) if u.failures.len() == 2
+            && u.failures.iter().all(|(_, e)| is_timeout(e))),
+        "{error:?}"
+    );
+    assert_eq!(kinds(&sim.sent), "PCC");
+    let hosts: Vec<_> = sim.sent.iter().map(|s| s.host().to_owned()).collect();
+    assert_eq!(hosts, [A, A, B]);
+    let timeouts: Vec<_> = sim.sent.iter().map(|s| s.timeout).collect();
+    assert_eq!(
+        timeouts,
+        [Some(IDLE), Some(attempt()), Some(secs(5) - attempt())]
+    );
+    assert_eq!(sim.elapsed(), IDLE + secs(5));
+    assert_eq!(watch, before);
+    let from = sim.sent.len();
+    let event = FOO_EVENT.replace(":6,", ":42,");
+    let (watch, item) = sim.next(watch, vec![answer(secs(1), 200, 41, &event)]);
+    assert_eq!(changed(item).node.modified_index, 42);
+    let again = sim.since(from);
+    assert_eq!(kinds(again), "P");
+    assert_eq!(again[0].wait_index(), Some(42));
+    assert_eq!(watch.next_index(), Some(43));
+
+    // On the only endpoint: it gets the whole request timeout, then the
+    // timeout is the item.
+    let mut sim = Sim::new(&[A]);
+    let watch = Watch::new("/k", WatchOptions::new().from_index(42));
+    let before = watch.clone();
+    let (watch, item) = sim.next(watch, vec![Reply::TimeOut, Reply::TimeOut]);
+    let error = failed(item);
+    assert!(is_timeout(&error), "{error:?}");
+    assert!(
+        matches!(&error, Error::Transport(t) if t.endpoint() == A),
+        "{error:?}"
+    );
+    assert_eq!(kinds(&sim.sent), "PC");
+    assert_eq!(sim.sent[1].timeout, Some(secs(5)));
+    assert_eq!(sim.elapsed(), IDLE + secs(5));
+    assert_eq!(watch, before);
+    let sent = sim.first(watch.next_event());
+    assert!(sent.is_poll(), "{sent:?}");
+    assert_eq!(sent.wait_index(), Some(42));
+}
+
+#[test]
+fn a_caller_set_poll_interval_overrides_the_idle_timeout_and_set_idle_timeout_sets_the_default() {
+    // The default poll lasts the cluster's idle timeout.
+    let mut sim = Sim::new(&[A]);
+    assert_eq!(sim.cluster.idle_timeout(), DEFAULT_IDLE_TIMEOUT);
+    let sent = sim.first(Watch::new("/k", WatchOptions::new().from_index(7)).next_event());
+    assert_eq!(sent.timeout, Some(DEFAULT_IDLE_TIMEOUT));
+
+    // `set_idle_timeout` changes it, for polls from an index and from now,
+    // and renewals (with their member checks) come at that pace.
+    let mut sim = Sim::new(&[A]);
+    sim.cluster.set_idle_timeout(secs(3));
+    assert_eq!(sim.cluster.idle_timeout(), secs(3));
+    let poll = sim.first_poll(
+        Watch::new("/k", WatchOptions::new()).next_event(),
+        vec![not_found("/k", 6)],
+    );
+    assert_eq!(poll.timeout, Some(secs(3)));
+    let mut sim = Sim::new(&[A]);
+    sim.cluster.set_idle_timeout(secs(3));
+    let watch = Watch::new("/k", WatchOptions::new().from_index(7));
+    let (_, item) = sim.next(
+        watch,
+        vec![
+            Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
+            Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
+            answer(secs(1), 200, 6, &FOO_EVENT.replace(":6,", ":7,")),
+        ],
+    );
+    changed(item);
+    assert_eq!(kinds(&sim.sent), "PCPCP");
+    let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(0), secs(3), secs(3), secs(6), secs(6)]);
+    assert!(polls(&sim.sent)
+        .iter()
+        .all(|s| s.timeout == Some(secs(3)) && s.wait_index() == Some(7)));
+
+    // A caller's poll interval wins over the idle timeout, longer or shorter,
+    // and the renewal (with its check) comes at the caller's pace.
+    let mut sim = Sim::new(&[A]);
+    sim.cluster.set_idle_timeout(secs(3));
+    let watch = Watch::new(
+        "/k",
+        WatchOptions::new().from_index(7).poll_interval(secs(60)),
+    );
+    let (_, item) = sim.next(
+        watch,
+        vec![
+            Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
+            answer(secs(1), 200, 6, &FOO_EVENT.replace(":6,", ":7,")),
+        ],
+    );
+    changed(item);
+    assert_eq!(kinds(&sim.sent), "PCP");
+    let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
+    assert_eq!(at, [secs(0), secs(60), secs(60)]);
+    assert!(polls(&sim.sent).iter().all(|s| s.timeout == Some(secs(60))));
+    let mut sim = Sim::new(&[A]);
+    let options = WatchOptions::new().from_index(7).poll_interval(secs(1));
+    let sent = sim.first(Watch::new("/k", options).next_event());
+    assert_eq!(sent.timeout, Some(secs(1)));
+
+    // The watch timeout still bounds a poll, whatever the idle timeout.
+    let mut sim = Sim::new(&[A]);
+    sim.cluster.set_idle_timeout(secs(30));
+    let options = WatchOptions::new().from_index(7).timeout(secs(20));
+    let sent = sim.first(Watch::new("/k", options).next_event());
+    assert_eq!(sent.timeout, Some(secs(20)));
+
+    // The idle timeout is at least 1 ms.
+    let mut sim = Sim::new(&[A]);
+    sim.cluster.set_idle_timeout(Duration::ZERO);
+    let sent = sim.first(Watch::new("/k", WatchOptions::new().from_index(7)).next_event());
+    assert_eq!(sent.timeout, Some(millis(1)));
 }
 
 // ---------------------------------------------------------------------------
@@ -1352,7 +1813,7 @@ fn a_poll_broken_mid_way_is_sent_again_to_the_other_endpoint() {
     assert_eq!(sim.sent[1].wait_index(), Some(6));
     assert_eq!(sim.sent[1].at, secs(3));
     // What is left of the renewal window.
-    assert_eq!(sim.sent[1].timeout, Some(secs(57)));
+    assert_eq!(sim.sent[1].timeout, Some(IDLE - secs(3)));
     assert_eq!(watch.next_index(), Some(7));
     assert_eq!(sim.cluster.pinned().as_str(), B);
     // One event in, one out: the next wait starts right after it.
@@ -1383,10 +1844,16 @@ fn failover_with_member_discovery_refreshes_the_list_then_polls_the_same_index()
         ],
     );
     changed(item);
+    assert_eq!(kinds(&sim.sent), "PMP");
     assert_eq!(sim.sent[1].target(), "/v2/members");
-    assert_eq!(sim.sent[1].timeout, Some(secs(5)));
+    // The refresh goes to the endpoint the pin moved to. How long it may take
+    // is stated by `a_member_refresh_during_a_long_poll_is_bounded_by_the_request_timeout`
+    // below (an open machine issue: it gets the rest of the poll's window).
+    assert_eq!(sim.sent[1].host(), B);
+    assert_eq!(sim.sent[1].at, secs(3));
     assert_eq!(sim.sent[2].host(), B);
     assert_eq!(sim.sent[2].target(), sim.sent[0].target());
+    assert_eq!(sim.sent[2].timeout, Some(IDLE - secs(3)));
 }
 
 #[test]
@@ -1456,41 +1923,46 @@ fn every_endpoint_refusing_yields_an_error_and_the_next_call_polls_the_same_inde
 
 #[test]
 fn a_flaky_endpoint_then_an_idle_one_renews_instead_of_failing_the_watch() {
-    // A breaks 10 s into the poll, the poll moves to B, and B stays idle until
-    // the renewal time. B did not fail: the poll is renewed on B, no item.
+    // A breaks 4 s into the poll, the poll moves to B, and B stays idle until
+    // the renewal time. B did not fail: it is checked (the pin moved to it),
+    // answers, and the poll is renewed on B, no item.
     let mut sim = Sim::new(&[A, B]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (watch, item) = sim.next(
         watch,
         vec![
-            Reply::Fail(secs(10), TransportErrorKind::Io),
+            Reply::Fail(secs(4), TransportErrorKind::Io),
             Reply::TimeOut,
+            alive(Duration::ZERO, "/k", 6),
             answer(secs(1), 200, 5, &FOO_EVENT.replace(":6,", ":7,")),
         ],
     );
     assert_eq!(changed(item).node.modified_index, 7);
-    assert!(sim.sent.iter().all(|s| s.wait_index() == Some(7)));
+    assert_eq!(kinds(&sim.sent), "PPCP");
+    let polls = polls(&sim.sent);
+    assert!(polls.iter().all(|s| s.wait_index() == Some(7)));
     let hosts: Vec<_> = sim.sent.iter().map(|s| s.host().to_owned()).collect();
-    assert_eq!(hosts, [A, B, B]);
+    assert_eq!(hosts, [A, B, B, B]);
     let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
-    assert_eq!(at, [secs(0), secs(10), secs(60)]);
+    assert_eq!(at, [secs(0), secs(4), secs(10), secs(10)]);
     let timeouts: Vec<_> = sim.sent.iter().map(|s| s.timeout).collect();
-    assert_eq!(timeouts, [Some(secs(60)), Some(secs(50)), Some(secs(60))]);
+    assert_eq!(
+        timeouts,
+        [Some(IDLE), Some(secs(6)), Some(attempt()), Some(IDLE)]
+    );
+    assert_eq!(sim.cluster.pinned().as_str(), B);
     assert_eq!(watch.next_index(), Some(8));
 }
 
 #[test]
 fn a_flaky_endpoint_then_an_idle_one_still_ends_at_the_watch_timeout() {
     // The same, but the renewal time is the watch timeout: the item is the
-    // timeout, nothing is sent after it.
+    // timeout, nothing is sent after it (no member check either).
     let mut sim = Sim::new(&[A, B]);
-    let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(30)));
+    let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(IDLE));
     let (watch, item) = sim.next(
         watch,
-        vec![
-            Reply::Fail(secs(10), TransportErrorKind::Io),
-            Reply::TimeOut,
-        ],
+        vec![Reply::Fail(secs(4), TransportErrorKind::Io), Reply::TimeOut],
     );
     let error = failed(item);
     assert_eq!(error.kind(), ErrorKind::Transport);
@@ -1498,8 +1970,9 @@ fn a_flaky_endpoint_then_an_idle_one_still_ends_at_the_watch_timeout() {
         matches!(&error, Error::Unavailable(u) if u.failures.len() == 2),
         "{error:?}"
     );
-    assert_eq!(sim.elapsed(), secs(30));
-    assert_eq!(sim.sent.len(), 2);
+    assert_eq!(sim.elapsed(), IDLE);
+    assert_eq!(kinds(&sim.sent), "PP");
+    assert_eq!(sim.sent[1].timeout, Some(secs(6)));
     assert_eq!(watch.next_index(), Some(7));
 }
 
@@ -1516,13 +1989,17 @@ fn once_returns_the_event() {
             vec![
                 answer(secs(1), 200, 6, ""),
                 Reply::TimeOut,
+                now(200, 5, FOO_READ),
                 answer(secs(1), 200, 5, FOO_EVENT),
             ],
         )
         .unwrap();
     assert_eq!(event.node.value.as_deref(), Some("baz"));
-    assert_eq!(sim.sent.len(), 3);
-    assert!(sim.sent.iter().all(|s| s.wait_index() == Some(6)));
+    // A one-shot watch renews (with a member check) like a continuous one.
+    assert_eq!(kinds(&sim.sent), "PPCP");
+    assert!(polls(&sim.sent).iter().all(|s| s.wait_index() == Some(6)));
+    assert_eq!(sim.sent[2].at, secs(1) + IDLE);
+    assert_eq!(sim.sent[2].target(), "/v2/keys/samples/foo?quorum=true");
 }
 
 #[test]
@@ -1823,6 +2300,113 @@ fn the_watch_timeout_bounds_the_anchoring_read() {
         assert!(is_timeout(&failed(item)), "{request_timeout:?}");
         assert!(sim.elapsed() <= secs(1), "{request_timeout:?}");
     }
+}
+
+#[test]
+fn a_member_refresh_during_a_long_poll_is_bounded_by_the_request_timeout() {
+    // The poll on A breaks 3 s in; the poll's call first refreshes the member
+    // list (`GET /v2/members`, an ordinary request) on B. That refresh must
+    // not wait longer than the request timeout (5 s): a silent B would
+    // otherwise hold the watch for the rest of the poll's window — 7 s by
+    // default, 897 s with a 900 s poll interval — before the poll is even
+    // sent. The machine sends it with the whole rest of the window.
+    for interval in [None, Some(secs(900))] {
+        let mut sim = Sim::new(&[A, B]);
+        sim.cluster.set_discover_members(true);
+        let mut options = WatchOptions::new().from_index(6);
+        if let Some(interval) = interval {
+            options = options.poll_interval(interval);
+        }
+        let out = sim.drive(Watch::new("/k", options).next_event(), |sent| {
+            if sent.path() == "/v2/members" {
+                Reply::Stop
+            } else {
+                Reply::Fail(secs(3), TransportErrorKind::Io)
+            }
+        });
+        assert!(out.is_none(), "{interval:?}: {:?}", sim.sent);
+        assert_eq!(kinds(&sim.sent), "PM", "{interval:?}");
+        let refresh = &sim.sent[1];
+        assert_eq!(refresh.host(), B);
+        assert!(
+            refresh.timeout.is_some_and(|t| t <= secs(5)),
+            "{interval:?}: {refresh:?}"
+        );
+    }
+}
+
+#[test]
+fn a_check_answered_with_5xx_by_the_only_member_yields_the_error() {
+    // A member that answers every quorum read with a 500 (raft timed out: it
+    // has lost its quorum) failed the check. With two members answering so,
+    // the check fails everywhere and the error is the item; with one member,
+    // the call's last failure is that same etcd error, and the machine takes
+    // it for an answer (`Error::Etcd`: "alive") and renews the poll on the
+    // member that just failed, for ever, without a word to the caller.
+    const RAFT_TIMEOUT: &str = "{\"errorCode\":300,\"message\":\"Raft Internal Error\",\"cause\":\"etcdserver: request timed out\",\"index\":0}\n";
+    for urls in [&[A, B][..], &[A][..]] {
+        let mut sim = Sim::new(urls);
+        let watch = Watch::new("/k", WatchOptions::new().from_index(7));
+        let before = watch.clone();
+        let mut polls = 0;
+        let out = sim.drive(watch.next_event(), |sent| {
+            if sent.is_poll() {
+                polls += 1;
+                if polls > 1 {
+                    return Reply::Stop;
+                }
+                return Reply::TimeOut;
+            }
+            Reply::Answer(millis(500), response(500, Some(20), RAFT_TIMEOUT))
+        });
+        let (watch, item) = out
+            .unwrap_or_else(|| {
+                panic!(
+                    "{urls:?}: renewed after a failed check: {}",
+                    kinds(&sim.sent)
+                )
+            })
+            .unwrap();
+        let error = failed(item);
+        if urls.len() == 1 {
+            // The call's own failure: the member's raft error.
+            let v2 = error.as_v2().expect("the member's error");
+            assert_eq!(v2.code.number(), 300, "{error:?}");
+            assert_eq!(v2.status, 500, "{error:?}");
+        } else {
+            assert!(
+                matches!(&error, Error::Unavailable(u) if u.failures.len() == 2),
+                "{error:?}"
+            );
+        }
+        assert_eq!(watch, before, "{urls:?}");
+        assert_eq!(&kinds(&sim.sent)[..1], "P", "{urls:?}");
+        assert!(kinds(&sim.sent)[1..].chars().all(|k| k == 'C'), "{urls:?}");
+        assert_eq!(polls, 1, "{urls:?}");
+    }
+}
+
+#[test]
+fn without_a_request_timeout_the_member_check_still_has_a_timeout() {
+    // `set_request_timeout(None)` and no watch timeout: the member check is
+    // sent with no timeout at all, so a silent member hangs the watch for
+    // ever — the very liveness bug the check is there to fix. The cluster's
+    // own rule for such probes is the request timeout, or the idle timeout
+    // without one.
+    let mut sim = Sim::new(&[A, B]);
+    sim.cluster.set_request_timeout(None);
+    let watch = Watch::new("/k", WatchOptions::new().from_index(7));
+    let out = sim.drive(watch.next_event(), |sent| {
+        if sent.is_poll() {
+            Reply::TimeOut
+        } else {
+            Reply::Stop
+        }
+    });
+    assert!(out.is_none());
+    assert_eq!(kinds(&sim.sent), "PC");
+    let check = &sim.sent[1];
+    assert!(check.timeout.is_some_and(|t| t <= IDLE), "{check:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -2247,6 +2831,8 @@ struct ModelRun {
     errors: usize,
     /// The store index the anchoring read found (a watch from now).
     anchor: Option<u64>,
+    /// Member checks sent (one or more after each idle renewal).
+    checks: usize,
 }
 
 /// The body of an event on a child of `/m`.
@@ -2262,10 +2848,12 @@ fn model_event(i: u64) -> String {
 /// the first requests' fates (0: normal, 1: Io after 2 s, 2: empty 200,
 /// 3: errorCode 400, 4: truncated body (Http), 5: refused, 6: a hung
 /// connection that runs into its timeout). Past the faults, the server answers
-/// an anchoring read with its current index (a 404 while `/m` is still
-/// missing), and a poll with the first event at or after `waitIndex` as soon
-/// as it has happened, or holds it until its timeout. The run ends when a poll
-/// waits past the last event; every item's invariants are checked on the way.
+/// an anchoring read or a member check with its current index (a 404 while
+/// `/m` is still missing), and a poll with the first event at or after
+/// `waitIndex` as soon as it has happened, or holds it until its timeout. A
+/// member check is only ever sent after a poll that ran into its timeout (or
+/// after a check that failed). The run ends when a poll waits past the last
+/// event; every item's invariants are checked on the way.
 fn model_run(events: &[(u64, Duration)], faults: &[u8], two: bool, from_now: bool) -> ModelRun {
     let urls: &[&str] = if two { &[A, B] } else { &[A] };
     let mut sim = Sim::new(urls);
@@ -2279,55 +2867,95 @@ fn model_run(events: &[(u64, Duration)], faults: &[u8], two: bool, from_now: boo
     let mut errors = 0;
     let mut calls = 0;
     let mut anchor: Option<u64> = None;
+    let mut checks = 0;
+    // What the previous request was and how it ended: a check may only follow
+    // a poll that timed out, or a check (a retry or a failover).
+    let mut check_may_follow;
     // Indexes above this one are to be delivered (all of them from index 1).
     let floor = |anchor: Option<u64>| if from_now { anchor } else { Some(0) };
+    // The store as a read at `at` finds it: its index, and `/m` once written.
+    let store = |at: Duration| {
+        let current = events
+            .iter()
+            .filter(|(_, when)| *when <= at)
+            .map(|(i, _)| *i)
+            .next_back();
+        let reply = match current {
+            None => now(404, 5, "{\"errorCode\":100,\"message\":\"Key not found\",\"cause\":\"/m\",\"index\":5}\n"),
+            Some(i) => now(200, i, "{\"action\":\"get\",\"node\":{\"key\":\"/m\",\"dir\":true,\"modifiedIndex\":6,\"createdIndex\":6}}\n"),
+        };
+        (current.unwrap_or(5), reply)
+    };
     loop {
         calls += 1;
         assert!(calls < 500, "the watch does not get through");
         let before = watch.next_index();
         let anchored_before = anchor;
+        // A new call starts with a poll or its anchoring read, never a check.
+        check_may_follow = false;
         let result = sim.drive(watch.next_event(), |sent| {
             let fault = faults.next().unwrap_or(0);
+            let check = sent.is_check();
             if sent.is_anchor() {
-                assert!(from_now && anchor.is_none(), "an anchoring read too many: {sent:?}");
+                assert!(
+                    from_now && anchor.is_none(),
+                    "an anchoring read too many: {sent:?}"
+                );
+            } else if check {
+                assert_eq!(sent.target(), "/v2/keys/m?quorum=true");
+                assert!(check_may_follow, "a check not after a renewal: {sent:?}");
+                assert!(
+                    floor(anchor).is_some(),
+                    "a check before the anchor: {sent:?}"
+                );
+                checks += 1;
             } else {
                 assert!(sent.is_poll(), "{sent:?}");
-                assert!(floor(anchor).is_some(), "a poll before the anchor: {sent:?}");
+                assert!(
+                    floor(anchor).is_some(),
+                    "a poll before the anchor: {sent:?}"
+                );
             }
-            match fault {
-                1 => return Reply::Fail(secs(2), TransportErrorKind::Io),
-                2 => return answer(secs(1), 200, 4, ""),
-                3 => return answer(secs(1), 400, 4, WATCHER_CLEARED),
-                4 => return Reply::Fail(millis(300), TransportErrorKind::Http),
-                5 => return Reply::Fail(Duration::ZERO, TransportErrorKind::Connect),
-                6 => return Reply::TimeOut,
-                _ => {}
-            }
-            if sent.is_anchor() {
-                let current = events
-                    .iter()
-                    .filter(|(_, at)| *at <= sent.at)
-                    .map(|(i, _)| *i)
-                    .next_back();
-                anchor = Some(current.unwrap_or(5));
-                return match current {
-                    None => now(404, 5, "{\"errorCode\":100,\"message\":\"Key not found\",\"cause\":\"/m\",\"index\":5}\n"),
-                    Some(i) => now(200, i, "{\"action\":\"get\",\"node\":{\"key\":\"/m\",\"dir\":true,\"modifiedIndex\":6,\"createdIndex\":6}}\n"),
-                };
-            }
-            let wait = sent.wait_index().expect("every poll carries a waitIndex");
-            let Some(&(i, at)) = events.iter().find(|(i, _)| *i >= wait) else {
-                // Nothing more will happen: the run is over.
-                return Reply::Stop;
+            let reply = match fault {
+                1 => Reply::Fail(secs(2), TransportErrorKind::Io),
+                2 => answer(secs(1), 200, 4, ""),
+                3 => answer(secs(1), 400, 4, WATCHER_CLEARED),
+                4 => Reply::Fail(millis(300), TransportErrorKind::Http),
+                5 => Reply::Fail(Duration::ZERO, TransportErrorKind::Connect),
+                6 => Reply::TimeOut,
+                _ if sent.is_anchor() => {
+                    let (index, reply) = store(sent.at);
+                    anchor = Some(index);
+                    reply
+                }
+                _ if check => store(sent.at).1,
+                _ => {
+                    let wait = sent.wait_index().expect("every poll carries a waitIndex");
+                    let Some(&(i, at)) = events.iter().find(|(i, _)| *i >= wait) else {
+                        // Nothing more will happen: the run is over.
+                        return Reply::Stop;
+                    };
+                    let timeout = sent.timeout.expect("a poll has a timeout");
+                    if at <= sent.at {
+                        answer(millis(100), 200, 4, &model_event(i))
+                    } else if at < sent.at + timeout {
+                        answer(at - sent.at, 200, 4, &model_event(i))
+                    } else {
+                        Reply::TimeOut
+                    }
+                }
             };
-            let timeout = sent.timeout.expect("a poll has a timeout");
-            if at <= sent.at {
-                answer(millis(100), 200, 4, &model_event(i))
-            } else if at < sent.at + timeout {
-                answer(at - sent.at, 200, 4, &model_event(i))
-            } else {
-                Reply::TimeOut
-            }
+            // A check follows a poll that reached its timeout, or a check
+            // that failed (retried or failed over); an answered check is
+            // followed by a poll.
+            check_may_follow = match &reply {
+                Reply::TimeOut | Reply::Fail(_, TransportErrorKind::Timeout) => {
+                    sent.is_poll() || check
+                }
+                Reply::Fail(..) => check,
+                Reply::Answer(..) | Reply::Stop => false,
+            };
+            reply
         });
         let Some(result) = result else { break };
         let (next, item) = result.expect("NextEvent never fails as a flow");
@@ -2365,6 +2993,7 @@ fn model_run(events: &[(u64, Duration)], faults: &[u8], two: bool, from_now: boo
         expected,
         errors,
         anchor,
+        checks,
     }
 }
 
@@ -2378,13 +3007,30 @@ fn model_server_sanity() {
     assert!(run.errors <= 2, "{}", run.errors);
     let run = model_run(&[(6, secs(0))], &[], false, false);
     assert_eq!(run.delivered, [6]);
+    assert_eq!(run.checks, 0);
+
+    // The member check at the first renewal (10 s) hangs on A: it fails over
+    // to B, which answers, and the watch goes on there; nothing is lost.
+    let run = model_run(&[(6, secs(25))], &[0, 6], true, false);
+    assert_eq!(run.delivered, [6]);
+    assert_eq!(run.errors, 0);
+    assert_eq!(run.checks, 3);
+    // On the only endpoint, a refused check is an error item; the next call
+    // polls from the same index and gets the event.
+    let run = model_run(&[(6, secs(25))], &[0, 5], false, false);
+    assert_eq!(run.delivered, [6]);
+    assert_eq!(run.errors, 1);
+    assert_eq!(run.checks, 2);
+    assert_eq!(run.delivered, [6]);
 
     // From now: the read at 0 s finds index 5 (a 404), and the one event comes
-    // 150 s later, after two idle renewals.
+    // 150 s later, after fifteen idle renewals (every 10 s), each after one
+    // member check.
     let run = model_run(&[(6, secs(150))], &[], false, true);
     assert_eq!(run.anchor, Some(5));
     assert_eq!(run.delivered, [6]);
     assert_eq!(run.errors, 0);
+    assert_eq!(run.checks, 15);
 
     // From now, but the first read breaks after 2 s: the retry at 2.05 s finds
     // index 6 (written at 1 s), so 6 is not delivered and 7 and 9 are.

@@ -26,8 +26,9 @@
 //! [`StreamFlow`](etcd_proto::StreamFlow) such as a v3 watch) gets a
 //! connection of its own, outside the pool (hyper's HTTP/1.1 connection over
 //! the same connector, driven by a spawned task); the flow's timeout bounds
-//! the whole stream, and dropping the [`StreamBody`] aborts that task,
-//! closing the connection.
+//! connecting and the head, each read of the body has the deadline the flow
+//! gives it (how a watch notices silence), and dropping the [`StreamBody`]
+//! aborts that task, closing the connection.
 //!
 //! Plain `http://` endpoints only: an `https://` endpoint fails with
 //! [`TransportErrorKind::Tls`]. Redirects are never followed.
@@ -156,7 +157,6 @@ impl Client {
             })),
             sender,
             body: None,
-            deadline: None,
         };
         let response = body
             .sender
@@ -223,20 +223,23 @@ pub struct StreamBody {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     /// `Some` once the head arrived.
     body: Option<hyper::body::Incoming>,
-    /// When the stream's time limit passes, and the limit.
-    deadline: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl AsyncResponseBody for StreamBody {
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, ExchangeFailure> {
+    async fn next_chunk(
+        &mut self,
+        until: Option<Instant>,
+    ) -> Result<Option<Bytes>, ExchangeFailure> {
         let Some(body) = self.body.as_mut() else {
             return Ok(None);
         };
         loop {
-            let frame = match self.deadline {
-                Some((at, limit)) => tokio::time::timeout_at(at, body.frame())
-                    .await
-                    .map_err(|_| timed_out(limit))?,
+            let frame = match until {
+                Some(at) => {
+                    tokio::time::timeout_at(tokio::time::Instant::from_std(at), body.frame())
+                        .await
+                        .map_err(|_| silent_until())?
+                }
                 None => body.frame().await,
             };
             match frame {
@@ -267,14 +270,12 @@ impl AsyncTransport for Client {
             .timeout
             .and_then(|limit| Some((tokio::time::Instant::now().checked_add(limit)?, limit)));
         let opening = self.open_stream(transmit.request);
-        let (parts, mut body) = match deadline {
+        match deadline {
             Some((at, limit)) => tokio::time::timeout_at(at, opening)
                 .await
-                .unwrap_or_else(|_| Err(timed_out(limit)))?,
-            None => opening.await?,
-        };
-        body.deadline = deadline;
-        Ok((parts, body))
+                .unwrap_or_else(|_| Err(timed_out(limit))),
+            None => opening.await,
+        }
     }
 
     async fn send(&self, transmit: Transmit) -> Exchange {
@@ -323,9 +324,27 @@ fn timed_out(limit: Duration) -> ExchangeFailure {
     )
 }
 
+/// Nothing of the streamed body arrived by the read's deadline.
+fn silent_until() -> ExchangeFailure {
+    ExchangeFailure::new(
+        TransportErrorKind::Timeout,
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "nothing arrived on the streamed response before its read deadline",
+        ),
+    )
+}
+
 /// Sorts a failure to get a response head into the kind the core reasons with.
+///
+/// hyper-util calls "connect" errors both a connector that could not make
+/// the connection and a new connection that closed before it was ready for
+/// the request (a hyper error in its cause chain). Only the first is
+/// `Connect`; the second is `Io`, as on every transport (see
+/// `TransportErrorKind`): a connection was made.
 fn request_failure(error: hyper_util::client::legacy::Error) -> ExchangeFailure {
-    let kind = if error.is_connect() {
+    let connection_made = chain(&error).any(|e| e.is::<hyper::Error>());
+    let kind = if error.is_connect() && !connection_made {
         TransportErrorKind::Connect
     } else {
         classify(&error)

@@ -238,6 +238,26 @@ impl TestClient {
     }
 }
 
+/// Sends every item of `flow`, driven by an async client's own stream, to
+/// `items`, until nobody waits for them any more.
+async fn forward<T, F>(client: T, flow: F, items: std::sync::mpsc::Sender<Result<F::Item, Error>>)
+where
+    T: etcd_proto::drive::AsyncTransport + Clone + Send + Sync + 'static,
+    F: etcd_proto::StreamFlow + Send + 'static,
+    F::Item: Send,
+{
+    let mut stream = etcd_proto::drive::FlowStream::new(client, flow);
+    while let Some(item) = std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
+    })
+    .await
+    {
+        if items.send(item).is_err() {
+            return;
+        }
+    }
+}
+
 impl TestClient {
     /// Runs a [`StreamFlow`](etcd_proto::StreamFlow) to its first item through the transport's
     /// stream driver ([`run_stream_blocking`](etcd_proto::drive::run_stream_blocking)
@@ -254,6 +274,57 @@ impl TestClient {
             }
             TestClient::AsyncStd(client) => {
                 async_std::task::block_on(etcd_proto::drive::run_stream(client, flow))
+            }
+        }
+    }
+
+    /// Drives a [`StreamFlow`](etcd_proto::StreamFlow) through the
+    /// transport's own stream, handing each item (with when it arrived) to
+    /// `keep_going` until it says stop, the stream ends, or `deadline` (from
+    /// now) passes. Warnings (`Err` items that are not the last) are handed
+    /// on like any item.
+    pub fn stream_until<F: etcd_proto::StreamFlow + Send + 'static>(
+        &self,
+        flow: F,
+        deadline: Duration,
+        mut keep_going: impl FnMut(std::time::Instant, Result<F::Item, Error>) -> bool,
+    ) where
+        F::Item: Send + 'static,
+    {
+        let (items, received) = std::sync::mpsc::channel();
+        let until = std::time::Instant::now() + deadline;
+        // The reader runs on its own thread (a task for the async clients)
+        // and stops at the first item nobody waits for any more.
+        let reader: Box<dyn FnOnce() + Send> = match self {
+            TestClient::Blocking(client) => {
+                let client = client.clone();
+                Box::new(move || {
+                    for item in etcd_proto::drive::StreamIter::new(&client, flow) {
+                        if items.send(item).is_err() {
+                            return;
+                        }
+                    }
+                })
+            }
+            TestClient::Tokio { runtime, client } => {
+                let (runtime, client) = (runtime.clone(), client.clone());
+                Box::new(move || runtime.block_on(forward(client, flow, items)))
+            }
+            TestClient::AsyncStd(client) => {
+                let client = client.clone();
+                Box::new(move || async_std::task::block_on(forward(client, flow, items)))
+            }
+        };
+        std::thread::spawn(reader);
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match received.recv_timeout(left) {
+                Ok(item) => {
+                    if !keep_going(std::time::Instant::now(), item) {
+                        return;
+                    }
+                }
+                Err(_) => return,
             }
         }
     }
@@ -387,6 +458,28 @@ impl Env {
         assert!(status.success(), "kill -KILL {pid} failed");
     }
 
+    /// Freezes member `i` (SIGSTOP by pid): its sockets stay open but it
+    /// answers nothing. Teardown still works on a frozen member: the harness
+    /// stops members with SIGKILL, which ends stopped processes too.
+    pub fn freeze_member(&self, i: usize) {
+        let pid = self.cluster().member_pid(i);
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -STOP {pid} failed");
+    }
+
+    /// Thaws member `i` (SIGCONT) after [`freeze_member`](Env::freeze_member).
+    pub fn thaw_member(&self, i: usize) {
+        let pid = self.cluster().member_pid(i);
+        let status = std::process::Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -CONT {pid} failed");
+    }
+
     /// The cluster. Panics on a single server.
     pub fn cluster(&self) -> &EtcdCluster {
         match &self.topology {
@@ -503,6 +596,24 @@ impl TestLock<'_> {
             TestLock::Blocking(g) => g.is_acquired(),
             TestLock::Tokio(rt, g) => rt.block_on(g.is_acquired()),
             TestLock::AsyncStd(g) => async_std::task::block_on(g.is_acquired()),
+        }
+    }
+
+    /// True once the guard knows the lock is lost.
+    pub fn is_lost(&self) -> bool {
+        match self {
+            TestLock::Blocking(g) => g.is_lost(),
+            TestLock::Tokio(_, g) => g.is_lost(),
+            TestLock::AsyncStd(g) => g.is_lost(),
+        }
+    }
+
+    /// Why the lock was lost.
+    pub fn lost_reason(&self) -> Option<String> {
+        match self {
+            TestLock::Blocking(g) => g.lost_reason(),
+            TestLock::Tokio(_, g) => g.lost_reason(),
+            TestLock::AsyncStd(g) => g.lost_reason(),
         }
     }
 

@@ -5,6 +5,8 @@
 //! - [`conformance`] runs one scenario source on every transport: see
 //!   [`scenarios!`].
 //! - [`proxy`] relays and counts TCP connections, to observe connection reuse.
+//! - [`fault`] relays TCP with switchable faults (partitions, stalls, cuts,
+//!   resets, refused connects, latency), for fault-injection tests.
 //! - [`dns`] is a tiny DNS server answering SRV questions, and [`discovery`]
 //!   runs each transport's DNS SRV discovery against it.
 //!
@@ -14,6 +16,7 @@ pub mod auth;
 pub mod conformance;
 pub mod discovery;
 pub mod dns;
+pub mod fault;
 pub mod harness;
 pub mod proxy;
 

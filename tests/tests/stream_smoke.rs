@@ -19,7 +19,10 @@ use etcd_tests::TestClient;
 /// A v3 watch of one key that emits every chunk of the response body as is.
 struct RawWatch {
     key: Vec<u8>,
+    /// Bounds the head, and the silence between two chunks.
     timeout: Option<Duration>,
+    /// When the next chunk is due, by `timeout`.
+    quiet_until: Option<Instant>,
     state: State,
     endpoint: String,
     chunks: VecDeque<Bytes>,
@@ -38,6 +41,7 @@ impl RawWatch {
         RawWatch {
             key: key.to_vec(),
             timeout,
+            quiet_until: None,
             state: State::New,
             endpoint: String::new(),
             chunks: VecDeque::new(),
@@ -75,7 +79,7 @@ impl StreamFlow for RawWatch {
             .into())),
             State::Streaming => match self.chunks.pop_front() {
                 Some(chunk) => StreamStep::Emit(chunk),
-                None => StreamStep::Read,
+                None => StreamStep::Read(self.quiet_until),
             },
             State::Done => StreamStep::End(self.outcome.take().unwrap_or(Ok(()))),
         }
@@ -91,7 +95,8 @@ impl StreamFlow for RawWatch {
         .into()));
     }
 
-    fn handle_head(&mut self, _: &mut Cluster, _: Instant, head: http::response::Parts) {
+    fn handle_head(&mut self, _: &mut Cluster, now: Instant, head: http::response::Parts) {
+        self.quiet_until = self.timeout.map(|t| now + t);
         if head.status == http::StatusCode::OK {
             self.state = State::Streaming;
         } else {
@@ -102,7 +107,8 @@ impl StreamFlow for RawWatch {
         }
     }
 
-    fn handle_data(&mut self, _: &mut Cluster, _: Instant, data: Bytes) {
+    fn handle_data(&mut self, _: &mut Cluster, now: Instant, data: Bytes) {
+        self.quiet_until = self.timeout.map(|t| now + t);
         self.chunks.push_back(data);
     }
 
@@ -225,9 +231,10 @@ etcd_tests::scenarios! {
         wait_for_watch_streams(&url, 0);
     }
 
-    /// A stream opened with a 1 s timeout and no event fails with a timeout
-    /// transport error after that second, as its last item.
-    fn stream_timeout_bounds_the_whole_stream(client, env) {
+    /// A stream whose reads have a 1 s deadline and no event fails with a
+    /// timeout transport error a second after its last data (the created
+    /// line), as its last item: every transport bounds each read by itself.
+    fn a_read_deadline_ends_a_silent_stream(client, env) {
         let started = Instant::now();
         let flow = RawWatch::new(b"/smoke/idle", Some(Duration::from_secs(1)));
         let mut items = client.stream_items(flow, 5, Duration::from_secs(10));

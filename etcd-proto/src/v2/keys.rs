@@ -186,12 +186,6 @@ impl WriteOptions {
         self.no_value_on_success = on;
         self
     }
-
-    fn is_conditional(&self) -> bool {
-        self.prev_value.is_some()
-            || self.prev_index.is_some_and(|i| i != 0)
-            || self.prev_exist == Some(false)
-    }
 }
 
 /// Write a key or directory.
@@ -341,11 +335,17 @@ impl Operation for Write {
         parse_keys_response(response)
     }
 
+    /// At most once, except a plain refresh. A write applied twice is
+    /// observable even when it stores the same value: two `modifiedIndex`
+    /// steps and two watch events. A refresh (`refresh=true` with no
+    /// `prevValue`/`prevIndex`) only re-arms the TTL and notifies no watcher,
+    /// so sending it again is harmless.
     fn replay(&self) -> Replay {
-        if self.options.append || self.options.is_conditional() {
-            Replay::AtMostOnce
-        } else {
+        let o = &self.options;
+        if o.refresh && !o.append && o.prev_value.is_none() && o.prev_index.is_none_or(|i| i == 0) {
             Replay::Safe
+        } else {
+            Replay::AtMostOnce
         }
     }
 }

@@ -764,18 +764,36 @@ impl Flow for AcquireLock {
 }
 
 /// The flow that keeps a [`Hold::Refreshed`] lock's TTL fresh until told to
-/// stop: it refreshes every third of the TTL, checks `stop` at least every
-/// 100 ms, and ends with [`LockError::Expired`] if the key is lost.
+/// stop: it refreshes every third of the TTL and checks `stop` at least
+/// every 100 ms.
+///
+/// **The holder learns of a loss before anyone else can take the lock.** A
+/// refresh re-arms the key's TTL no earlier than it was sent, so the key
+/// lives at least until `sent + TTL`. The keeper counts its lock as valid
+/// until then, less a safety margin (a tenth of the TTL, between 100 ms and
+/// 1 s); at the start, from the acquisition less one refresh interval (the
+/// key's TTL was last set by the append or by a refresh while waiting). A
+/// failed refresh is retried every 500 ms, each attempt ending by that
+/// validity. Once it passes with no refresh through — a partition, a frozen
+/// member, a cluster without a leader — the keeper ends with
+/// [`Error::TtlExpired`] naming the last failure; if etcd says the key is
+/// gone or no longer ours, with [`LockError::Expired`].
 #[derive(Debug)]
 pub struct KeepLock {
     lock: HeldLock,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     next_refresh: Option<Instant>,
-    refreshing: Option<Call<RefreshLock>>,
+    /// The refresh in flight, and when it was started.
+    refreshing: Option<(Call<RefreshLock>, Instant)>,
+    /// Until when the lock is surely still ours.
+    valid_until: Option<Instant>,
+    last_error: Option<Error>,
 }
 
 /// How often a keeper looks at its stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
+/// How soon a failed refresh is tried again.
+const REFRESH_RETRY: Duration = Duration::from_millis(500);
 
 impl KeepLock {
     /// Keeps `lock` until `stop` is set.
@@ -785,7 +803,23 @@ impl KeepLock {
             stop,
             next_refresh: None,
             refreshing: None,
+            valid_until: None,
+            last_error: None,
         }
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(self.lock.ttl.max(1))
+    }
+
+    /// The loss: the TTL may have run out.
+    fn expired(&mut self) -> Error {
+        crate::error::TtlExpired {
+            what: format!("lock key {}", self.lock.key),
+            ttl: self.ttl(),
+            last_error: self.last_error.take().map(Box::new),
+        }
+        .into()
     }
 }
 
@@ -794,14 +828,33 @@ impl Flow for KeepLock {
 
     fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<()> {
         use std::sync::atomic::Ordering;
+        let ttl = self.ttl();
+        let interval = self.lock.refresh_interval();
         loop {
-            if let Some(call) = &mut self.refreshing {
+            // At the start: the key's TTL was last set by the acquisition's
+            // append, or by a refresh while waiting, one interval ago at most.
+            let valid_until = *self.valid_until.get_or_insert_with(|| {
+                let set_at = now.checked_sub(interval).unwrap_or(now);
+                crate::v3::lease::valid_until(set_at, ttl)
+            });
+            if let Some((call, sent)) = &mut self.refreshing {
+                let sent = *sent;
                 match call.poll(cluster, now) {
-                    Step::Done(Ok(())) => self.refreshing = None,
+                    Step::Done(Ok(())) => {
+                        self.refreshing = None;
+                        self.last_error = None;
+                        self.valid_until = Some(crate::v3::lease::valid_until(sent, ttl));
+                        self.next_refresh = Some(sent + interval);
+                        continue;
+                    }
                     // Lost: nothing left to keep.
                     Step::Done(Err(e @ Error::Lock(_))) => return Step::Done(Err(e)),
-                    // A transient failure: try again at the next refresh time.
-                    Step::Done(Err(_)) => self.refreshing = None,
+                    // Try again soon, while the lock is still surely ours.
+                    Step::Done(Err(e)) => {
+                        self.refreshing = None;
+                        self.last_error = Some(e);
+                        self.next_refresh = Some(now + REFRESH_RETRY);
+                    }
                     // Between a refresh's retries nothing is in flight: a stop
                     // may end the keeper here, and must be noticed promptly.
                     Step::Sleep(_) if self.stop.load(Ordering::Acquire) => {
@@ -814,14 +867,17 @@ impl Flow for KeepLock {
             if self.stop.load(Ordering::Acquire) {
                 return Step::Done(Ok(()));
             }
-            let due = *self
-                .next_refresh
-                .get_or_insert(now + self.lock.refresh_interval());
-            if now < due {
-                return Step::Sleep(due.min(now + STOP_CHECK));
+            if now >= valid_until {
+                return Step::Done(Err(self.expired()));
             }
-            self.next_refresh = Some(now + self.lock.refresh_interval());
-            self.refreshing = Some(self.lock.refresh());
+            let due = *self.next_refresh.get_or_insert(now + interval);
+            if now < due {
+                return Step::Sleep(due.min(valid_until).min(now + STOP_CHECK));
+            }
+            self.next_refresh = None;
+            // Each refresh ends by the validity: past it, the lock is lost.
+            let call = self.lock.refresh().with_deadline(Some(valid_until));
+            self.refreshing = Some((call, now));
         }
     }
 
@@ -831,7 +887,7 @@ impl Flow for KeepLock {
         now: Instant,
         response: http::Response<Bytes>,
     ) {
-        if let Some(call) = &mut self.refreshing {
+        if let Some((call, _)) = &mut self.refreshing {
             call.handle_response(cluster, now, response);
         }
     }
@@ -843,7 +899,7 @@ impl Flow for KeepLock {
         kind: TransportErrorKind,
         source: Box<dyn std::error::Error + Send + Sync>,
     ) {
-        if let Some(call) = &mut self.refreshing {
+        if let Some((call, _)) = &mut self.refreshing {
             call.handle_failure(cluster, now, kind, source);
         }
     }

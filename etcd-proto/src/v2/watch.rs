@@ -13,9 +13,17 @@
 //!
 //! - After an event, the next wait starts at its `modifiedIndex + 1`: no event
 //!   is seen twice or skipped.
-//! - A poll that ends without an event (an empty body) or that reaches the
-//!   poll interval is re-issued from the same index: idle polls are renewed so
-//!   a half-open connection is noticed, without losing anything.
+//! - A poll that ends without an event (an empty body) is re-issued from the
+//!   same index.
+//! - **Liveness.** A poll lasts at most the poll interval (by default the
+//!   cluster's [`idle_timeout`](crate::Cluster::set_idle_timeout), 10 s).
+//!   When it runs out with no event — an idle key, or a member gone silent,
+//!   which look the same from here — the watch checks the member with a
+//!   quorum read of the key, an ordinary call: a frozen, partitioned or
+//!   blackholed member fails it within one attempt, counts as failed, and
+//!   the read fails over, so the next poll goes to a member that answered.
+//!   Then the poll is re-issued from the same index: nothing is lost, and a
+//!   silent member is left within the poll interval plus one attempt.
 //! - When the index has left etcd's history (errorCode 401), the machine never
 //!   loops and never skips silently: it re-reads the key or directory and
 //!   resumes from that read's `X-Etcd-Index + 1`, yielding
@@ -37,9 +45,6 @@ use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind, UsageError};
 use crate::flow::{Flow, Step};
 use crate::operation::{empty_request, Operation, Replay, Target, Wait};
-
-/// How long one idle long poll lasts before it is renewed (default).
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One long poll: the first event on a key (or under it) at or after an index.
 ///
@@ -100,23 +105,13 @@ impl Operation for WaitForEvent {
 }
 
 /// Options of a watch (python-etcd's `watch(key, index=, recursive=, timeout=)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WatchOptions {
     recursive: bool,
     from_index: Option<u64>,
     timeout: Option<Duration>,
-    poll_interval: Duration,
-}
-
-impl Default for WatchOptions {
-    fn default() -> Self {
-        WatchOptions {
-            recursive: false,
-            from_index: None,
-            timeout: None,
-            poll_interval: DEFAULT_POLL_INTERVAL,
-        }
-    }
+    /// `None`: the cluster's idle timeout.
+    poll_interval: Option<Duration>,
 }
 
 impl WatchOptions {
@@ -145,10 +140,11 @@ impl WatchOptions {
         self
     }
 
-    /// How long one idle long poll lasts before it is transparently renewed
-    /// (default 60 s). Renewal loses nothing; it notices dead connections.
+    /// How long one idle long poll lasts before the member is checked and
+    /// the poll renewed (default: the client's idle timeout, 10 s). Renewal
+    /// loses nothing; the check notices dead connections and silent members.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(Duration::from_millis(10));
+        self.poll_interval = Some(interval.max(Duration::from_millis(10)));
         self
     }
 }
@@ -239,6 +235,9 @@ enum Stage {
         until: Option<Instant>,
     },
     Resyncing(Call<Read>),
+    /// A poll ran out with no event: a quorum read checks the member (and
+    /// fails over from it) before the next poll.
+    Checking(Call<Read>),
     Done(Option<Result<WatchEvent, Error>>),
 }
 
@@ -260,7 +259,7 @@ impl NextEvent {
     }
 
     /// Starts the next request: a resync read, or a poll.
-    fn start(&mut self, now: Instant) -> Stage {
+    fn start(&mut self, cluster: &Cluster, now: Instant) -> Stage {
         let deadline = self.deadline;
         let watch = self.watch();
         if watch.resync.is_some() {
@@ -276,7 +275,11 @@ impl NextEvent {
                 Call::new(Read::new(watch.key.clone())).with_deadline(deadline),
             );
         }
-        let renew_at = now + watch.options.poll_interval;
+        let interval = watch
+            .options
+            .poll_interval
+            .unwrap_or(cluster.idle_timeout());
+        let renew_at = now + interval;
         let until = Some(deadline.map_or(renew_at, |d| d.min(renew_at)));
         let op = WaitForEvent::new(
             watch.key.clone(),
@@ -296,6 +299,7 @@ impl NextEvent {
         result: Result<Option<KeysResponse>, Error>,
         until: Option<Instant>,
         now: Instant,
+        check_timeout: Duration,
     ) -> Stage {
         let deadline = self.deadline;
         let resync_on_cleared = self.resync_on_cleared;
@@ -318,13 +322,32 @@ impl NextEvent {
                     let renewal_due = until.is_some_and(|u| now >= u);
                     let past_deadline = deadline.is_some_and(|d| now >= d);
                     if renewal_due && !past_deadline && is_timeout(&error) {
-                        // An idle poll reached its renewal time: renew it.
-                        Stage::Start
+                        // An idle poll reached its renewal time: check the
+                        // member, then renew it.
+                        // Bounded even without a request timeout: a silent
+                        // member must never hold the watch.
+                        let read =
+                            Read::new(watch.key.clone()).options(ReadOptions::new().quorum(true));
+                        let by = now + check_timeout;
+                        let by = deadline.map_or(by, |d| d.min(by));
+                        Stage::Checking(Call::new(read).with_deadline(Some(by)))
                     } else {
                         Stage::Done(Some(Err(error)))
                     }
                 }
             },
+        }
+    }
+
+    /// What to do with the outcome of a member check: an answer of etcd's
+    /// (a missing key or a permission error included) means a member is
+    /// alive and pinned; a 5xx (no quorum, a raft timeout) is the check
+    /// failing, like a transport error.
+    fn after_check(&mut self, result: Result<KeysResponse, Error>) -> Stage {
+        match result {
+            Ok(_) => Stage::Start,
+            Err(Error::Etcd(e)) if e_status(&e) < 500 => Stage::Start,
+            Err(e) => Stage::Done(Some(Err(e))),
         }
     }
 
@@ -381,6 +404,14 @@ impl NextEvent {
     }
 }
 
+/// The HTTP status etcd answered an error with.
+fn e_status(error: &crate::error::EtcdError) -> u16 {
+    match error {
+        crate::error::EtcdError::V2(e) => e.status,
+        crate::error::EtcdError::V3(e) => e.status,
+    }
+}
+
 /// True when a long poll ended by reaching its own time limit: a transport
 /// timeout, alone or among the endpoints' last failures (in a long poll, a
 /// timeout only happens at the renewal time or the caller's deadline).
@@ -402,11 +433,11 @@ impl Flow for NextEvent {
         }
         loop {
             let next = match &mut self.stage {
-                Stage::Start => self.start(now),
+                Stage::Start => self.start(cluster, now),
                 Stage::Polling { call, until } => match call.poll(cluster, now) {
                     Step::Done(result) => {
                         let until = *until;
-                        self.after_poll(result, until, now)
+                        self.after_poll(result, until, now, cluster.probe_timeout())
                     }
                     Step::Transmit(t) => return Step::Transmit(t),
                     Step::Sleep(t) => return Step::Sleep(t),
@@ -418,6 +449,11 @@ impl Flow for NextEvent {
                 },
                 Stage::Resyncing(call) => match call.poll(cluster, now) {
                     Step::Done(result) => self.after_resync(result),
+                    Step::Transmit(t) => return Step::Transmit(t),
+                    Step::Sleep(t) => return Step::Sleep(t),
+                },
+                Stage::Checking(call) => match call.poll(cluster, now) {
+                    Step::Done(result) => self.after_check(result),
                     Step::Transmit(t) => return Step::Transmit(t),
                     Step::Sleep(t) => return Step::Sleep(t),
                 },
@@ -447,7 +483,7 @@ impl Flow for NextEvent {
     ) {
         match &mut self.stage {
             Stage::Polling { call, .. } => call.handle_response(cluster, now, response),
-            Stage::Resyncing(call) | Stage::Anchoring(call) => {
+            Stage::Resyncing(call) | Stage::Anchoring(call) | Stage::Checking(call) => {
                 call.handle_response(cluster, now, response)
             }
             Stage::Start | Stage::Done(_) => {}
@@ -463,7 +499,7 @@ impl Flow for NextEvent {
     ) {
         match &mut self.stage {
             Stage::Polling { call, .. } => call.handle_failure(cluster, now, kind, source),
-            Stage::Resyncing(call) | Stage::Anchoring(call) => {
+            Stage::Resyncing(call) | Stage::Anchoring(call) | Stage::Checking(call) => {
                 call.handle_failure(cluster, now, kind, source)
             }
             Stage::Start | Stage::Done(_) => {}

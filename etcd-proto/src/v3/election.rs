@@ -173,15 +173,16 @@ impl StreamFlow for Campaign {
     type Item = Leadership;
 
     fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> StreamStep<Leadership> {
-        match self.0.poll(cluster, now) {
-            StreamStep::Emit(held) => {
+        match self.0.poll(cluster, now).pass_on() {
+            Ok(step) => step,
+            Err(StreamStep::Emit(held)) => {
                 StreamStep::Emit(Leadership::from_held(held, self.0.value().to_vec()))
             }
-            StreamStep::Transmit(t) => StreamStep::Transmit(t),
-            StreamStep::Open(t) => StreamStep::Open(t),
-            StreamStep::Read => StreamStep::Read,
-            StreamStep::Sleep(until) => StreamStep::Sleep(until),
-            StreamStep::End(result) => StreamStep::End(result),
+            Err(StreamStep::End(result)) => StreamStep::End(result),
+            Err(_) => StreamStep::End(Err(crate::error::UsageError::FlowOutOfOrder {
+                expected: "an Emit or End from pass_on",
+            }
+            .into())),
         }
     }
 
@@ -350,10 +351,10 @@ impl StreamFlow for Observe {
                     }
                     StreamStep::Emit(_) => continue,
                     StreamStep::End(Err(e)) => ObserveStage::Done(Some(Err(e))),
-                    StreamStep::Read => return StreamStep::Read,
-                    StreamStep::Open(t) => return StreamStep::Open(t),
-                    StreamStep::Transmit(t) => return StreamStep::Transmit(t),
-                    StreamStep::Sleep(until) => return StreamStep::Sleep(until),
+                    step => match step.pass_on() {
+                        Ok(step) => return step,
+                        Err(_) => continue,
+                    },
                 },
                 ObserveStage::Following(watch) => match watch.poll(cluster, now) {
                     StreamStep::Emit(WatchItem::Events(batch)) => {
@@ -378,10 +379,10 @@ impl StreamFlow for Observe {
                     }
                     StreamStep::Emit(_) => continue,
                     StreamStep::End(Err(e)) => ObserveStage::Done(Some(Err(e))),
-                    StreamStep::Read => return StreamStep::Read,
-                    StreamStep::Open(t) => return StreamStep::Open(t),
-                    StreamStep::Transmit(t) => return StreamStep::Transmit(t),
-                    StreamStep::Sleep(until) => return StreamStep::Sleep(until),
+                    step => match step.pass_on() {
+                        Ok(step) => return step,
+                        Err(_) => continue,
+                    },
                 },
                 ObserveStage::Done(result) => return crate::flow::stream_finished(result),
             };

@@ -299,20 +299,37 @@ pub const STOP_CHECK: Duration = Duration::from_millis(100);
 /// The wait before retrying a failed keep-alive.
 pub const KEEPALIVE_RETRY: Duration = Duration::from_millis(500);
 
+/// Until when a lease renewed (or granted) by a request sent at `sent` with
+/// `ttl` is surely alive: etcd counts the TTL from no earlier than the send;
+/// a margin of a tenth of the TTL (100 ms to 1 s) covers clocks that do not
+/// run quite alike, so the holder learns of a loss first.
+pub(crate) fn valid_until(sent: Instant, ttl: Duration) -> Instant {
+    let margin = (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    (sent + ttl).checked_sub(margin).unwrap_or(sent)
+}
+
 /// Keeps a lease alive until stopped, or until it is lost.
 ///
 /// Sends a keep-alive at once, then every TTL/3 of the TTL last granted
 /// (Go's clientv3 rule). A failed keep-alive is retried every
-/// [`KEEPALIVE_RETRY`] while the lease may still be alive; once its last
-/// granted TTL has run out with no renewal, or etcd says it is gone, the flow
-/// ends with the error: **the lease is lost**, and with it every key attached.
+/// [`KEEPALIVE_RETRY`] while the lease may still be alive. The lease counts
+/// as alive until its TTL after the last renewal that got through, counted
+/// from when that renewal was **sent** (etcd renewed it no earlier), so the
+/// holder learns of a loss before etcd can expire the lease. Once that
+/// passes with no renewal the flow ends with [`Error::TtlExpired`] (the last
+/// failure as its source); if etcd says the lease is gone, with that error:
+/// **the lease is lost**, and with it every key attached.
 /// Setting the `stop` flag ends it with `Ok(())` within [`STOP_CHECK`]
 /// (or once a keep-alive in flight is answered).
 pub struct KeepAlive {
     id: i64,
     stop: Arc<AtomicBool>,
     call: Option<Call<LeaseKeepAliveOnce>>,
+    /// When the keep-alive in flight was sent: etcd renews no earlier.
+    sent_at: Option<Instant>,
     next: Option<Instant>,
+    /// The TTL last granted.
+    ttl: Option<Duration>,
     expires: Option<Instant>,
     last_error: Option<Error>,
     done: Option<Result<(), Error>>,
@@ -335,12 +352,26 @@ impl KeepAlive {
             id,
             stop,
             call: None,
+            sent_at: None,
             next: None,
+            ttl: None,
             expires: None,
             last_error: None,
             done: None,
             ended: false,
         }
+    }
+
+    /// The lease was granted (or last renewed) with `ttl` seconds just
+    /// before the keep-alive starts: until a renewal gets through, it counts
+    /// as valid for `ttl` from the keep-alive's first poll, so failures
+    /// before then are retried instead of ending it. `ttl <= 0`: unknown
+    /// (the first failure ends it).
+    pub fn granted_ttl(mut self, ttl: i64) -> Self {
+        if ttl > 0 {
+            self.ttl = Some(Duration::from_secs(ttl as u64));
+        }
+        self
     }
 
     /// The lease.
@@ -353,8 +384,13 @@ impl KeepAlive {
         match result {
             Ok(renewed) => {
                 let ttl = Duration::from_secs(renewed.ttl.max(1) as u64);
-                self.expires = Some(now + ttl);
-                self.next = Some(now + ttl / 3);
+                // The lease runs from when etcd renewed it, which is no
+                // earlier than the send: counting from there, the holder
+                // learns of a loss before anyone else can act on it.
+                let renewed_at = self.sent_at.unwrap_or(now);
+                self.ttl = Some(ttl);
+                self.expires = Some(valid_until(renewed_at, ttl));
+                self.next = Some(renewed_at + ttl / 3);
                 self.last_error = None;
             }
             Err(e)
@@ -363,13 +399,13 @@ impl KeepAlive {
             {
                 self.done = Some(Err(e));
             }
+            // No TTL known yet: nothing says the lease is still alive.
+            Err(e) if self.expires.is_none() => self.done = Some(Err(e)),
+            // Retried while the lease may be alive; past its expiry, `poll`
+            // ends with the TTL running out, this as its cause.
             Err(e) => {
-                if self.expires.is_none_or(|at| now >= at) {
-                    self.done = Some(Err(e));
-                } else {
-                    self.last_error = Some(e);
-                    self.next = Some(now + KEEPALIVE_RETRY);
-                }
+                self.last_error = Some(e);
+                self.next = Some(now + KEEPALIVE_RETRY);
             }
         }
     }
@@ -379,6 +415,10 @@ impl Flow for KeepAlive {
     type Output = ();
 
     fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<()> {
+        if self.expires.is_none() {
+            // The grant was sent a moment ago: the margin covers that moment.
+            self.expires = self.ttl.map(|ttl| valid_until(now, ttl));
+        }
         loop {
             if self.done.is_some() || self.ended {
                 self.ended = true;
@@ -399,18 +439,12 @@ impl Flow for KeepAlive {
             }
             if let Some(expires) = self.expires {
                 if now >= expires {
-                    let reason = self.last_error.take().unwrap_or_else(|| {
-                        Error::from(V3Error {
-                            status: 200,
-                            code: 5,
-                            message: format!(
-                                "lease {:x} expired before a renewal got through",
-                                self.id
-                            ),
-                            kind: V3ErrorKind::LeaseNotFound,
-                        })
-                    });
-                    self.done = Some(Err(reason));
+                    let expired = crate::error::TtlExpired {
+                        what: format!("lease {:x}", self.id),
+                        ttl: self.ttl.unwrap_or_default(),
+                        last_error: self.last_error.take().map(Box::new),
+                    };
+                    self.done = Some(Err(expired.into()));
                     continue;
                 }
             }
@@ -424,6 +458,7 @@ impl Flow for KeepAlive {
                 _ => {
                     // Each keep-alive must end before the lease would.
                     let deadline = self.expires;
+                    self.sent_at = Some(now);
                     self.call =
                         Some(Call::new(LeaseKeepAliveOnce(self.id)).with_deadline(deadline));
                 }
@@ -529,5 +564,85 @@ mod tests {
         }
         let mut stopped = KeepAlive::new(7, Arc::new(AtomicBool::new(true)));
         assert!(matches!(stopped.poll(&mut cluster, t0), Step::Done(Ok(()))));
+    }
+
+    #[test]
+    fn a_lease_counts_from_the_send_and_its_loss_names_the_ttl() {
+        let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut keeper = KeepAlive::new(7, stop).granted_ttl(3);
+        let t0 = Instant::now();
+        let Step::Transmit(_) = keeper.poll(&mut cluster, t0) else {
+            panic!()
+        };
+        // Answered a second later: the lease still runs from the send.
+        let answered = t0 + Duration::from_secs(1);
+        keeper.handle_response(
+            &mut cluster,
+            answered,
+            answer(200, "{\"result\":{\"ID\":\"7\",\"TTL\":\"3\"}}\n"),
+        );
+        // From now on every keep-alive fails: retried until the TTL after
+        // the send that got through, then lost, naming the TTL.
+        let mut now = answered;
+        let mut sent = 0;
+        let error = loop {
+            match keeper.poll(&mut cluster, now) {
+                Step::Sleep(at) => now = at,
+                Step::Transmit(t) => {
+                    sent += 1;
+                    assert!(now + t.timeout.unwrap() <= t0 + Duration::from_millis(2_700));
+                    keeper.handle_failure(&mut cluster, now, TransportErrorKind::Io, "cut".into());
+                }
+                Step::Done(result) => break result.unwrap_err(),
+            }
+        };
+        assert_eq!(
+            now,
+            t0 + Duration::from_millis(2_700),
+            "expired by the send (less the margin), not the answer"
+        );
+        assert!(sent >= 2, "retried: {sent}");
+        let Error::TtlExpired(expired) = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(expired.ttl, Duration::from_secs(3));
+        assert!(error.to_string().contains("TTL (3s) ran out"), "{error}");
+        assert!(
+            std::error::Error::source(expired).is_some_and(|s| s.to_string().contains("cut")),
+            "the last failure is the source: {error}"
+        );
+    }
+
+    #[test]
+    fn a_failure_before_the_first_renewal_is_retried_within_the_granted_ttl() {
+        /// Fails every keep-alive; the instant and result the keeper ends with.
+        fn run_failing(mut keeper: KeepAlive, t0: Instant) -> (Instant, Error) {
+            let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
+            cluster.set_request_timeout(Some(Duration::from_millis(500)));
+            let mut now = t0;
+            loop {
+                match keeper.poll(&mut cluster, now) {
+                    Step::Sleep(at) => now = at,
+                    Step::Transmit(_) => keeper.handle_failure(
+                        &mut cluster,
+                        now,
+                        TransportErrorKind::Io,
+                        "cut".into(),
+                    ),
+                    Step::Done(result) => return (now, result.unwrap_err()),
+                }
+            }
+        }
+        let t0 = Instant::now();
+        let stop = || Arc::new(AtomicBool::new(false));
+        // Granted 3 s ago at most: retried until then (less a margin), then lost.
+        let (at, error) = run_failing(KeepAlive::new(7, stop()).granted_ttl(3), t0);
+        assert!(matches!(error, Error::TtlExpired(_)), "{error:?}");
+        assert_eq!(at, t0 + Duration::from_millis(2_700));
+        // Without a known TTL, the first keep-alive that fails is the loss.
+        let (at, error) = run_failing(KeepAlive::new(7, stop()), t0);
+        assert!(matches!(error, Error::Transport(_)), "{error:?}");
+        assert!(at <= t0 + Duration::from_millis(500), "{at:?}");
     }
 }

@@ -867,7 +867,16 @@ impl AcquireMutex {
                     let e = self.or_timed_out(e, now);
                     return Ok(self.end(e));
                 }
-                StreamStep::Read => return Err(StreamStep::Read),
+                StreamStep::Read(until) => {
+                    let until = match (until, self.deadline) {
+                        (Some(u), Some(d)) => Some(u.min(d)),
+                        (u, d) => u.or(d),
+                    };
+                    return Err(StreamStep::Read(until));
+                }
+                // Nothing answers: the session's keep-alive notices that;
+                // the wait itself goes on (or ends by its deadline).
+                StreamStep::Warn(_) => {}
                 StreamStep::Open(transmit) => {
                     return Err(StreamStep::Open(self.capped(transmit, now)))
                 }
@@ -1625,7 +1634,10 @@ pub(crate) mod sim {
                 }
                 progressed = true;
                 let step = self.flow.poll(&mut self.cluster, now);
-                if !matches!(step, StreamStep::Read | StreamStep::Emit(_)) {
+                if !matches!(
+                    step,
+                    StreamStep::Read(_) | StreamStep::Emit(_) | StreamStep::Warn(_)
+                ) {
                     self.watch = None;
                 }
                 match step {
@@ -1659,11 +1671,18 @@ pub(crate) mod sim {
                             timeout: t.timeout,
                             at: now,
                         });
-                        self.watch = Some(store.open_watch(&t.request, now, t.timeout));
+                        // The head comes at once; each read has its own deadline.
+                        self.watch = Some(store.open_watch(&t.request, now, None));
                         let head = http::Response::new(()).into_parts().0;
                         self.flow.handle_head(&mut self.cluster, now, head);
                     }
-                    StreamStep::Read => self.parked = true,
+                    StreamStep::Read(until) => {
+                        self.parked = true;
+                        if let Some(watch) = self.watch.as_mut() {
+                            watch.ends = until;
+                        }
+                    }
+                    StreamStep::Warn(_) => {}
                     StreamStep::Sleep(until) => self.sleeping = Some(until),
                     StreamStep::Emit(item) => {
                         self.items.push(item);
@@ -1928,8 +1947,9 @@ mod tests {
         assert_eq!(watch["filters"][0], "NOPUT");
         assert_eq!(watch["start_revision"], sim.store.revision.to_string());
         assert_eq!(
-            b.sent[2].timeout, None,
-            "no deadline: the watch waits as long as it takes"
+            b.sent[2].timeout,
+            Some(crate::DEFAULT_REQUEST_TIMEOUT),
+            "no deadline: only the watch's head is bounded, by the request timeout"
         );
         // Unrelated writes under the prefix do not wake it up for good.
         sim.store.put(b"n/zzz", b"", 0);
@@ -1945,6 +1965,10 @@ mod tests {
             [
                 "/v3/kv/txn",
                 "/v3/kv/range",
+                "/v3/watch",
+                // The quiet watch re-opens after each idle timeout (10 s).
+                "/v3/watch",
+                "/v3/watch",
                 "/v3/watch",
                 "/v3/kv/range",
                 "/v3/kv/range"

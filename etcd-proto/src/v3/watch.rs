@@ -32,16 +32,29 @@
 //! `created` line is not emitted again, and events below the revision a
 //! stream was opened at are dropped should a server ever repeat one.
 //!
-//! **The first open gives up; a confirmed watch never does.** Until the
-//! server has confirmed the watch once (the first `created`), each failed
+//! **Liveness.** The open request's timeout (the request timeout) bounds
+//! the head, which the gateway sends with the `created` line: a frozen or
+//! partitioned member fails the open and the watch moves on. An open stream
+//! that says nothing for the cluster's
+//! [`idle_timeout`](Cluster::set_idle_timeout) (10 s by default) is closed
+//! and re-opened on the same member from the next revision: lossless, and
+//! the re-open is the liveness check (over HTTP/1.1 the gateway has no
+//! ping). A silent connection is therefore left within `idle_timeout` plus
+//! one request timeout. The cost: an idle watch re-opens once per idle
+//! timeout, and etcd replays history from the last delivered event on each
+//! re-open (progress notifications cannot move that position on 3.4 and
+//! 3.5: they can arrive before the replayed events).
+//!
+//! **The first open gives up; a confirmed watch never does.** Each failed
 //! open is recorded against its endpoint and the next attempt goes to an
-//! endpoint not tried yet in this round. When every endpoint has failed in a
-//! round, the watch ends with [`Error::Unavailable`] naming each endpoint and
-//! its last error — at once if none of them even accepted a connection
-//! (nothing listens: a misconfigured watch fails fast instead of spinning),
-//! after three rounds if some seemed alive but busy (no leader yet, a broken
-//! exchange). Once confirmed, transport failures and transient errors never
-//! end the watch: it reconnects until it is dropped.
+//! endpoint not tried since the last `created`. When every endpoint has
+//! failed in a round, an unconfirmed watch ends with [`Error::Unavailable`]
+//! naming each endpoint and its last error — at once if none of them even
+//! accepted a connection (nothing listens: a misconfigured watch fails fast
+//! instead of spinning), after three rounds if some seemed alive but busy
+//! (no leader yet, a broken exchange). A confirmed watch instead reports the
+//! same error as a warning ([`StreamStep::Warn`]: an `Err` item that is not
+//! the last) once per round, and keeps reconnecting until it is dropped.
 //!
 //! **Auth.** With v3 credentials set and no token, the watch fetches one
 //! first. A create refused for its token — a `created`+`canceled` line whose
@@ -57,13 +70,8 @@
 //! driver closes the connection whenever the flow answers something other
 //! than `Read` or `Emit`.
 //!
-//! **Limits.** The open request has no timeout (the stream never ends by
-//! itself), so a member that accepts the connection and never answers (one
-//! that never had a leader) holds the watch until the caller drops it; a
-//! caller that must notice silence can ask for
-//! [`progress_notify`](Watch::progress_notify) and time the gaps. The watch
-//! asks for no member-list refresh of its own: the next ordinary call makes
-//! the one its failures requested.
+//! **Limits.** The watch asks for no member-list refresh of its own: the
+//! next ordinary call makes the one its failures requested.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -180,6 +188,12 @@ pub struct Watch {
     created: bool,
     /// The start revision the current stream was opened with (0: from now).
     stream_start: i64,
+    /// The current stream's `created` line arrived.
+    stream_created: bool,
+    /// The open stream counts as silent if nothing arrives by then.
+    quiet_until: Option<Instant>,
+    /// An outage to report once the queued items are out.
+    warning: Option<Error>,
     stage: Stage,
     lines: LineSplitter,
     queue: VecDeque<WatchItem>,
@@ -187,12 +201,12 @@ pub struct Watch {
     backoff: Duration,
     /// A token was re-fetched since the last successful `created`.
     reauthed: bool,
-    first_open: FirstOpen,
+    outage: Outage,
 }
 
-/// Failures of an unconfirmed watch (see the module docs).
+/// Failures since the last `created` (see the module docs).
 #[derive(Debug, Default)]
-struct FirstOpen {
+struct Outage {
     round: u32,
     tried: Vec<Endpoint>,
     /// Some endpoint tried this round accepted a connection.
@@ -235,6 +249,9 @@ impl Clone for Watch {
             next: self.next,
             created: self.created,
             stream_start: 0,
+            stream_created: false,
+            quiet_until: None,
+            warning: None,
             stage: match self.stage {
                 Stage::Backoff(until) => Stage::Backoff(until),
                 _ => Stage::Ready,
@@ -243,7 +260,7 @@ impl Clone for Watch {
             queue: self.queue.clone(),
             backoff: self.backoff,
             reauthed: self.reauthed,
-            first_open: FirstOpen::default(),
+            outage: Outage::default(),
         }
     }
 }
@@ -262,12 +279,15 @@ impl Watch {
             next: 0,
             created: false,
             stream_start: 0,
+            stream_created: false,
+            quiet_until: None,
+            warning: None,
             stage: Stage::Ready,
             lines: LineSplitter::new(max_line_bytes),
             queue: VecDeque::new(),
             backoff: FIRST_BACKOFF,
             reauthed: false,
-            first_open: FirstOpen::default(),
+            outage: Outage::default(),
         }
     }
 
@@ -384,30 +404,28 @@ impl Watch {
         cluster.authorize(Api::V3, &mut request);
         self.lines.clear();
         self.stream_start = self.next;
+        self.stream_created = false;
         self.stage = Stage::Opening(endpoint);
+        // The gateway sends the head with the `created` line: a member that
+        // cannot confirm the watch in time counts as failed.
         Some(StreamStep::Open(Transmit {
             request,
-            timeout: None,
+            timeout: Some(cluster.probe_timeout()),
         }))
     }
 
-    /// The pinned endpoint, or for an unconfirmed watch the first one from
-    /// the pin not yet tried this round.
+    /// The first endpoint from the pin not yet tried since the last
+    /// `created` (the pin itself when all were).
     fn next_endpoint(&self, cluster: &Cluster) -> Endpoint {
         let endpoints = cluster.endpoints();
-        if !self.created {
-            let start = endpoints
-                .iter()
-                .position(|e| e == cluster.pinned())
-                .unwrap_or(0);
-            let untried = (0..endpoints.len())
-                .map(|i| &endpoints[(start + i) % endpoints.len()])
-                .find(|e| !self.first_open.tried.contains(e));
-            if let Some(endpoint) = untried {
-                return endpoint.clone();
-            }
-        }
-        cluster.pinned().clone()
+        let start = endpoints
+            .iter()
+            .position(|e| e == cluster.pinned())
+            .unwrap_or(0);
+        let untried = (0..endpoints.len())
+            .map(|i| &endpoints[(start + i) % endpoints.len()])
+            .find(|e| !self.outage.tried.contains(e));
+        untried.unwrap_or(cluster.pinned()).clone()
     }
 
     /// The stream (or its opening) on `endpoint` failed with `error`:
@@ -423,28 +441,32 @@ impl Watch {
     ) {
         cluster.endpoint_failed(endpoint);
         self.lines.clear();
-        if !self.created {
-            let first = &mut self.first_open;
-            let name = endpoint.as_str();
-            match first.failures.iter_mut().find(|(e, _)| e == name) {
-                Some(slot) => slot.1 = error,
-                None => first.failures.push((name.to_owned(), error)),
-            }
-            if !first.tried.contains(endpoint) {
-                first.tried.push(endpoint.clone());
-            }
-            first.busy |= busy;
-            let round_over = cluster.endpoints().iter().all(|e| first.tried.contains(e));
-            if round_over {
-                if !first.busy || first.round + 1 >= MAX_FIRST_OPEN_ROUNDS {
-                    let failures = std::mem::take(&mut first.failures);
-                    self.finish(Err(Error::Unavailable(Unavailable { failures })));
+        let outage = &mut self.outage;
+        let name = endpoint.as_str();
+        match outage.failures.iter_mut().find(|(e, _)| e == name) {
+            Some(slot) => slot.1 = error,
+            None => outage.failures.push((name.to_owned(), error)),
+        }
+        if !outage.tried.contains(endpoint) {
+            outage.tried.push(endpoint.clone());
+        }
+        outage.busy |= busy;
+        let round_over = cluster.endpoints().iter().all(|e| outage.tried.contains(e));
+        if round_over {
+            let failures = std::mem::take(&mut outage.failures);
+            let unavailable = Error::Unavailable(Unavailable { failures });
+            if !self.created {
+                if !outage.busy || outage.round + 1 >= MAX_FIRST_OPEN_ROUNDS {
+                    self.finish(Err(unavailable));
                     return;
                 }
-                first.round += 1;
-                first.tried.clear();
-                first.busy = false;
+            } else {
+                // A confirmed watch says so and keeps trying.
+                self.warning = Some(unavailable);
             }
+            outage.round += 1;
+            outage.tried.clear();
+            outage.busy = false;
         }
         self.stage = Stage::Backoff(now + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -556,7 +578,8 @@ impl Watch {
             }
             self.backoff = FIRST_BACKOFF;
             self.reauthed = false;
-            self.first_open = FirstOpen::default();
+            self.outage = Outage::default();
+            self.stream_created = true;
             if !self.created {
                 self.created = true;
                 if self.next == 0 {
@@ -690,6 +713,10 @@ impl StreamFlow for Watch {
             if let Some(item) = self.queue.pop_front() {
                 return StreamStep::Emit(item);
             }
+            if let Some(warning) = self.warning.take() {
+                return StreamStep::Warn(warning);
+            }
+            let quiet_until = self.quiet_until;
             match &mut self.stage {
                 Stage::Done(result) => return crate::flow::stream_finished(result),
                 Stage::Ready => {
@@ -717,7 +744,7 @@ impl StreamFlow for Watch {
                     let ended = *ended;
                     match self.lines.next_line() {
                         Ok(Some(line)) => self.on_line(cluster, now, &line, false),
-                        Ok(None) if !ended => return StreamStep::Read,
+                        Ok(None) if !ended => return StreamStep::Read(quiet_until),
                         Ok(None) => match self.lines.finish() {
                             Ok(Some(rest)) => self.on_line(cluster, now, &rest, true),
                             Ok(None) => {
@@ -737,7 +764,7 @@ impl StreamFlow for Watch {
                 }
                 Stage::ErrorBody { overflow, .. } => {
                     if !*overflow {
-                        return StreamStep::Read;
+                        return StreamStep::Read(quiet_until);
                     }
                     self.after_error_body(cluster, now);
                 }
@@ -756,11 +783,12 @@ impl StreamFlow for Watch {
         }
     }
 
-    fn handle_head(&mut self, _cluster: &mut Cluster, _now: Instant, head: http::response::Parts) {
+    fn handle_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts) {
         let Stage::Opening(endpoint) = &self.stage else {
             return;
         };
         let endpoint = endpoint.clone();
+        self.quiet_until = Some(now + cluster.idle_timeout());
         self.stage = if head.status == http::StatusCode::OK {
             Stage::Streaming {
                 endpoint,
@@ -776,7 +804,8 @@ impl StreamFlow for Watch {
         };
     }
 
-    fn handle_data(&mut self, _cluster: &mut Cluster, _now: Instant, data: Bytes) {
+    fn handle_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes) {
+        self.quiet_until = Some(now + cluster.idle_timeout());
         match &mut self.stage {
             Stage::Streaming { ended: false, .. } => self.lines.push(&data),
             Stage::ErrorBody { body, overflow, .. } => {
@@ -812,6 +841,14 @@ impl StreamFlow for Watch {
                 let error = TransportError::new(endpoint.as_str(), kind, source);
                 let busy = !error.request_not_sent();
                 self.dropped(cluster, now, &endpoint, error.into(), busy);
+            }
+            Stage::Streaming { .. }
+                if kind == TransportErrorKind::Timeout && self.stream_created =>
+            {
+                // Silence on a confirmed stream: idle, or a dead connection.
+                // Re-open on the same member at once; the re-open tells.
+                self.lines.clear();
+                self.stage = Stage::Ready;
             }
             Stage::Streaming { endpoint, .. } | Stage::ErrorBody { endpoint, .. } => {
                 let endpoint = endpoint.clone();
@@ -935,6 +972,8 @@ mod tests {
         cluster: Cluster,
         now: Instant,
         watch: Watch,
+        /// Warnings the watch gave, in order.
+        warnings: Vec<Error>,
     }
 
     impl Harness {
@@ -945,6 +984,7 @@ mod tests {
                 cluster,
                 now: Instant::now(),
                 watch,
+                warnings: Vec::new(),
             }
         }
 
@@ -955,7 +995,8 @@ mod tests {
         fn open(&mut self) -> http::Request<Bytes> {
             match self.poll() {
                 StreamStep::Open(t) => {
-                    assert_eq!(t.timeout, None);
+                    // The head (the `created` line) is due within the request timeout.
+                    assert_eq!(t.timeout, self.cluster.request_timeout());
                     t.request
                 }
                 other => panic!("expected Open, got {other:?}"),
@@ -1014,9 +1055,12 @@ mod tests {
 
         /// Expects a reconnect wait; returns how long it is.
         fn sleep(&mut self) -> Duration {
-            match self.poll() {
-                StreamStep::Sleep(until) => until - self.now,
-                other => panic!("expected Sleep, got {other:?}"),
+            loop {
+                match self.poll() {
+                    StreamStep::Sleep(until) => return until - self.now,
+                    StreamStep::Warn(error) => self.warnings.push(error),
+                    other => panic!("expected Sleep, got {other:?}"),
+                }
             }
         }
 
@@ -1090,11 +1134,11 @@ mod tests {
         );
         h.open();
         h.head(200);
-        assert!(matches!(h.poll(), StreamStep::Read));
+        assert!(matches!(h.poll(), StreamStep::Read(_)));
         assert_eq!(h.watch.next_revision(), 0);
         h.data(&format!("{}\n", lines.join("\n")));
         let (items, step) = h.drain();
-        assert!(matches!(step, StreamStep::Read), "{step:?}");
+        assert!(matches!(step, StreamStep::Read(_)), "{step:?}");
         assert_eq!(items.len(), 4);
         assert_eq!(items[0], WatchItem::Created { revision: 3 });
         let WatchItem::Events(put4) = &items[1] else {
@@ -1201,7 +1245,7 @@ mod tests {
         h.data(NO_LEADER);
         let (items, step) = h.drain();
         assert_eq!(revisions(&items), vec![4]);
-        assert!(matches!(step, StreamStep::Read));
+        assert!(matches!(step, StreamStep::Read(_)));
         h.end();
         assert_eq!(h.wait(), Duration::from_millis(50));
         assert_eq!(h.cluster.pinned().as_str(), "http://b:2379");
@@ -1231,7 +1275,7 @@ mod tests {
         let (head, tail) = seven.split_at(40);
         h.data(head);
         let (mut items, step) = h.drain();
-        assert!(matches!(step, StreamStep::Read));
+        assert!(matches!(step, StreamStep::Read(_)));
         h.data(&format!("{tail}\n{}", &put("k/4", 8)[..30]));
         items.extend(h.drain().0);
         assert_eq!(items[0], WatchItem::Created { revision: 4 });
@@ -1259,7 +1303,7 @@ mod tests {
             put("k/5", 9)
         ));
         let (items, step) = h.drain();
-        assert!(matches!(step, StreamStep::Read));
+        assert!(matches!(step, StreamStep::Read(_)));
         assert_eq!(revisions(&items), vec![8, 9]);
         assert!(items.iter().all(|i| matches!(i, WatchItem::Events(_))));
         assert_eq!(h.watch.next_revision(), 10);
@@ -1284,6 +1328,15 @@ mod tests {
             waits,
             [50, 100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000]
         );
+        // Each round over both endpoints is reported, naming both.
+        assert_eq!(h.warnings.len(), 5, "{:?}", h.warnings);
+        for warning in &h.warnings {
+            let Error::Unavailable(u) = warning else {
+                panic!("{warning:?}")
+            };
+            let names: Vec<&str> = u.failures.iter().map(|(e, _)| e.as_str()).collect();
+            assert_eq!(names.len(), 2, "{names:?}");
+        }
         // A created resets the backoff; the position stayed.
         let request = h.open();
         assert_eq!(body(&request)["create_request"]["start_revision"], "5");
@@ -1292,6 +1345,48 @@ mod tests {
         assert!(h.drain().0.is_empty());
         h.end();
         assert_eq!(h.wait(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_silent_stream_reopens_at_once_and_a_silent_member_is_left() {
+        let mut h = Harness::new(&["http://a:2379", "http://b:2379"], Watch::new("k"));
+        h.cluster.set_idle_timeout(Duration::from_secs(3));
+        h.open();
+        h.head(200);
+        h.data(&format!("{}\n{}\n", created(4), put("k", 5)));
+        let (items, step) = h.drain();
+        assert_eq!(items.len(), 2);
+        // Each read is bounded by the idle timeout since the last data.
+        let StreamStep::Read(Some(until)) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(until, h.now + Duration::from_secs(3));
+        // Silence: re-open on the same member at once, from the next revision.
+        h.now = until;
+        h.fail(TransportErrorKind::Timeout);
+        let a = h.cluster.pinned().clone();
+        let request = h.open();
+        assert_eq!(request.uri().authority().unwrap().as_str(), "a:2379");
+        assert_eq!(body(&request)["create_request"]["start_revision"], "6");
+        assert_eq!(h.cluster.pinned(), &a, "silence alone is no failure");
+        // The re-open gets no head in time: the member counts as failed and
+        // the watch moves to the other one, still from revision 6.
+        h.fail(TransportErrorKind::Timeout);
+        h.wait();
+        let request = h.open();
+        assert_eq!(request.uri().authority().unwrap().as_str(), "b:2379");
+        assert_eq!(body(&request)["create_request"]["start_revision"], "6");
+        h.head(200);
+        h.data(&format!("{}\n{}\n", created(6), put("k", 6)));
+        let (items, _) = h.drain();
+        let WatchItem::Events(batch) = &items[0] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(
+            batch.events[0].kv.mod_revision, 6,
+            "nothing lost, nothing repeated"
+        );
+        assert!(h.warnings.is_empty());
     }
 
     #[test]
@@ -1342,7 +1437,7 @@ mod tests {
                     opened.push(t.request.uri().authority().unwrap().host().to_owned());
                     // Recorded: a new watch on a member without a leader.
                     h.head(503);
-                    assert!(matches!(h.poll(), StreamStep::Read));
+                    assert!(matches!(h.poll(), StreamStep::Read(_)));
                     h.data(NO_LEADER);
                     h.end();
                 }
@@ -1391,7 +1486,7 @@ mod tests {
         h.data(&format!("{CREATED_34}\n"));
         assert_eq!(h.drain().0.len(), 1);
         h.data(&PUT5_34[..150]);
-        assert!(matches!(h.poll(), StreamStep::Read));
+        assert!(matches!(h.poll(), StreamStep::Read(_)));
         h.data(&PUT5_34[150..]);
         assert!(matches!(ended(h.poll()), Err(Error::Malformed(_))));
     }
@@ -1560,7 +1655,7 @@ mod tests {
         let mut h = Harness::new(&["http://a:2379"], Watch::new("foo").max_line_bytes(10));
         h.open();
         h.head(500);
-        assert!(matches!(h.poll(), StreamStep::Read));
+        assert!(matches!(h.poll(), StreamStep::Read(_)));
         h.data("0123456789abc");
         assert!(matches!(h.poll(), StreamStep::Sleep(_)));
     }
@@ -1602,7 +1697,7 @@ mod tests {
                 step = h.poll();
                 match step {
                     StreamStep::Emit(item) => items.push(item),
-                    StreamStep::Read => break,
+                    StreamStep::Read(_) => break,
                     other => return (items, describe(&h, other)),
                 }
             }
@@ -1670,8 +1765,8 @@ mod tests {
                     StreamStep::Sleep(until) => h.now = until,
                     StreamStep::Open(_) => h.fail(TransportErrorKind::Connect),
                     StreamStep::Transmit(_) => h.respond(200, TOKEN),
-                    StreamStep::Read => h.end(),
-                    StreamStep::Emit(_) => {}
+                    StreamStep::Read(_) => h.end(),
+                    StreamStep::Emit(_) | StreamStep::Warn(_) => {}
                 }
             }
         }
