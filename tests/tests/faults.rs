@@ -354,6 +354,41 @@ etcd_tests::scenarios! {
         v2_watch_rides_out(env, client, Fault::StallAfter(0), "v2-stall");
     }
 
+    /// An election observer behind a blackhole (its watch gone silent)
+    /// notices, re-opens after the heal, and reports the leader's values
+    /// proclaimed meanwhile: the last one arrives, nothing is repeated.
+    fn an_observer_rides_out_a_blackhole(client, env) {
+        let proxy = FaultProxy::start(&env.urls()[0]);
+        let watcher = fast_client(env, &[proxy.url()]);
+        let observer = watcher.v3_observe("faults-vote");
+        let mut leader = client.v3_campaign("faults-vote", "v0", MutexOptions::new()).unwrap();
+        assert!(observer.wait_for(1, Duration::from_secs(5)), "{:?}", observer.values());
+        proxy.set(Fault::Blackhole);
+        for i in 1..=5 {
+            leader.proclaim(&format!("v{i}")).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        proxy.heal();
+        let healed = Instant::now();
+        let bound = IDLE + REQUEST + Duration::from_secs(3);
+        let mut recovered = None;
+        while healed.elapsed() < bound + Duration::from_secs(2) {
+            let values = observer.values();
+            if values.iter().any(|v| v.as_deref() == Ok("v5")) {
+                recovered = Some(healed.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let values: Vec<String> = observer.values().into_iter().flatten().collect();
+        report(env, "election observe, Blackhole 2.5 s", format_args!("saw {values:?}, v5 {recovered:?} after the heal"));
+        assert!(recovered.is_some_and(|r| r <= bound), "recovered within {bound:?}: {recovered:?}");
+        let mut deduped = values.clone();
+        deduped.dedup();
+        assert_eq!(deduped, values, "no value reported twice in a row");
+        leader.resign().unwrap();
+    }
+
     /// A member answering in 0.7 × the request timeout is slow but healthy:
     /// with nowhere else to go, every call gets the whole budget and succeeds.
     fn a_slow_single_member_still_answers(client, env) {
