@@ -133,6 +133,7 @@ struct Inner {
 
 impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
+        config.refuse_https("etcd-async-std")?;
         let cluster = config.cluster()?;
         Ok(Client {
             inner: Arc::new(Inner {

@@ -492,15 +492,24 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
-        let err = crate::Client::new(&url).unwrap().get("/k").unwrap_err();
-        match &err {
-            crate::Error::Transport(t) => {
-                assert_eq!(t.kind(), etcd_proto::TransportErrorKind::Tls);
-                assert!(t.request_not_sent());
-            }
-            other => panic!("expected a transport error, got {other:?}"),
-        }
-        assert!(err.to_string().contains("built without"), "{err}");
+        // Refused at build...
+        let refused = crate::Client::new(&url).unwrap_err();
+        assert!(refused.to_string().contains("etcd-blocking"), "{refused}");
+        // ...and an https URL learned later (member discovery) sends nothing.
+        let client = crate::Client::new("http://127.0.0.1:1").unwrap();
+        let transmit = etcd_proto::Transmit {
+            request: http::Request::get(format!("{url}/v2/keys/k"))
+                .body(bytes::Bytes::new())
+                .unwrap(),
+            timeout: Some(Duration::from_secs(1)),
+        };
+        let failure = etcd_proto::drive::Transport::send(&client, transmit).unwrap_err();
+        assert_eq!(failure.kind, etcd_proto::TransportErrorKind::Tls);
+        assert!(
+            failure.source.to_string().contains("built without"),
+            "{}",
+            failure.source
+        );
         let accepted = listener.accept();
         assert!(accepted.is_err(), "connected: {accepted:?}");
     }

@@ -70,6 +70,7 @@ pub struct Client {
 
 impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
+        config.refuse_https("etcd-blocking")?;
         let cluster = config.cluster()?;
         let agent = |max_idle_connections| {
             let agent_config = ureq::Agent::config_builder()

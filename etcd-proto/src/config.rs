@@ -4,14 +4,16 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::cluster::{Cluster, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
-use crate::error::Error;
+use crate::error::{Error, UsageError};
 
 /// The endpoint used when none is given.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 
 /// Everything a client is configured with. Transports read the connection
 /// settings; [`Config::cluster`] turns the rest into the core's state.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` shows user names, never passwords.
+#[derive(Clone)]
 pub struct Config {
     /// Endpoint URLs; empty means [`DEFAULT_ENDPOINT`].
     pub endpoints: Vec<String>,
@@ -41,6 +43,26 @@ pub struct Config {
     pub allow_redirect: bool,
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = |c: &Option<(String, String)>| c.as_ref().map(|(user, _)| format!("{user}:***"));
+        f.debug_struct("Config")
+            .field("endpoints", &self.endpoints)
+            .field("version_prefix", &self.version_prefix)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("basic_auth", &user(&self.basic_auth))
+            .field("v3_credentials", &user(&self.v3_credentials))
+            .field("max_idle_connections", &self.max_idle_connections)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("discover_members", &self.discover_members)
+            .field("expected_cluster_id", &self.expected_cluster_id)
+            .field("allow_redirect", &self.allow_redirect)
+            .finish()
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -61,6 +83,25 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Refuses `https://` endpoints for a client that cannot speak TLS
+    /// (`client`: its crate's name), at build time rather than at every
+    /// request. Endpoints learned later (member discovery, DNS SRV) still
+    /// fail per request, as a TLS error that sent nothing.
+    pub fn refuse_https(&self, client: &'static str) -> Result<(), UsageError> {
+        let https = self
+            .endpoints
+            .iter()
+            .filter_map(|url| crate::Endpoint::parse(url).ok())
+            .find(|e| *e.scheme() == http::uri::Scheme::HTTPS);
+        match https {
+            Some(endpoint) => Err(UsageError::TlsUnsupported {
+                endpoint: endpoint.as_str().to_owned(),
+                client,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The core state for these settings. Fails only on a bad endpoint URL.
     pub fn cluster(&self) -> Result<Cluster, Error> {
         let mut cluster = if self.endpoints.is_empty() {
@@ -83,6 +124,15 @@ impl Config {
         cluster.set_expected_cluster_id(self.expected_cluster_id.clone());
         cluster.set_allow_redirect(self.allow_redirect);
         Ok(cluster)
+    }
+
+    #[cfg(test)]
+    fn with_secrets() -> Config {
+        Config {
+            basic_auth: Some(("root".into(), "v2-s3cret".into())),
+            v3_credentials: Some(("app".into(), "v3-s3cret".into())),
+            ..Config::default()
+        }
     }
 }
 
@@ -212,5 +262,31 @@ impl<C: FromConfig> ClientBuilder<C> {
     /// Builds the client. Fails only on a bad endpoint URL; no I/O happens here.
     pub fn build(self) -> Result<C, Error> {
         C::from_config(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_password_in_debug() {
+        let config = Config::with_secrets();
+        let shown = format!(
+            "{config:?} {:?} {:?}",
+            config.cluster().unwrap(),
+            ClientBuilder::<NoClient>::default().basic_auth("root", "v2-s3cret")
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("root") && shown.contains("app"), "{shown}");
+    }
+
+    #[derive(Debug)]
+    struct NoClient;
+
+    impl FromConfig for NoClient {
+        fn from_config(_: Config) -> Result<Self, Error> {
+            Ok(NoClient)
+        }
     }
 }

@@ -26,11 +26,17 @@ impl Endpoint {
     /// assert!(etcd_proto::Endpoint::parse("127.0.0.1:2379").is_err());
     /// ```
     pub fn parse(url: &str) -> Result<Endpoint, UsageError> {
-        let invalid = |reason| UsageError::InvalidEndpoint {
-            url: url.to_owned(),
-            reason,
-        };
-        let uri: http::Uri = url.parse().map_err(|_| invalid("not a valid URL"))?;
+        let invalid = |reason| invalid_redacted(url, reason);
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| invalid_redacted(url, "not a valid URL"))?;
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // Never sent, never shown: the password would end up in logs.
+            return Err(invalid_redacted(
+                url,
+                "credentials in the URL are not accepted (they would be shown wherever the endpoint is); use basic_auth(user, password) or v3_credentials(user, password)",
+            ));
+        }
         let scheme = uri
             .scheme()
             .cloned()
@@ -90,6 +96,27 @@ impl Endpoint {
     }
 }
 
+/// An [`UsageError::InvalidEndpoint`] for `url` with any `user:password@`
+/// part replaced by `***@`, so that the error never shows a secret.
+fn invalid_redacted(url: &str, reason: &'static str) -> UsageError {
+    let shown = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let host_start = scheme_end + 3;
+            // Only an `@` before the path is userinfo.
+            let path_start = url[host_start..]
+                .find('/')
+                .map_or(url.len(), |i| host_start + i);
+            if at < path_start {
+                format!("{}***{}", &url[..host_start], &url[at..])
+            } else {
+                url.to_owned()
+            }
+        }
+        _ => url.to_owned(),
+    };
+    UsageError::InvalidEndpoint { url: shown, reason }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.display)
@@ -124,6 +151,21 @@ mod tests {
             ep.uri("/version").unwrap().to_string(),
             "http://[::1]:2379/version"
         );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_and_never_shown() {
+        for url in [
+            "http://root:s3cret@127.0.0.1:2379",
+            "https://root:s3cret@gw.example/etcd",
+            "http://:s3cret@127.0.0.1:2379",
+        ] {
+            let error = Endpoint::parse(url).unwrap_err();
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("***@"), "{shown}");
+            assert!(shown.contains("basic_auth"), "{shown}");
+        }
     }
 
     #[test]

@@ -324,6 +324,13 @@ pub enum UsageError {
     },
     /// The client was configured with no endpoint at all.
     NoEndpoints,
+    /// An `https://` endpoint was given to a client built without TLS.
+    TlsUnsupported {
+        /// The endpoint.
+        endpoint: String,
+        /// The client crate, e.g. `etcd-blocking`.
+        client: &'static str,
+    },
     /// A flow was driven out of order (a bug in the transport driving it).
     FlowOutOfOrder {
         /// What the flow expected instead.
@@ -355,6 +362,10 @@ impl fmt::Display for UsageError {
                 write!(f, "cannot form the request URI: {reason}")
             }
             UsageError::NoEndpoints => f.write_str("no endpoint configured"),
+            UsageError::TlsUnsupported { endpoint, client } => write!(
+                f,
+                "{endpoint} needs TLS, and {client} does not speak TLS yet: use an http:// endpoint (or a TLS-terminating proxy in front of etcd)"
+            ),
             UsageError::FlowOutOfOrder { expected } => {
                 write!(f, "flow driven out of order: expected {expected}")
             }

@@ -96,6 +96,7 @@ struct Inner {
 
 impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
+        config.refuse_https("etcd-tokio")?;
         let cluster = config.cluster()?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
@@ -616,9 +617,12 @@ mod tests {
     }
 
     #[test]
-    fn https_is_tls() {
-        let client = Client::new("https://127.0.0.1:1").unwrap();
-        let e = transport_error(runtime().block_on(client.get("/k")));
-        assert_eq!(e.kind(), TransportErrorKind::Tls, "{e}");
+    fn https_is_refused_at_build_and_a_tls_failure_when_learned_later() {
+        let refused = Client::new("https://127.0.0.1:1").unwrap_err();
+        assert!(refused.to_string().contains("etcd-tokio"), "{refused}");
+        // An https URL learned later (member discovery) sends nothing.
+        let client = Client::new("http://127.0.0.1:1").unwrap();
+        let e = send_failure(&client, "https://127.0.0.1:1");
+        assert_eq!(e.kind, TransportErrorKind::Tls, "{}", e.source);
     }
 }

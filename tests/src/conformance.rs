@@ -32,10 +32,14 @@ pub enum Transport {
 impl Transport {
     /// A client of this transport built from `config`.
     pub fn connect_config(self, config: Config) -> TestClient {
-        match self {
-            Transport::Blocking => {
-                TestClient::Blocking(FromConfig::from_config(config).expect("valid config"))
-            }
+        self.try_connect_config(config).expect("valid config")
+    }
+
+    /// A client of this transport built from `config`, or the error its
+    /// `build()` gave.
+    pub fn try_connect_config(self, config: Config) -> Result<TestClient, Error> {
+        Ok(match self {
+            Transport::Blocking => TestClient::Blocking(FromConfig::from_config(config)?),
             Transport::Tokio => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
@@ -44,13 +48,11 @@ impl Transport {
                     .expect("tokio runtime");
                 TestClient::Tokio {
                     runtime: Arc::new(runtime),
-                    client: FromConfig::from_config(config).expect("valid config"),
+                    client: FromConfig::from_config(config)?,
                 }
             }
-            Transport::AsyncStd => {
-                TestClient::AsyncStd(FromConfig::from_config(config).expect("valid config"))
-            }
-        }
+            Transport::AsyncStd => TestClient::AsyncStd(FromConfig::from_config(config)?),
+        })
     }
 
     /// A client of this transport for `urls`, with `request_timeout`.
