@@ -3,11 +3,46 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_proto::v3::{AuthAdmin, V3ErrorKind};
+use etcd_proto::v3::{AuthAdmin, AuthQuery, KeyRange, Permission, RolePermission, V3ErrorKind};
 use etcd_proto::ErrorKind;
 use etcd_tests::auth::{auth_server, client_as};
 
 etcd_tests::scenarios! {
+    /// The auth store can be read back (users, a user's roles, roles, a
+    /// role's permissions) and revoked from: a revoked role's user loses
+    /// its access at once.
+    fn auth_store_reads_and_revokes(client, env) {
+        let (server, _anonymous) = auth_server(env);
+        let root = client_as(env, &server, "root", "rootpw");
+        let mut users = root.execute(AuthQuery::users()).unwrap();
+        users.sort();
+        assert_eq!(users, ["app", "root"]);
+        assert_eq!(root.execute(AuthQuery::user_roles("app")).unwrap(), ["app"]);
+        let mut roles = root.execute(AuthQuery::roles()).unwrap();
+        roles.sort();
+        assert_eq!(roles, ["app", "root"]);
+        root.execute(AuthAdmin::role_grant_permission("app", &KeyRange::single("shared"), Permission::Read)).unwrap();
+        let permissions = root.execute(AuthQuery::role_permissions("app")).unwrap();
+        assert_eq!(
+            permissions,
+            [
+                RolePermission { permission: Permission::ReadWrite, range: KeyRange::prefix("app/") },
+                RolePermission { permission: Permission::Read, range: KeyRange::single("shared") },
+            ]
+        );
+        root.execute(AuthAdmin::role_revoke_permission("app", &KeyRange::single("shared"))).unwrap();
+        assert_eq!(root.execute(AuthQuery::role_permissions("app")).unwrap().len(), 1);
+        let missing = root.execute(AuthQuery::user_roles("nobody")).unwrap_err();
+        assert!(missing.to_string().contains("user name not found"), "{missing}");
+        let app = client_as(env, &server, "app", "apppw");
+        app.v3().put("app/k", "1").unwrap();
+        root.execute(AuthAdmin::user_revoke_role("app", "app")).unwrap();
+        assert!(root.execute(AuthQuery::user_roles("app")).unwrap().is_empty());
+        let denied = app.v3().put("app/k", "2").unwrap_err();
+        assert_eq!(denied.as_v3().unwrap().kind, V3ErrorKind::PermissionDenied, "{denied}");
+        let _ = client;
+    }
+
     /// Without a token etcd says "user name is empty"; a wrong password fails
     /// at once with a typed error and never loops; the right one works.
     fn credentials_are_checked_and_typed(client, env) {

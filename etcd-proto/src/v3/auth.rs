@@ -11,9 +11,10 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::json::{self, ObjectWriter, WireHeader};
+use super::json::{self, B64Bytes, ObjectWriter, WireHeader};
+use super::KeyRange;
 use crate::error::{Error, UsageError};
-use crate::operation::{Api, Operation, Target};
+use crate::operation::{Api, Operation, Replay, Target};
 
 /// `POST /v3/auth/authenticate`: a new token for `name` (every call gives a new one).
 #[derive(Clone, PartialEq, Eq)]
@@ -165,6 +166,15 @@ impl AuthAdmin {
         AuthAdmin::new("/v3/auth/user/grant", body)
     }
 
+    /// Takes a role away from a user.
+    pub fn user_revoke_role(user: &str, role: &str) -> Self {
+        let body = ObjectWriter::new()
+            .string("name", user)
+            .string("role", role)
+            .finish();
+        AuthAdmin::new("/v3/auth/user/revoke", body)
+    }
+
     /// Adds a role.
     pub fn role_add(name: &str) -> Self {
         AuthAdmin::new(
@@ -203,6 +213,17 @@ impl AuthAdmin {
             .finish();
         AuthAdmin::new("/v3/auth/role/grant", body)
     }
+
+    /// Takes `role`'s permission on exactly `range` away (the range as it
+    /// was granted).
+    pub fn role_revoke_permission(role: &str, range: &KeyRange) -> Self {
+        let body = ObjectWriter::new()
+            .string("role", role)
+            .bytes("key", range.key())
+            .bytes_nonempty("range_end", range.range_end())
+            .finish();
+        AuthAdmin::new("/v3/auth/role/revoke", body)
+    }
 }
 
 impl Operation for AuthAdmin {
@@ -215,6 +236,128 @@ impl Operation for AuthAdmin {
     fn parse(&self, response: http::Response<Bytes>) -> Result<super::ResponseHeader, Error> {
         json::parse_unary::<super::kv::HeaderOnly>(response.status(), response.body())
             .map(|r| r.header.into())
+    }
+
+    /// A change to users or roles applied twice is observable (the second
+    /// add fails with "already exists"): never re-sent after it may have
+    /// arrived.
+    fn replay(&self) -> Replay {
+        Replay::AtMostOnce
+    }
+
+    fn api(&self) -> Api {
+        Api::V3
+    }
+}
+
+/// One permission of a role, as [`RoleGet`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePermission {
+    /// What the role may do…
+    pub permission: Permission,
+    /// …on these keys.
+    pub range: KeyRange,
+}
+
+/// A read of the auth store (`/v3/auth/{user,role}/{get,list}`): who has
+/// which roles, and what each role may do.
+///
+/// ```
+/// use etcd_proto::v3::auth::AuthQuery;
+/// let queries = (AuthQuery::users(), AuthQuery::user_roles("app"), AuthQuery::roles(), AuthQuery::role_permissions("app"));
+/// # let _ = queries;
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthQuery<T> {
+    path: &'static str,
+    body: String,
+    read: fn(WireAuthRead) -> T,
+}
+
+/// Every answer of the auth store's reads, each field absent unless asked.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct WireAuthRead {
+    #[allow(dead_code)]
+    header: WireHeader,
+    users: Vec<String>,
+    roles: Vec<String>,
+    perm: Vec<WirePermission>,
+}
+
+/// `authpb.Permission`: `permType` absent means `READ`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WirePermission {
+    #[serde(rename = "permType")]
+    perm_type: String,
+    key: B64Bytes,
+    range_end: B64Bytes,
+}
+
+impl AuthQuery<Vec<String>> {
+    /// Every user's name (`/v3/auth/user/list`).
+    pub fn users() -> Self {
+        AuthQuery {
+            path: "/v3/auth/user/list",
+            body: "{}".to_owned(),
+            read: |r| r.users,
+        }
+    }
+
+    /// The roles of `user` (`/v3/auth/user/get`); a missing user is etcd's
+    /// `user name not found`.
+    pub fn user_roles(user: &str) -> Self {
+        AuthQuery {
+            path: "/v3/auth/user/get",
+            body: ObjectWriter::new().string("name", user).finish(),
+            read: |r| r.roles,
+        }
+    }
+
+    /// Every role's name (`/v3/auth/role/list`).
+    pub fn roles() -> Self {
+        AuthQuery {
+            path: "/v3/auth/role/list",
+            body: "{}".to_owned(),
+            read: |r| r.roles,
+        }
+    }
+}
+
+impl AuthQuery<Vec<RolePermission>> {
+    /// What `role` may do (`/v3/auth/role/get`); a missing role is etcd's
+    /// `role name not found`.
+    pub fn role_permissions(role: &str) -> Self {
+        AuthQuery {
+            path: "/v3/auth/role/get",
+            body: ObjectWriter::new().string("role", role).finish(),
+            read: |r| {
+                r.perm
+                    .into_iter()
+                    .map(|p| RolePermission {
+                        permission: match p.perm_type.as_str() {
+                            "WRITE" => Permission::Write,
+                            "READWRITE" => Permission::ReadWrite,
+                            _ => Permission::Read,
+                        },
+                        range: KeyRange::range(p.key.0, p.range_end.0),
+                    })
+                    .collect()
+            },
+        }
+    }
+}
+
+impl<T> Operation for AuthQuery<T> {
+    type Output = T;
+
+    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        Ok(json::post(target.root_uri(self.path)?, self.body.clone()))
+    }
+
+    fn parse(&self, response: http::Response<Bytes>) -> Result<T, Error> {
+        json::parse_unary::<WireAuthRead>(response.status(), response.body()).map(self.read)
     }
 
     fn api(&self) -> Api {

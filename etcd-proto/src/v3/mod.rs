@@ -27,7 +27,7 @@ pub mod txn;
 mod types;
 pub mod watch;
 
-pub use auth::{AuthAdmin, Authenticate, Permission};
+pub use auth::{AuthAdmin, AuthQuery, Authenticate, Permission, RolePermission};
 pub use election::{Campaign, Election, GetLeader, Leadership, Observe};
 pub use error::{V3Error, V3ErrorKind};
 pub use kv::{Compact, Delete, DeleteResponse, Get, Put, PutResponse, RangeResponse};
