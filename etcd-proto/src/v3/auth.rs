@@ -250,7 +250,7 @@ impl Operation for AuthAdmin {
     }
 }
 
-/// One permission of a role, as [`RoleGet`] reports it.
+/// One permission of a role, as [`AuthQuery::role_permissions`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolePermission {
     /// What the role may do…
