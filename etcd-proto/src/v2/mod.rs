@@ -5,12 +5,14 @@
 //!
 //! - [`keys`]: the operations on keys — [`Read`], [`Write`], [`Delete`], [`Pop`].
 //! - [`cluster`]: version, machines, members, leader, stats.
+//! - [`auth`]: v2 auth administration (users, roles, the switch).
 //! - [`watch`]: long polls with index tracking and resync ([`Watch`]).
 //! - [`update`]: the optimistic read-modify-write loop ([`UpdateWith`]).
 //! - [`lock`]: python-etcd's lock recipe, fixed ([`AcquireLock`]).
 //! - [`Node`] and [`KeysResponse`]: what comes back, with tree walks.
 //! - [`V2Error`] / [`V2ErrorCode`]: the error table.
 
+pub mod auth;
 pub mod cluster;
 mod error;
 mod form;
