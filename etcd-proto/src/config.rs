@@ -41,13 +41,16 @@ pub struct Config {
     pub expected_cluster_id: Option<String>,
     /// Follow redirects that keep the request path (default false).
     pub allow_redirect: bool,
+    /// How to speak TLS to `https://` endpoints.
+    #[cfg(feature = "tls")]
+    pub tls: crate::tls::TlsOptions,
 }
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let user = |c: &Option<(String, String)>| c.as_ref().map(|(user, _)| format!("{user}:***"));
-        f.debug_struct("Config")
-            .field("endpoints", &self.endpoints)
+        let mut f = f.debug_struct("Config");
+        f.field("endpoints", &self.endpoints)
             .field("version_prefix", &self.version_prefix)
             .field("request_timeout", &self.request_timeout)
             .field("idle_timeout", &self.idle_timeout)
@@ -58,8 +61,10 @@ impl std::fmt::Debug for Config {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("discover_members", &self.discover_members)
             .field("expected_cluster_id", &self.expected_cluster_id)
-            .field("allow_redirect", &self.allow_redirect)
-            .finish()
+            .field("allow_redirect", &self.allow_redirect);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls);
+        f.finish()
     }
 }
 
@@ -78,11 +83,27 @@ impl Default for Config {
             discover_members: true,
             expected_cluster_id: None,
             allow_redirect: false,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsOptions::default(),
         }
     }
 }
 
 impl Config {
+    /// The TLS configuration every connection of the client uses, checked
+    /// at build time: unusable PEM fails here, not at the first request.
+    /// With no trusted CA at all (no system roots) while nothing asked for
+    /// TLS (no `https://` endpoint, default settings), every handshake of
+    /// an https endpoint learned later fails, sending nothing.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, UsageError> {
+        let asked = self.tls != crate::tls::TlsOptions::default()
+            || self.endpoints.iter().any(|url| {
+                crate::Endpoint::parse(url).is_ok_and(|e| *e.scheme() == http::uri::Scheme::HTTPS)
+            });
+        self.tls.build(!asked)
+    }
+
     /// Refuses `https://` endpoints for a client that cannot speak TLS
     /// (`client`: its crate's name), at build time rather than at every
     /// request. Endpoints learned later (member discovery, DNS SRV) still
@@ -195,6 +216,33 @@ impl<C: FromConfig> ClientBuilder<C> {
     /// the path are never followed: etcd uses them to rewrite keys.
     pub fn allow_redirect(mut self, on: bool) -> Self {
         self.config.allow_redirect = on;
+        self
+    }
+
+    /// How to speak TLS to `https://` endpoints (default: the system's
+    /// roots, every certificate verified). See [`TlsOptions`](crate::tls::TlsOptions).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: crate::tls::TlsOptions) -> Self {
+        self.config.tls = options;
+        self
+    }
+
+    /// Also trusts the CA certificates of this PEM bundle (python-etcd's `ca_cert`).
+    #[cfg(feature = "tls")]
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.config.tls = self.config.tls.ca_pem(pem);
+        self
+    }
+
+    /// Presents this client certificate chain and private key, PEM
+    /// (python-etcd's `cert=(cert, key)`; etcd's `--client-cert-auth`).
+    #[cfg(feature = "tls")]
+    pub fn client_identity_pem(
+        mut self,
+        certificate_chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.config.tls = self.config.tls.identity_pem(certificate_chain, key);
         self
     }
 

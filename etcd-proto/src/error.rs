@@ -324,6 +324,11 @@ pub enum UsageError {
     },
     /// The client was configured with no endpoint at all.
     NoEndpoints,
+    /// The TLS settings cannot be used (unreadable PEM, no trusted CA).
+    InvalidTls {
+        /// What is wrong with them.
+        reason: String,
+    },
     /// An `https://` endpoint was given to a client built without TLS.
     TlsUnsupported {
         /// The endpoint.
@@ -362,6 +367,7 @@ impl fmt::Display for UsageError {
                 write!(f, "cannot form the request URI: {reason}")
             }
             UsageError::NoEndpoints => f.write_str("no endpoint configured"),
+            UsageError::InvalidTls { reason } => write!(f, "unusable TLS settings: {reason}"),
             UsageError::TlsUnsupported { endpoint, client } => write!(
                 f,
                 "{endpoint} needs TLS, and {client} does not speak TLS yet: use an http:// endpoint (or a TLS-terminating proxy in front of etcd)"

@@ -82,6 +82,8 @@ mod flow;
 mod operation;
 pub mod session;
 pub mod srv;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod v2;
 pub mod v3;
 mod v3_methods;

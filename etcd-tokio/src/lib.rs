@@ -85,22 +85,48 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+/// TCP, and TLS on `https://` endpoints (with the `tls` feature).
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
+
 #[derive(Debug)]
 struct Inner {
-    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    http: hyper_util::client::legacy::Client<Connector, Full<Bytes>>,
     /// The pool's connector, for the unpooled connections of streamed responses.
-    connector: HttpConnector,
+    connector: Connector,
     cluster: Mutex<Cluster>,
     max_response_bytes: u64,
 }
 
 impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
+        #[cfg(not(feature = "tls"))]
         config.refuse_https("etcd-tokio")?;
         let cluster = config.cluster()?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(config.connect_timeout));
+        tcp.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        let connector = {
+            // hyper-rustls wants http(s) URIs as they are: `https://` is ours.
+            tcp.enforce_http(false);
+            let mut tls = (*config.tls_client_config()?).clone();
+            // hyper-rustls offers ALPN itself, for the protocols enabled below.
+            tls.alpn_protocols.clear();
+            let options = config.tls.clone();
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .with_server_name_resolver(move |uri: &http::Uri| {
+                    options.server_name_for(uri.host().unwrap_or_default())
+                })
+                .enable_http1()
+                .wrap_connector(tcp)
+        };
+        #[cfg(not(feature = "tls"))]
+        let connector = tcp;
         // Neither builds nor spawns anything on a runtime: this works outside one.
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -147,7 +173,7 @@ impl Client {
         let mut connector = self.inner.connector.clone();
         let io = tower_service::Service::call(&mut connector, request.uri().clone())
             .await
-            .map_err(|e| failure(TransportErrorKind::Connect, &e))?;
+            .map_err(connect_failure)?;
         let (sender, connection) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| failure(TransportErrorKind::Connect, &e))?;
@@ -170,12 +196,13 @@ impl Client {
     }
 }
 
-/// Refuses `https://`: this crate speaks plain HTTP only.
+/// Refuses `https://`: built without the `tls` feature.
+#[cfg(not(feature = "tls"))]
 fn plain_http(request: &http::Request<Bytes>) -> Result<(), ExchangeFailure> {
     if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
         return Err(ExchangeFailure::new(
             TransportErrorKind::Tls,
-            "https endpoints are not supported: etcd-tokio speaks plain HTTP only",
+            "https endpoints need TLS: etcd-tokio is built without its `tls` feature",
         ));
     }
     Ok(())
@@ -266,6 +293,7 @@ impl AsyncTransport for Client {
         &self,
         transmit: Transmit,
     ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
+        #[cfg(not(feature = "tls"))]
         plain_http(&transmit.request)?;
         let deadline = transmit
             .timeout
@@ -280,6 +308,7 @@ impl AsyncTransport for Client {
     }
 
     async fn send(&self, transmit: Transmit) -> Exchange {
+        #[cfg(not(feature = "tls"))]
         plain_http(&transmit.request)?;
         match transmit.timeout {
             Some(limit) => tokio::time::timeout(limit, self.exchange(transmit.request))
@@ -344,6 +373,9 @@ fn silent_until() -> ExchangeFailure {
 /// `Connect`; the second is `Io`, as on every transport (see
 /// `TransportErrorKind`): a connection was made.
 fn request_failure(error: hyper_util::client::legacy::Error) -> ExchangeFailure {
+    if let Some(tls) = tls_failure(&error) {
+        return tls;
+    }
     let connection_made = chain(&error).any(|e| e.is::<hyper::Error>());
     let kind = if error.is_connect() && !connection_made {
         TransportErrorKind::Connect
@@ -352,6 +384,24 @@ fn request_failure(error: hyper_util::client::legacy::Error) -> ExchangeFailure 
     };
     // hyper-util's own message ("client error (Connect)") says less than its cause.
     failure(kind, error.source().unwrap_or(&error))
+}
+
+/// A connector's failure for a streamed response: TLS or connect.
+fn connect_failure(error: impl Into<Box<dyn StdError + Send + Sync>>) -> ExchangeFailure {
+    let error = error.into();
+    let error: &(dyn StdError + 'static) = &*error;
+    tls_failure(error).unwrap_or_else(|| failure(TransportErrorKind::Connect, error))
+}
+
+/// A failed TLS handshake, said in words (etcd-proto's reading of it): the
+/// request was not sent.
+fn tls_failure(error: &(dyn StdError + 'static)) -> Option<ExchangeFailure> {
+    #[cfg(feature = "tls")]
+    if let Some(what) = etcd_proto::tls::describe_handshake_error(error) {
+        return Some(ExchangeFailure::new(TransportErrorKind::Tls, what));
+    }
+    let _ = error;
+    None
 }
 
 /// Sorts a failure to read the response body.
@@ -616,13 +666,35 @@ mod tests {
         assert_eq!(e.kind, TransportErrorKind::Http, "{}", e.source);
     }
 
+    #[cfg(not(feature = "tls"))]
     #[test]
-    fn https_is_refused_at_build_and_a_tls_failure_when_learned_later() {
+    fn without_tls_https_is_refused_at_build_and_a_tls_failure_when_learned_later() {
         let refused = Client::new("https://127.0.0.1:1").unwrap_err();
         assert!(refused.to_string().contains("etcd-tokio"), "{refused}");
         // An https URL learned later (member discovery) sends nothing.
         let client = Client::new("http://127.0.0.1:1").unwrap();
         let e = send_failure(&client, "https://127.0.0.1:1");
         assert_eq!(e.kind, TransportErrorKind::Tls, "{}", e.source);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_plain_http_server_behind_https_is_a_tls_failure_that_sent_nothing() {
+        // A listener that answers the TLS hello with plain HTTP.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let _ = socket.read(&mut [0u8; 1024]);
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        });
+        let client = Client::new(&url).unwrap();
+        let e = send_failure(&client, &url);
+        assert_eq!(e.kind, TransportErrorKind::Tls, "{}", e.source);
+        assert!(
+            e.source.to_string().contains("TLS handshake failed"),
+            "{}",
+            e.source
+        );
     }
 }

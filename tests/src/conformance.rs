@@ -523,8 +523,9 @@ pub fn run_scenario(transport: Transport, cluster_size: usize, scenario: fn(&Tes
 
 /// Declares scenarios, each run once per transport.
 ///
-/// A scenario may be marked `#[cluster(3)]` (it gets a 3-member cluster) or
-/// `#[async_only]` (it runs on the async transports only).
+/// A scenario may be marked `#[cluster(3)]` (it gets a 3-member cluster),
+/// `#[async_only]` (it runs on the async transports only) or
+/// `#[only(tokio)]` (it runs on the transports named).
 ///
 /// ```ignore
 /// etcd_tests::scenarios! {
@@ -539,6 +540,10 @@ macro_rules! scenarios {
     () => {};
     ($(#[doc = $doc:literal])* #[cluster($n:literal)] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
         $crate::scenarios!(@one $n, [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!($($rest)*);
+    };
+    ($(#[doc = $doc:literal])* #[only($($transport:ident)*)] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
+        $crate::scenarios!(@one 1, [$($transport)*], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!($($rest)*);
     };
     ($(#[doc = $doc:literal])* #[async_only] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {

@@ -4,6 +4,7 @@
 //!   loopback for the conformance tests.
 //! - [`conformance`] runs one scenario source on every transport: see
 //!   [`scenarios!`].
+//! - [`tls`] makes a throwaway CA and certificates, and starts TLS servers.
 //! - [`proxy`] relays and counts TCP connections, to observe connection reuse.
 //! - [`fault`] relays TCP with switchable faults (partitions, stalls, cuts,
 //!   resets, refused connects, latency), for fault-injection tests.
@@ -19,6 +20,7 @@ pub mod dns;
 pub mod fault;
 pub mod harness;
 pub mod proxy;
+pub mod tls;
 
 pub use conformance::{run_scenario, Env, TestClient, TestLock, Topology, Transport};
 

@@ -178,6 +178,9 @@ pub(crate) struct Member {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// The port of the TLS client listener, when the member was given a
+    /// certificate (`--cert-file=` among its flags).
+    pub tls_port: Option<u16>,
     dir: PathBuf,
     child: Child,
     killed: bool,
@@ -214,7 +217,16 @@ impl Member {
                 return Err(format!("cannot create {}: {e}", log_path.display()));
             }
         };
-        let client = format!("http://127.0.0.1:{client_port}");
+        // With a certificate, a TLS listener too; the plain one stays for
+        // the harness's own readiness checks.
+        let tls_port = extra
+            .iter()
+            .any(|flag| flag.starts_with("--cert-file="))
+            .then(free_port);
+        let mut client = format!("http://127.0.0.1:{client_port}");
+        if let Some(port) = tls_port {
+            client.push_str(&format!(",https://127.0.0.1:{port}"));
+        }
         let peer = format!("http://127.0.0.1:{peer_port}");
         let mut cmd = Command::new(binary.path());
         cmd.arg(format!("--name={name}"))
@@ -247,6 +259,7 @@ impl Member {
             name: name.to_string(),
             client_port,
             peer_port,
+            tls_port,
             dir,
             child,
             killed: false,

@@ -60,6 +60,16 @@ impl EtcdServer {
         self.member.client_url()
     }
 
+    /// `"https://127.0.0.1:PORT"`: the TLS listener of a server started
+    /// with a certificate (`--cert-file=`). Panics otherwise.
+    pub fn tls_url(&self) -> String {
+        let port = self
+            .member
+            .tls_port
+            .expect("a server started with --cert-file");
+        format!("https://127.0.0.1:{port}")
+    }
+
     /// Server version from `/version`, e.g. `"3.5.1"`.
     pub fn version(&self) -> String {
         self.version.clone()
