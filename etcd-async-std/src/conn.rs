@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use async_std::net::TcpStream;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Frame, Incoming};
@@ -42,7 +41,7 @@ use crate::rt::FuturesIo;
 type Sender = SendRequest<Full<Bytes>>;
 
 /// hyper's half that reads and writes the socket.
-type Connection = http1::Connection<FuturesIo<TcpStream>, Full<Bytes>>;
+type Connection = http1::Connection<FuturesIo<crate::stream::Stream>, Full<Bytes>>;
 
 /// Why [`Conn::exchange`] failed, for the caller to classify.
 pub(crate) enum ExchangeError {

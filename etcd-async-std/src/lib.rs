@@ -102,6 +102,7 @@ mod failure;
 mod pool;
 mod rt;
 mod srv;
+mod stream;
 
 use conn::ExchangeError;
 use deadline::Deadlines;
@@ -133,12 +134,19 @@ struct Inner {
 
 impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
+        #[cfg(not(feature = "tls"))]
         config.refuse_https("etcd-async-std")?;
         let cluster = config.cluster()?;
+        let pool = Pool::new(config.max_idle_connections, config.connect_timeout);
+        #[cfg(feature = "tls")]
+        let pool = pool.with_tls(pool::Tls {
+            connector: futures_rustls::TlsConnector::from(config.tls_client_config()?),
+            options: config.tls.clone(),
+        });
         Ok(Client {
             inner: Arc::new(Inner {
                 cluster: Mutex::new(cluster),
-                pool: Pool::new(config.max_idle_connections, config.connect_timeout),
+                pool,
                 deadlines: Deadlines::default(),
                 max_response_bytes: usize::try_from(config.max_response_bytes)
                     .unwrap_or(usize::MAX),
@@ -342,21 +350,13 @@ fn read_failure(error: Box<dyn std::error::Error + Send + Sync>) -> ExchangeFail
 /// that hyper's HTTP/1.1 connection writes as is.
 fn origin_form(
     request: http::Request<Bytes>,
-) -> Result<(http::Request<Full<Bytes>>, String), ExchangeFailure> {
+) -> Result<(http::Request<Full<Bytes>>, stream::Origin), ExchangeFailure> {
     let (mut parts, body) = request.into_parts();
     let not_sendable =
         |kind, message: String| Err(ExchangeFailure::new(kind, Failure::new(message)));
-    match parts.uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return not_sendable(
-                TransportErrorKind::Tls,
-                format!(
-                    "{} needs TLS, which etcd-async-std does not implement",
-                    parts.uri
-                ),
-            )
-        }
+    let tls = match parts.uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => {
             return not_sendable(
                 TransportErrorKind::Connect,
@@ -366,7 +366,7 @@ fn origin_form(
                 ),
             )
         }
-    }
+    };
     let Some(authority) = parts.uri.authority() else {
         return not_sendable(
             TransportErrorKind::Connect,
@@ -374,7 +374,11 @@ fn origin_form(
         );
     };
     let host = authority.host();
-    let connect_to = format!("{host}:{}", authority.port_u16().unwrap_or(80));
+    let default_port = if tls { 443 } else { 80 };
+    let origin = stream::Origin {
+        address: format!("{host}:{}", authority.port_u16().unwrap_or(default_port)),
+        tls_host: tls.then(|| host.to_owned()),
+    };
     let host_header = match authority.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
@@ -409,10 +413,7 @@ fn origin_form(
         .headers
         .entry(http::header::HOST)
         .or_insert(host_header);
-    Ok((
-        http::Request::from_parts(parts, Full::new(body)),
-        connect_to,
-    ))
+    Ok((http::Request::from_parts(parts, Full::new(body)), origin))
 }
 
 /// The deadline for the whole exchange passed.
@@ -488,16 +489,16 @@ fn truncated(error: &hyper::Error) -> bool {
 mod tests {
     use super::*;
 
-    fn split(uri: &str) -> (http::Request<Full<Bytes>>, String) {
+    fn split(uri: &str) -> (http::Request<Full<Bytes>>, stream::Origin) {
         let request = http::Request::get(uri).body(Bytes::new()).unwrap();
         origin_form(request).unwrap()
     }
 
     #[test]
     fn origin_form_keeps_path_and_query_and_sets_host() {
-        let (request, connect_to) =
-            split("http://127.0.0.1:2379/v2/keys/a%3F%23?recursive=true&x=%2B");
-        assert_eq!(connect_to, "127.0.0.1:2379");
+        let (request, origin) = split("http://127.0.0.1:2379/v2/keys/a%3F%23?recursive=true&x=%2B");
+        assert_eq!(origin.address, "127.0.0.1:2379");
+        assert_eq!(origin.tls_host, None);
         assert_eq!(request.uri(), "/v2/keys/a%3F%23?recursive=true&x=%2B");
         assert!(request.uri().scheme().is_none() && request.uri().authority().is_none());
         assert_eq!(request.headers()[http::header::HOST], "127.0.0.1:2379");
@@ -505,16 +506,21 @@ mod tests {
 
     #[test]
     fn origin_form_defaults_port_and_path() {
-        let (request, connect_to) = split("http://etcd.local");
-        assert_eq!(connect_to, "etcd.local:80");
+        let (request, origin) = split("http://etcd.local");
+        assert_eq!(origin.address, "etcd.local:80");
+        let (_, tls) = split("https://etcd.local");
+        assert_eq!(
+            (tls.address.as_str(), tls.tls_host.as_deref()),
+            ("etcd.local:443", Some("etcd.local"))
+        );
         assert_eq!(request.uri(), "/");
         assert_eq!(request.headers()[http::header::HOST], "etcd.local");
     }
 
     #[test]
     fn origin_form_ipv6_and_userinfo() {
-        let (request, connect_to) = split("http://user:pw@[::1]:4001/v2/members");
-        assert_eq!(connect_to, "[::1]:4001");
+        let (request, origin) = split("http://user:pw@[::1]:4001/v2/members");
+        assert_eq!(origin.address, "[::1]:4001");
         assert_eq!(request.headers()[http::header::HOST], "[::1]:4001");
         assert_eq!(request.uri(), "/v2/members");
     }
@@ -529,13 +535,26 @@ mod tests {
         assert_eq!(request.headers()[http::header::HOST], "proxy.example");
     }
 
-    #[test]
-    fn https_is_a_tls_failure() {
-        let request = http::Request::get("https://127.0.0.1:2379/v2/keys")
-            .body(Bytes::new())
-            .unwrap();
-        let failure = origin_form(request).unwrap_err();
-        assert_eq!(failure.kind, TransportErrorKind::Tls);
+    #[async_std::test]
+    async fn a_plain_http_server_behind_https_is_a_tls_failure_that_sent_nothing() {
+        // A listener that answers the TLS hello with plain HTTP.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut socket, _) = listener.accept().unwrap();
+            let _ = socket.read(&mut [0u8; 1024]);
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        });
+        let error = Client::new(&url).unwrap().get("/k").await.unwrap_err();
+        let etcd_proto::Error::Transport(t) = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(t.kind(), TransportErrorKind::Tls, "{error}");
+        assert!(
+            t.request_not_sent() && error.to_string().contains("TLS handshake failed"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -24,12 +24,24 @@ use hyper::client::conn::http1;
 use crate::conn::{Conn, ExchangeError};
 use crate::failure::Failure;
 use crate::rt::FuturesIo;
+use crate::stream::{Origin, Stream};
 
-/// Idle connections per authority (`host:port`).
+/// Idle connections per origin (`host:port`, or `https://host:port`).
 pub(crate) struct Pool {
     idle: Mutex<HashMap<String, Vec<Conn>>>,
     max_idle: usize,
     connect_timeout: Duration,
+    /// TLS for `https://` origins.
+    #[cfg(feature = "tls")]
+    tls: Option<Tls>,
+}
+
+/// How the pool runs a TLS handshake: etcd-proto's configuration, and its
+/// choice of the name to verify.
+#[cfg(feature = "tls")]
+pub(crate) struct Tls {
+    pub(crate) connector: futures_rustls::TlsConnector,
+    pub(crate) options: etcd_proto::tls::TlsOptions,
 }
 
 impl Pool {
@@ -38,19 +50,29 @@ impl Pool {
             idle: Mutex::new(HashMap::new()),
             max_idle,
             connect_timeout,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
-    /// A connection to `authority` that is ready for a request: an idle one
+    /// Speaks TLS to `https://` origins.
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// A connection to `origin` that is ready for a request: an idle one
     /// if one is still open, else a new one.
-    pub(crate) async fn checkout(&self, authority: &str) -> Result<Lease<'_>, ExchangeFailure> {
+    pub(crate) async fn checkout(&self, origin: &Origin) -> Result<Lease<'_>, ExchangeFailure> {
+        let authority = &origin.key();
         while let Some(mut conn) = self.take_idle(authority) {
             if conn.ready().await {
                 return Ok(self.lease(authority, conn, true));
             }
             // It closed while idle: it drops here; try the next one.
         }
-        let conn = self.connect(authority).await?;
+        let conn = self.connect(origin).await?;
         Ok(self.lease(authority, conn, false))
     }
 
@@ -91,7 +113,8 @@ impl Pool {
     /// Opens a TCP connection (within the connect timeout) and hands it to
     /// hyper. Nothing is spawned: the lease (or, for a streamed response,
     /// its body) drives the connection.
-    pub(crate) async fn connect(&self, authority: &str) -> Result<Conn, ExchangeFailure> {
+    pub(crate) async fn connect(&self, origin: &Origin) -> Result<Conn, ExchangeFailure> {
+        let authority = origin.address.as_str();
         let connecting = TcpStream::connect(authority);
         let stream = match async_std::future::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
@@ -114,6 +137,7 @@ impl Pool {
         // Requests are small and latency-bound: send each one at once. Failing
         // to set the option costs latency only, so it is not an error.
         let _ = stream.set_nodelay(true);
+        let stream = self.secure(origin, stream).await?;
         let (sender, connection) = http1::handshake(FuturesIo::new(stream))
             .await
             .map_err(|e| {
@@ -123,6 +147,41 @@ impl Pool {
                 )
             })?;
         Ok(Conn::new(sender, connection))
+    }
+}
+
+impl Pool {
+    /// The TLS handshake of an `https://` origin, within the connect timeout;
+    /// a plain origin's stream as it is.
+    async fn secure(&self, origin: &Origin, stream: TcpStream) -> Result<Stream, ExchangeFailure> {
+        let Some(host) = &origin.tls_host else {
+            return Ok(Stream::Plain(stream));
+        };
+        let refused =
+            |message: String| ExchangeFailure::new(TransportErrorKind::Tls, Failure::new(message));
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let name = tls
+                .options
+                .server_name_for(host)
+                .map_err(|e| refused(e.to_string()))?;
+            let handshake = tls.connector.connect(name, stream);
+            return match async_std::future::timeout(self.connect_timeout, handshake).await {
+                Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),
+                Ok(Err(e)) => Err(refused(
+                    etcd_proto::tls::describe_handshake_error(&e)
+                        .unwrap_or_else(|| format!("TLS handshake with {host} failed: {e}")),
+                )),
+                Err(_elapsed) => Err(refused(format!(
+                    "the TLS handshake with {host} took longer than the connect timeout ({:?})",
+                    self.connect_timeout
+                ))),
+            };
+        }
+        drop(stream);
+        Err(refused(format!(
+            "{host} needs TLS: etcd-async-std is built without its `tls` feature"
+        )))
     }
 }
 
@@ -275,6 +334,14 @@ mod tests {
         (authority, closed)
     }
 
+    /// A plain-TCP origin.
+    fn plain(authority: &str) -> Origin {
+        Origin {
+            address: authority.to_owned(),
+            tls_host: None,
+        }
+    }
+
     fn get(authority: &str) -> http::Request<Full<Bytes>> {
         http::Request::get("/")
             .header(http::header::HOST, authority)
@@ -287,17 +354,17 @@ mod tests {
         let authority = listener().await;
         let pool = Pool::new(4, Duration::from_secs(1));
 
-        let lease = pool.checkout(&authority).await.unwrap();
+        let lease = pool.checkout(&plain(&authority)).await.unwrap();
         assert!(!lease.reused());
         drop(lease); // an error, a timeout or a cancellation looks like this
         assert_eq!(pool.idle_count(&authority), 0);
 
-        let lease = pool.checkout(&authority).await.unwrap();
+        let lease = pool.checkout(&plain(&authority)).await.unwrap();
         assert!(!lease.reused());
         lease.complete();
         assert_eq!(pool.idle_count(&authority), 1);
 
-        let lease = pool.checkout(&authority).await.unwrap();
+        let lease = pool.checkout(&plain(&authority)).await.unwrap();
         assert!(lease.reused());
         assert_eq!(pool.idle_count(&authority), 0);
         drop(lease);
@@ -310,7 +377,7 @@ mod tests {
         let pool = Pool::new(2, Duration::from_secs(1));
         let mut leases = Vec::new();
         for _ in 0..3 {
-            leases.push(pool.checkout(&authority).await.unwrap());
+            leases.push(pool.checkout(&plain(&authority)).await.unwrap());
         }
         for lease in leases {
             lease.complete();
@@ -322,7 +389,7 @@ mod tests {
     async fn a_cancelled_exchange_closes_its_connection_at_once() {
         let (authority, closed) = server(After::Hang).await;
         let pool = Pool::new(4, Duration::from_secs(1));
-        let lease = pool.checkout(&authority).await.unwrap();
+        let lease = pool.checkout(&plain(&authority)).await.unwrap();
         let exchange = lease.exchange(get(&authority), 1024);
         // The request is sent, the response never comes: the deadline drops
         // the exchange, lease and connection with it.
@@ -342,14 +409,14 @@ mod tests {
     async fn a_connection_closed_while_idle_is_not_reused() {
         let (authority, _) = server(After::AnswerThenClose).await;
         let pool = Pool::new(4, Duration::from_secs(1));
-        let lease = pool.checkout(&authority).await.unwrap();
+        let lease = pool.checkout(&plain(&authority)).await.unwrap();
         let response = lease.exchange(get(&authority), 1024).await.ok().unwrap();
         assert_eq!(response.body().as_ref(), b"ok");
         // Nobody drives the idle connection: it is still in the pool after
         // the server closed it, until a checkout polls its driver.
         assert_eq!(pool.idle_count(&authority), 1);
         async_std::task::sleep(Duration::from_millis(100)).await;
-        let lease = pool.checkout(&authority).await.unwrap();
+        let lease = pool.checkout(&plain(&authority)).await.unwrap();
         assert!(!lease.reused());
         assert_eq!(pool.idle_count(&authority), 0);
     }
@@ -379,7 +446,7 @@ mod tests {
         let pool = Pool::new(4, Duration::from_secs(1));
         smol::block_on(async {
             for i in 0..3 {
-                let lease = pool.checkout(&authority).await.unwrap();
+                let lease = pool.checkout(&plain(&authority)).await.unwrap();
                 assert_eq!(lease.reused(), i > 0);
                 let response = lease.exchange(get(&authority), 1024).await.ok().unwrap();
                 assert_eq!(response.body().as_ref(), b"ok");

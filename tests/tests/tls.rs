@@ -37,7 +37,7 @@ etcd_tests::scenarios! {
     /// server is refused, with a reason, under an unknown CA, a wrong name
     /// or an expired certificate; the name override and the explicit
     /// opt-out work, the opt-out only when set.
-    #[only(tokio)]
+    #[only(tokio async_std)]
     fn tls_trust_names_and_expiry(client, env) {
         let pki = TestPki::new("trust");
         let server = pki.start_server(&pki.server(&["127.0.0.1", "localhost"], false), false, &[]);
@@ -79,7 +79,7 @@ etcd_tests::scenarios! {
     /// etcd with `--client-cert-auth`: without a client certificate the
     /// handshake is refused and says so; with one signed by its CA, every
     /// call works; a bad PEM is refused at build.
-    #[only(tokio)]
+    #[only(tokio async_std)]
     fn tls_client_certificates(client, env) {
         let pki = TestPki::new("mtls");
         let server = pki.start_server(&pki.server(&["127.0.0.1"], false), true, &[]);
