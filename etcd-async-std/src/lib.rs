@@ -38,8 +38,10 @@
 //! bounds each TCP connect. A client's time limits all wait on one shared
 //! timer, armed for the earliest of them, so a request does not register a
 //! timer of its own with the reactor (each registration costs async-io
-//! system calls and a reactor wake-up). Plain `http://` only: an
-//! `https://` endpoint fails with a TLS transport error.
+//! system calls and a reactor wake-up). `https://` endpoints speak TLS
+//! (futures-rustls, with etcd-proto's rustls configuration; the `tls`
+//! feature, on by default), pooled per origin like plain connections; the
+//! handshake runs within the connect timeout.
 //!
 //! A [`Client`] is cheap to clone (it is an `Arc` inside) and `Send + Sync`;
 //! clones share the connection pool and the cluster state, and every future
@@ -110,6 +112,10 @@ use failure::Failure;
 use pool::Pool;
 
 pub use etcd_proto::{v2, v3, Endpoint, Error, ErrorKind, TransportError, UsageError};
+
+/// TLS settings ([`tls::TlsOptions`]), for the builder's `tls(...)`.
+#[cfg(feature = "tls")]
+pub use etcd_proto::tls;
 
 pub use etcd_proto::DEFAULT_ENDPOINT;
 

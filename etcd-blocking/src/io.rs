@@ -116,12 +116,37 @@ pub(crate) fn with_read_deadline<R>(deadline: Arc<ReadDeadline>, f: impl FnOnce(
     result
 }
 
-/// Opens plain TCP connections as [`Tcp`] transports.
+/// Opens TCP connections as [`Tcp`] transports, with a TLS session on an
+/// `https://` endpoint (the `tls` feature).
 ///
 /// A connection made before it in the chain (ureq's CONNECT proxy tunnel,
 /// when a proxy is configured) passes through untouched.
 #[derive(Debug, Default)]
-pub(crate) struct TcpConnector;
+pub(crate) struct TcpConnector {
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<TlsSettings>,
+}
+
+/// How the connector runs a TLS handshake: etcd-proto's configuration and
+/// its choice of the name to verify.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+pub(crate) struct TlsSettings {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    pub(crate) options: etcd_proto::tls::TlsOptions,
+}
+
+/// A failed TLS handshake, in words (etcd-proto's reading of it).
+#[derive(Debug)]
+pub(crate) struct TlsFailure(pub(crate) String);
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsFailure {}
 
 impl<In: Transport> Connector<In> for TcpConnector {
     type Out = Either<In, Tcp>;
@@ -134,20 +159,41 @@ impl<In: Transport> Connector<In> for TcpConnector {
         if let Some(chained) = chained {
             return Ok(Some(Either::A(chained)));
         }
+        #[cfg(not(feature = "tls"))]
         if details.needs_tls() {
             return Err(Error::Other(Box::new(TlsUnavailable)));
         }
         let stream = connect(details)?;
         stream.set_nodelay(true)?;
         let config = details.config;
-        let tcp = Tcp {
+        #[allow(unused_mut)]
+        let mut tcp = Tcp {
             stream: Arc::new(stream),
             buffers: LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size()),
             pending: Vec::new(),
             read_timeout: None,
             write_timeout: None,
             read_deadline: NEXT_CONNECTION_DEADLINE.with(|next| next.borrow_mut().take()),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            scratch: Vec::new(),
         };
+        #[cfg(feature = "tls")]
+        if details.needs_tls() {
+            let Some(settings) = &self.tls else {
+                return Err(Error::Other(Box::new(TlsUnavailable)));
+            };
+            let host = details.uri.host().unwrap_or_default();
+            let name = settings
+                .options
+                .server_name_for(host)
+                .map_err(|e| Error::Other(Box::new(TlsFailure(e.to_string()))))?;
+            let session = rustls::ClientConnection::new(settings.config.clone(), name)
+                .map_err(|e| Error::Other(Box::new(TlsFailure(e.to_string()))))?;
+            tcp.tls = Some(Box::new(session));
+            tcp.handshake(details.timeout)?;
+        }
         // Lets `Agent::shutdown` interrupt I/O on this socket from elsewhere.
         (details.register_shutdown)(Arc::downgrade(&tcp.stream) as Weak<dyn ShutdownHandle>)?;
         Ok(Some(Either::B(tcp)))
@@ -206,6 +252,12 @@ pub(crate) struct Tcp {
     /// A streamed response's own bound on each read, if this connection
     /// carries one.
     read_deadline: Option<Arc<ReadDeadline>>,
+    /// The TLS session of an `https://` connection: bytes go through it.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// Where the session's plaintext is read to first.
+    #[cfg(feature = "tls")]
+    scratch: Vec<u8>,
 }
 
 impl Tcp {
@@ -215,6 +267,13 @@ impl Tcp {
             return Ok(());
         }
         let deadline = Deadline::new(timeout.for_write())?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_mut() {
+            // Encrypted into the session, then its records written out.
+            tls.writer().write_all(&self.pending)?;
+            self.pending.clear();
+            return self.write_tls(&deadline);
+        }
         let mut sent = 0;
         while sent < self.pending.len() {
             let rest = &self.pending[sent..];
@@ -233,6 +292,101 @@ impl Tcp {
         self.pending.clear();
         Ok(())
     }
+}
+
+/// TLS over the socket: the handshake and the records, with the same
+/// socket timeouts as plain reads and writes.
+#[cfg(feature = "tls")]
+impl Tcp {
+    /// Runs the TLS handshake within `timeout` (the connect phase's).
+    fn handshake(&mut self, timeout: NextTimeout) -> Result<(), Error> {
+        let deadline = Deadline::new(timeout)?;
+        while self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            self.write_tls(&deadline)?;
+            if self.tls.as_ref().is_some_and(|t| t.wants_read()) && self.read_tls(&deadline)? == 0 {
+                return Err(handshake_failure(io::Error::from(
+                    io::ErrorKind::UnexpectedEof,
+                )));
+            }
+        }
+        self.write_tls(&deadline)
+    }
+
+    /// Writes every TLS record the session has ready.
+    fn write_tls(&mut self, deadline: &Deadline) -> Result<(), Error> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        while tls.wants_write() {
+            timed(
+                &self.stream,
+                &mut self.write_timeout,
+                TcpStream::set_write_timeout,
+                deadline,
+                |mut stream| tls.write_tls(&mut stream),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Reads TLS records into the session (0: the peer closed); a record
+    /// that fails (an alert, a bad certificate) is the error.
+    fn read_tls(&mut self, deadline: &Deadline) -> Result<usize, Error> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(0);
+        };
+        let n = timed(
+            &self.stream,
+            &mut self.read_timeout,
+            TcpStream::set_read_timeout,
+            deadline,
+            |mut stream| tls.read_tls(&mut stream),
+        )?;
+        if let Err(e) = tls.process_new_packets() {
+            // Tell the peer why, if it still listens.
+            let _ = self.write_tls(deadline);
+            return Err(handshake_failure(io::Error::new(
+                io::ErrorKind::InvalidData,
+                e,
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Plaintext the session has for `input`, reading records as needed.
+    fn read_plaintext(&mut self, deadline: &Deadline, input: &mut [u8]) -> Result<usize, Error> {
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(0);
+            };
+            match tls.reader().read(input) {
+                Ok(n) => return Ok(n),
+                // The peer closed without close_notify: the end, as for TCP.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.read_tls(deadline)? == 0 {
+                        // EOF on the socket: whatever the session holds is all.
+                        let tls = self.tls.as_mut().expect("checked above");
+                        return match tls.reader().read(input) {
+                            Ok(n) => Ok(n),
+                            Err(_) => Ok(0),
+                        };
+                    }
+                    self.write_tls(deadline)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// A TLS failure as ureq carries it: etcd-proto's words for it, so the
+/// transport can tell it from other I/O errors.
+#[cfg(feature = "tls")]
+fn handshake_failure(error: io::Error) -> Error {
+    let what = etcd_proto::tls::describe_handshake_error(&error)
+        .unwrap_or_else(|| format!("TLS failed: {error}"));
+    Error::Other(Box::new(TlsFailure(what)))
 }
 
 impl Transport for Tcp {
@@ -270,6 +424,25 @@ impl Transport for Tcp {
                 deadline.left()?;
             }
         }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            // The session reads into a scratch buffer kept with the
+            // connection (the input buffer is borrowed from `self`).
+            let mut chunk = std::mem::take(&mut self.scratch);
+            chunk.resize(self.buffers.input_append_buf().len(), 0);
+            let n = self.read_plaintext(&deadline, &mut chunk);
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    self.scratch = chunk;
+                    return Err(e);
+                }
+            };
+            self.buffers.input_append_buf()[..n].copy_from_slice(&chunk[..n]);
+            self.scratch = chunk;
+            self.buffers.input_appended(n);
+            return Ok(n > 0);
+        }
         let input = self.buffers.input_append_buf();
         let n = timed(
             &self.stream,
@@ -285,6 +458,13 @@ impl Transport for Tcp {
     fn is_open(&mut self) -> bool {
         // Output still held means a request went unanswered: not reusable.
         self.pending.is_empty() && idle_and_open(&self.stream)
+    }
+
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 }
 
@@ -487,8 +667,9 @@ mod tests {
         assert!(!idle_and_open(&client), "closed by the peer");
     }
 
+    #[cfg(not(feature = "tls"))]
     #[test]
-    fn an_https_endpoint_is_a_tls_error_and_no_connection() {
+    fn without_tls_an_https_endpoint_is_refused_and_sends_nothing() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
@@ -512,6 +693,28 @@ mod tests {
         );
         let accepted = listener.accept();
         assert!(accepted.is_err(), "connected: {accepted:?}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_plain_http_server_behind_https_is_a_tls_failure_that_sent_nothing() {
+        // A listener that answers the TLS hello with plain HTTP.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let _ = socket.read(&mut [0u8; 1024]);
+            let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        });
+        let error = crate::Client::new(&url).unwrap().get("/k").unwrap_err();
+        let crate::Error::Transport(t) = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(t.kind(), etcd_proto::TransportErrorKind::Tls, "{error}");
+        assert!(
+            t.request_not_sent() && error.to_string().contains("TLS handshake failed"),
+            "{error}"
+        );
     }
 
     fn deadline_in(after: Duration) -> Deadline {

@@ -8,7 +8,10 @@
 //! connection within the flow's timeout and return the complete response (or
 //! the failure), sleep, or tell the time. This crate holds no URL building, no
 //! JSON and no protocol decision: only that I/O and the mapping of ureq's
-//! errors to [`TransportErrorKind`]s.
+//! errors to [`TransportErrorKind`]s. `https://` endpoints run a rustls
+//! session over the crate's own TCP transport, with the configuration
+//! etcd-proto builds from the client's settings (the `tls` feature, on by
+//! default), pooled and kept alive like plain connections.
 //!
 //! A [`Client`] is `Send + Sync`: share it between threads behind an `Arc`;
 //! each thread's requests run on their own pooled connection.
@@ -48,6 +51,10 @@ use ureq::unversioned::transport::{ConnectProxyConnector, Connector as _};
 
 pub use etcd_proto::{v2, v3, Endpoint, Error, ErrorKind, TransportError, UsageError};
 
+/// TLS settings ([`tls::TlsOptions`]), for the builder's `tls(...)`.
+#[cfg(feature = "tls")]
+pub use etcd_proto::tls;
+
 pub use etcd_proto::DEFAULT_ENDPOINT;
 
 /// Settings for a [`Client`]; start from [`Client::builder`].
@@ -70,8 +77,11 @@ pub struct Client {
 
 impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
+        #[cfg(not(feature = "tls"))]
         config.refuse_https("etcd-blocking")?;
         let cluster = config.cluster()?;
+        #[cfg(feature = "tls")]
+        let tls_config = config.tls_client_config()?;
         let agent = |max_idle_connections| {
             let agent_config = ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -81,9 +91,17 @@ impl FromConfig for Client {
                 .max_idle_connections(max_idle_connections)
                 .max_idle_connections_per_host(max_idle_connections)
                 .build();
-            // ureq's chain minus its TCP transport (ours is leaner) and TLS (not
-            // built): a CONNECT tunnel if a proxy is configured, else plain TCP.
-            let connector = ConnectProxyConnector::default().chain(io::TcpConnector);
+            // ureq's chain with our own TCP transport (leaner), which also
+            // runs TLS on https:// endpoints: a CONNECT tunnel if a proxy is
+            // configured, else TCP.
+            let tcp = io::TcpConnector {
+                #[cfg(feature = "tls")]
+                tls: Some(io::TlsSettings {
+                    config: tls_config.clone(),
+                    options: config.tls.clone(),
+                }),
+            };
+            let connector = ConnectProxyConnector::default().chain(tcp);
             ureq::Agent::with_parts(agent_config, connector, io::LiteralFirstResolver::default())
         };
         Ok(Client {
@@ -279,7 +297,9 @@ fn failure(error: ureq::Error) -> ExchangeFailure {
             TransportErrorKind::Http
         }
         E::Tls(_) | E::TlsRequired => TransportErrorKind::Tls,
-        E::Other(e) if e.is::<io::TlsUnavailable>() => TransportErrorKind::Tls,
+        E::Other(e) if e.is::<io::TlsUnavailable>() || e.is::<io::TlsFailure>() => {
+            TransportErrorKind::Tls
+        }
         _ => TransportErrorKind::Io,
     };
     ExchangeFailure::new(kind, error)

@@ -30,8 +30,11 @@
 //! gives it (how a watch notices silence), and dropping the [`StreamBody`]
 //! aborts that task, closing the connection.
 //!
-//! Plain `http://` endpoints only: an `https://` endpoint fails with
-//! [`TransportErrorKind::Tls`]. Redirects are never followed.
+//! `https://` endpoints speak TLS through hyper-rustls, with the rustls
+//! configuration etcd-proto builds from the client's settings (the `tls`
+//! feature, on by default): pooled and kept alive like plain connections; a
+//! failed handshake is [`TransportErrorKind::Tls`], the request not sent.
+//! Redirects are never followed.
 //!
 //! ```no_run
 //! use etcd_tokio::Client;
@@ -73,6 +76,10 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 mod srv;
 
 pub use etcd_proto::{v2, v3, Endpoint, Error, ErrorKind, TransportError, UsageError};
+
+/// TLS settings ([`tls::TlsOptions`]), for the builder's `tls(...)`.
+#[cfg(feature = "tls")]
+pub use etcd_proto::tls;
 
 pub use etcd_proto::DEFAULT_ENDPOINT;
 

@@ -97,8 +97,10 @@ impl FaultProxy {
     ///
     /// Panics if the upstream is not a loopback address or no port is free.
     pub fn start(upstream_url: &str) -> FaultProxy {
+        // Bytes are relayed as they are: TLS passes through untouched.
         let host_port = upstream_url
             .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .trim_end_matches('/');
         let upstream = host_port
             .to_socket_addrs()

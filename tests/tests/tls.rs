@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use etcd_proto::tls::TlsOptions;
-use etcd_proto::v3::{KeyRange, Watch, WatchItem};
+use etcd_proto::v3::{KeyRange, MutexOptions, Watch, WatchItem};
 use etcd_proto::{Config, Error, TransportErrorKind};
+use etcd_tests::fault::{Fault, FaultProxy};
 use etcd_tests::tls::TestPki;
 use etcd_tests::{Env, TestClient};
 
@@ -37,7 +38,6 @@ etcd_tests::scenarios! {
     /// server is refused, with a reason, under an unknown CA, a wrong name
     /// or an expired certificate; the name override and the explicit
     /// opt-out work, the opt-out only when set.
-    #[only(tokio async_std)]
     fn tls_trust_names_and_expiry(client, env) {
         let pki = TestPki::new("trust");
         let server = pki.start_server(&pki.server(&["127.0.0.1", "localhost"], false), false, &[]);
@@ -79,7 +79,6 @@ etcd_tests::scenarios! {
     /// etcd with `--client-cert-auth`: without a client certificate the
     /// handshake is refused and says so; with one signed by its CA, every
     /// call works; a bad PEM is refused at build.
-    #[only(tokio async_std)]
     fn tls_client_certificates(client, env) {
         let pki = TestPki::new("mtls");
         let server = pki.start_server(&pki.server(&["127.0.0.1"], false), true, &[]);
@@ -105,6 +104,38 @@ etcd_tests::scenarios! {
             ..Config::default()
         });
         assert!(matches!(bad, Err(Error::Usage(etcd_proto::UsageError::InvalidTls { .. }))), "{bad:?}");
+        let _ = client;
+    }
+
+    /// TLS connections are pooled and kept alive like plain ones (one
+    /// handshake for many calls), a lock works over TLS, and a call fails
+    /// over from a TLS endpoint that refuses to one that answers.
+    fn tls_pooling_locks_and_failover(client, env) {
+        let pki = TestPki::new("pool");
+        let server = pki.start_server(&pki.server(&["127.0.0.1"], false), false, &[]);
+        let trusted = TlsOptions::default().ca_pem(pki.ca_pem.clone()).system_roots(false);
+        let counting = FaultProxy::start(&server.tls_url());
+        let through = counting.url().replace("http://", "https://");
+        let c = tls_client(env, &through, trusted.clone());
+        for i in 0..20 {
+            c.v3().put("tls/pool", i.to_string()).unwrap();
+        }
+        assert_eq!(counting.accepted(), 1, "20 sequential calls, one TLS connection");
+        let guard = c.v3_lock("tls-lock", MutexOptions::new()).unwrap();
+        assert!(guard.is_held().unwrap());
+        guard.release().unwrap();
+
+        let refusing = FaultProxy::start(&server.tls_url());
+        refusing.set(Fault::Refuse);
+        let both = env.transport.connect_config(Config {
+            endpoints: vec![refusing.url().replace("http://", "https://"), server.tls_url()],
+            request_timeout: Some(Duration::from_secs(5)),
+            discover_members: false,
+            tls: trusted,
+            ..Config::default()
+        });
+        both.v3().put("tls/failover", "1").unwrap();
+        assert_eq!(both.v3().get("tls/failover").unwrap().unwrap().value, b"1");
         let _ = client;
     }
 }
