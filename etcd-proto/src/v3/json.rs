@@ -180,6 +180,16 @@ pub(crate) fn error_body(status: u16, body: &[u8]) -> Error {
             let message = parsed.message.or(parsed.error).unwrap_or_default();
             V3Error::new(status, parsed.code.unwrap_or(2), &message).into()
         }
+        // etcd's gateway refuses a client certificate with a common name
+        // while auth is on (it cannot pass the CN on as the user), in plain text.
+        _ if body.starts_with(b"CommonName of client sending a request against gateway") => {
+            MalformedResponse::new(
+                status,
+                "etcd's JSON gateway refuses client certificates that carry a common name while auth is on: use a certificate without one (and v3 credentials)",
+                body,
+            )
+            .into()
+        }
         _ => MalformedResponse::new(status, "not an etcd v3 error body", body).into(),
     }
 }
