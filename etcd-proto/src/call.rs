@@ -50,10 +50,11 @@ const MAX_LOGINS: u32 = 2;
 ///   a third of the request timeout (at least 500 ms): a write sent during a
 ///   leader election is dropped by raft and would hang until etcd's own 7 s
 ///   timeout, so the call gives up on that attempt early enough to try
-///   elsewhere. **The last endpoint left gets all the time that remains**, so
-///   a slow but healthy member (a single endpoint answering in 0.7× the
-///   timeout) still succeeds. Without any deadline, a call makes at most
-///   three rounds.
+///   again once there is a leader. **With nowhere else to go** (a single
+///   endpoint, or every other one refused a connection during the call)
+///   **an attempt gets all the time that remains**, so a slow but healthy
+///   member answering in 0.7× the timeout still succeeds. Without any
+///   deadline, a call makes at most three rounds.
 /// - A member-list refresh the [`Cluster`] asks for runs first, as one
 ///   `GET /v2/members` (v2 calls) or `POST /v3/cluster/member/list` (v3
 ///   calls), capped like an attempt. Its failure counts against the member
@@ -78,6 +79,8 @@ pub struct Call<O: Operation> {
     started: bool,
     round: u32,
     tried: Vec<Endpoint>,
+    /// Endpoints that refused a connection during this call.
+    refused: Vec<Endpoint>,
     busy: bool,
     failures: Vec<(String, Error)>,
     redirect: Option<Endpoint>,
@@ -108,6 +111,7 @@ impl<O: Operation> Call<O> {
             started: false,
             round: 0,
             tried: Vec::new(),
+            refused: Vec::new(),
             busy: false,
             failures: Vec::new(),
             redirect: None,
@@ -176,17 +180,24 @@ impl<O: Operation> Call<O> {
         self.deadline.map(|d| d.saturating_duration_since(now))
     }
 
-    /// The timeout of the next attempt: capped while another endpoint is
-    /// still left to try this round, the whole remaining budget otherwise
-    /// (a slow but healthy member then still answers in time).
-    fn attempt_timeout(&self, cluster: &Cluster, now: Instant) -> Option<Duration> {
-        let untried = cluster
+    /// The timeout of an attempt on `endpoint`: capped while any other
+    /// endpoint may still answer (it has not refused a connection during
+    /// this call), so that an attempt lost in a leader election leaves time
+    /// to try again once there is a leader; the whole remaining budget when
+    /// there is nowhere else to go (a single endpoint, or all others
+    /// refused), so that a slow but healthy member still answers in time.
+    fn attempt_timeout(
+        &self,
+        cluster: &Cluster,
+        endpoint: &Endpoint,
+        now: Instant,
+    ) -> Option<Duration> {
+        let elsewhere = cluster
             .endpoints()
             .iter()
-            .filter(|e| !self.tried.contains(e))
-            .count();
+            .any(|e| e != endpoint && !self.refused.contains(e));
         match (self.timeout(now), self.attempt_cap) {
-            (Some(left), Some(cap)) if untried > 1 => Some(left.min(cap)),
+            (Some(left), Some(cap)) if elsewhere => Some(left.min(cap)),
             (left, _) => left,
         }
     }
@@ -283,11 +294,9 @@ impl<O: Operation> Call<O> {
                     return None;
                 }
             };
+            let timeout = self.attempt_timeout(cluster, &endpoint, now);
             self.state = State::LoggingIn(endpoint);
-            return Some(Step::Transmit(Transmit {
-                request,
-                timeout: self.attempt_timeout(cluster, now),
-            }));
+            return Some(Step::Transmit(Transmit { request, timeout }));
         }
         let request = match self.op.build(&cluster.target_on(&endpoint)) {
             Ok(request) => Self::with_auth(cluster, self.op.api(), request),
@@ -297,7 +306,7 @@ impl<O: Operation> Call<O> {
             }
         };
         self.redirect = None;
-        let timeout = self.attempt_timeout(cluster, now);
+        let timeout = self.attempt_timeout(cluster, &endpoint, now);
         self.tried.push(endpoint.clone());
         self.state = State::InFlight(endpoint);
         Some(Step::Transmit(Transmit { request, timeout }))
@@ -500,6 +509,9 @@ impl<O: Operation> Flow for Call<O> {
                 self.login_failed(cluster, endpoint, error.into());
             }
             State::InFlight(endpoint) => {
+                if kind == TransportErrorKind::Connect && !self.refused.contains(&endpoint) {
+                    self.refused.push(endpoint.clone());
+                }
                 let error = TransportError::new(endpoint.as_str(), kind, source);
                 let not_sent = error.request_not_sent();
                 // A long poll that reached its own deadline: nothing is wrong

@@ -231,20 +231,35 @@ fn the_request_timeout_bounds_the_whole_call() {
     assert!(matches!(result.unwrap_err(), Error::Unavailable(_)));
     assert!(took <= budget, "{took:?}");
     // Every attempt ends by the deadline, and none gets more than a third of
-    // it but the last endpoint of each round, which gets all that is left.
-    for (i, s) in sent.iter().enumerate() {
+    // it: every member may still answer (none refused a connection).
+    for s in &sent {
         assert!(s.at + s.timeout.unwrap() <= budget, "{s:?}");
-        if i % 3 == 2 {
-            assert_eq!(s.at + s.timeout.unwrap(), budget, "{s:?}");
-        } else {
-            assert!(s.timeout.unwrap() <= budget / 3, "{s:?}");
-        }
+        assert!(s.timeout.unwrap() <= budget / 3, "{s:?}");
     }
     assert!(
         sent.len() > 3,
         "it went round more than once: {}",
         sent.len()
     );
+}
+
+#[test]
+fn with_every_other_endpoint_refusing_an_attempt_gets_the_whole_budget() {
+    let mut cluster = cluster3();
+    let budget = Duration::from_secs(3);
+    cluster.set_request_timeout(Some(budget));
+    let (sent, result, _) = run(&mut cluster, Read::new("/k"), Duration::ZERO, |uri| {
+        if uri.starts_with(C) {
+            Answer::Ok(SET_BODY)
+        } else {
+            Answer::Fail(TransportErrorKind::Connect)
+        }
+    });
+    assert!(result.is_ok(), "{result:?}");
+    // A and B refused: C, the only member left that may answer, gets it all.
+    assert_eq!(sent.len(), 3);
+    assert!(sent[0].timeout.unwrap() <= budget / 3);
+    assert_eq!(sent[2].timeout, Some(budget));
 }
 
 #[test]
