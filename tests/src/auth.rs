@@ -15,7 +15,16 @@ use crate::{Env, TestClient};
 pub fn auth_server(env: &Env) -> (EtcdServer, TestClient) {
     let server = EtcdServer::start_with(&["--auth-token=simple", "--auth-token-ttl=2"]);
     let admin = env.client_for(&[server.client_url()]);
-    for step in [
+    for step in auth_setup() {
+        admin.execute(step).expect("auth setup");
+    }
+    (server, admin)
+}
+
+/// The steps that give a server users `root`/`rootpw` (every right) and
+/// `app`/`apppw` (read-write on `app/`) and turn v3 auth on.
+pub fn auth_setup() -> Vec<AuthAdmin> {
+    vec![
         AuthAdmin::user_add("root", "rootpw"),
         AuthAdmin::role_add("root"),
         AuthAdmin::user_grant_role("root", "root"),
@@ -24,10 +33,7 @@ pub fn auth_server(env: &Env) -> (EtcdServer, TestClient) {
         AuthAdmin::role_grant_permission("app", &KeyRange::prefix("app/"), Permission::ReadWrite),
         AuthAdmin::user_grant_role("app", "app"),
         AuthAdmin::enable(),
-    ] {
-        admin.execute(step).expect("auth setup");
-    }
-    (server, admin)
+    ]
 }
 
 /// A client of the scenario's transport logging in to `server` as `user`.

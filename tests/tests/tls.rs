@@ -7,10 +7,9 @@ use std::time::Duration;
 use etcd_proto::tls::TlsOptions;
 use etcd_proto::v2::auth::{AuthChange, AuthRead};
 use etcd_proto::v2::V2ErrorCode;
-use etcd_proto::v3::{
-    AuthAdmin, KeyRange, MutexOptions, Permission, V3ErrorKind, Watch, WatchItem,
-};
+use etcd_proto::v3::{KeyRange, MutexOptions, Permission, V3ErrorKind, Watch, WatchItem};
 use etcd_proto::{Config, Error, TransportErrorKind};
+use etcd_tests::auth::auth_setup;
 use etcd_tests::discovery::discover_config;
 use etcd_tests::dns::{DnsServer, Srv};
 use etcd_tests::fault::{Fault, FaultProxy};
@@ -194,16 +193,7 @@ etcd_tests::scenarios! {
             })
         };
         let admin = as_user(None, None);
-        for step in [
-            AuthAdmin::user_add("root", "rootpw"),
-            AuthAdmin::role_add("root"),
-            AuthAdmin::user_grant_role("root", "root"),
-            AuthAdmin::user_add("app", "apppw"),
-            AuthAdmin::role_add("app"),
-            AuthAdmin::role_grant_permission("app", &KeyRange::prefix("app/"), Permission::ReadWrite),
-            AuthAdmin::user_grant_role("app", "app"),
-            AuthAdmin::enable(),
-        ] {
+        for step in auth_setup() {
             admin.execute(step).expect("v3 auth setup over TLS");
         }
         let app = as_user(Some(("app", "apppw")), None);

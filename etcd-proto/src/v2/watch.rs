@@ -346,7 +346,7 @@ impl NextEvent {
     fn after_check(&mut self, result: Result<KeysResponse, Error>) -> Stage {
         match result {
             Ok(_) => Stage::Start,
-            Err(Error::Etcd(e)) if e_status(&e) < 500 => Stage::Start,
+            Err(e) if e.as_v2().is_some_and(|v2| v2.status < 500) => Stage::Start,
             Err(e) => Stage::Done(Some(Err(e))),
         }
     }
@@ -401,14 +401,6 @@ impl NextEvent {
             next_index: index.saturating_add(1),
             cleared,
         }))))
-    }
-}
-
-/// The HTTP status etcd answered an error with.
-fn e_status(error: &crate::error::EtcdError) -> u16 {
-    match error {
-        crate::error::EtcdError::V2(e) => e.status,
-        crate::error::EtcdError::V3(e) => e.status,
     }
 }
 
