@@ -324,9 +324,17 @@ impl Cluster {
 
     /// Replaces the endpoint list with these client URLs (from a v2 or v3
     /// member list), keeping the seeds and the pinned endpoint.
+    ///
+    /// Only URLs with a scheme some seed has are taken: a member that
+    /// advertises both `http://` and `https://` client URLs is reached the
+    /// way the caller chose, and a client given `https://` endpoints never
+    /// falls back to plaintext because a member list offered it.
     pub fn apply_client_urls<'a>(&mut self, urls: impl Iterator<Item = &'a String>) {
-        let mut endpoints: Vec<Endpoint> =
-            urls.filter_map(|url| Endpoint::parse(url).ok()).collect();
+        let seeds = &self.seeds;
+        let mut endpoints: Vec<Endpoint> = urls
+            .filter_map(|url| Endpoint::parse(url).ok())
+            .filter(|e| seeds.iter().any(|seed| seed.scheme() == e.scheme()))
+            .collect();
         if endpoints.is_empty() {
             return;
         }
@@ -372,6 +380,22 @@ mod tests {
         assert_eq!(c.pinned(), &b);
         c.endpoint_succeeded(&a);
         assert_eq!(c.pinned(), &a);
+    }
+
+    #[test]
+    fn member_lists_never_change_the_seeds_scheme() {
+        let mut tls = Cluster::from_urls(&["https://a:2379"]).unwrap();
+        tls.apply_members(&[
+            member(&["http://a:2378", "https://a:2379"]),
+            member(&["http://b:2378", "https://b:2379"]),
+            member(&["http://c:2378"]),
+        ]);
+        let urls: Vec<&str> = tls.endpoints().iter().map(Endpoint::as_str).collect();
+        assert_eq!(urls, ["https://a:2379", "https://b:2379"]);
+        let mut plain = Cluster::from_urls(&["http://a:2378"]).unwrap();
+        plain.apply_members(&[member(&["http://a:2378", "https://a:2379"])]);
+        let urls: Vec<&str> = plain.endpoints().iter().map(Endpoint::as_str).collect();
+        assert_eq!(urls, ["http://a:2378"]);
     }
 
     #[test]

@@ -16,7 +16,10 @@ use etcd_proto::drive::BlockingRun;
 use etcd_proto::v2::{WatchEvent, WatchOptions};
 use etcd_proto::{Config, Error, Flow, FromConfig, Operation};
 
+use etcd_proto::tls::TlsOptions;
+
 use crate::harness::{EtcdCluster, EtcdServer};
+use crate::tls::TestPki;
 
 /// The transports under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,12 +415,27 @@ pub enum Topology {
     Cluster(EtcdCluster),
 }
 
+/// The servers a scenario asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// One member, plain HTTP.
+    Single,
+    /// `n` members, plain HTTP.
+    Cluster(usize),
+    /// `n` members talking to each other over TLS, serving clients over TLS
+    /// with client certificates required; the client connects to the TLS
+    /// URLs, trusting the test CA and presenting a certificate it signed.
+    TlsCluster(usize),
+}
+
 /// The servers and facts a scenario may use.
 pub struct Env {
     /// The servers.
     pub topology: Topology,
     /// The transport under test.
     pub transport: Transport,
+    /// The CA of a [`Setup::TlsCluster`], and the options its clients use.
+    pub pki: Option<(TestPki, TlsOptions)>,
 }
 
 impl Env {
@@ -434,12 +452,22 @@ impl Env {
         self.version().starts_with("3.4.")
     }
 
-    /// Every client URL.
+    /// Every client URL (the TLS ones on a [`Setup::TlsCluster`]).
     pub fn urls(&self) -> Vec<String> {
         match &self.topology {
             Topology::Single(s) => vec![s.client_url()],
+            Topology::Cluster(c) if self.pki.is_some() => c.tls_urls(),
             Topology::Cluster(c) => c.client_urls(),
         }
+    }
+
+    /// The TLS options of this env's clients: the default ones, or on a
+    /// [`Setup::TlsCluster`] trust in its CA and a client certificate.
+    pub fn tls(&self) -> TlsOptions {
+        self.pki
+            .as_ref()
+            .map(|(_, tls)| tls.clone())
+            .unwrap_or_default()
     }
 
     /// The single server. Panics on a cluster.
@@ -490,9 +518,15 @@ impl Env {
         }
     }
 
-    /// A new client of the transport under test, to `urls`.
+    /// A new client of the transport under test, to `urls`, with a 10 s
+    /// request timeout and [`Env::tls`].
     pub fn client_for(&self, urls: &[String]) -> TestClient {
-        self.transport.connect(urls)
+        self.transport.connect_config(Config {
+            endpoints: urls.to_vec(),
+            request_timeout: Some(Duration::from_secs(10)),
+            tls: self.tls(),
+            ..Config::default()
+        })
     }
 }
 
@@ -501,29 +535,41 @@ impl Env {
 /// Cluster scenarios run one at a time per test process: three members
 /// each, plus their clients, on a 2-core machine would otherwise starve each
 /// other's elections.
-pub fn run_scenario(transport: Transport, cluster_size: usize, scenario: fn(&TestClient, &Env)) {
+pub fn run_scenario(transport: Transport, setup: Setup, scenario: fn(&TestClient, &Env)) {
     static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _turn = (cluster_size > 1).then(|| {
+    let _turn = (setup != Setup::Single).then(|| {
         ONE_CLUSTER_AT_A_TIME
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     });
-    let topology = if cluster_size <= 1 {
-        Topology::Single(EtcdServer::start())
-    } else {
-        Topology::Cluster(EtcdCluster::start(cluster_size))
+    let (topology, pki) = match setup {
+        Setup::Single => (Topology::Single(EtcdServer::start()), None),
+        Setup::Cluster(n) => (Topology::Cluster(EtcdCluster::start(n)), None),
+        Setup::TlsCluster(n) => {
+            let pki = TestPki::new("cluster");
+            let cert = pki.server(&["127.0.0.1", "localhost"], false);
+            let cluster = pki.start_cluster(n, &cert, true);
+            let identity = pki.client("etcd-tests client");
+            let tls = pki
+                .trust()
+                .identity_pem(identity.cert_pem, identity.key_pem);
+            (Topology::Cluster(cluster), Some((pki, tls)))
+        }
     };
     let env = Env {
         topology,
         transport,
+        pki,
     };
-    let client = transport.connect(&env.urls());
+    let client = env.client_for(&env.urls());
     scenario(&client, &env);
 }
 
 /// Declares scenarios, each run once per transport.
 ///
 /// A scenario may be marked `#[cluster(3)]` (it gets a 3-member cluster),
+/// `#[tls_cluster(3)]` (a 3-member cluster secured by TLS, see
+/// [`Setup::TlsCluster`]),
 /// `#[async_only]` (it runs on the async transports only) or
 /// `#[only(tokio)]` (it runs on the transports named).
 ///
@@ -539,22 +585,26 @@ pub fn run_scenario(transport: Transport, cluster_size: usize, scenario: fn(&Tes
 macro_rules! scenarios {
     () => {};
     ($(#[doc = $doc:literal])* #[cluster($n:literal)] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
-        $crate::scenarios!(@one $n, [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@one ($crate::Setup::Cluster($n)), [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!($($rest)*);
+    };
+    ($(#[doc = $doc:literal])* #[tls_cluster($n:literal)] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
+        $crate::scenarios!(@one ($crate::Setup::TlsCluster($n)), [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!($($rest)*);
     };
     ($(#[doc = $doc:literal])* #[only($($transport:ident)*)] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
-        $crate::scenarios!(@one 1, [$($transport)*], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@one ($crate::Setup::Single), [$($transport)*], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!($($rest)*);
     };
     ($(#[doc = $doc:literal])* #[async_only] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
-        $crate::scenarios!(@one 1, [tokio async_std], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@one ($crate::Setup::Single), [tokio async_std], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!($($rest)*);
     };
     ($(#[doc = $doc:literal])* fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
-        $crate::scenarios!(@one 1, [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@one ($crate::Setup::Single), [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!($($rest)*);
     };
-    (@one $n:literal, [$($transport:ident)*], [$($doc:literal)*], $name:ident, $client:ident, $env:ident, $body:block) => {
+    (@one $setup:tt, [$($transport:ident)*], [$($doc:literal)*], $name:ident, $client:ident, $env:ident, $body:block) => {
         $(#[doc = $doc])*
         #[allow(unused_variables)]
         fn $name($client: &$crate::TestClient, $env: &$crate::Env) $body
@@ -563,7 +613,7 @@ macro_rules! scenarios {
             $(
                 #[test]
                 fn $transport() {
-                    $crate::run_scenario($crate::scenarios!(@transport $transport), $n, super::$name);
+                    $crate::run_scenario($crate::scenarios!(@transport $transport), $setup, super::$name);
                 }
             )*
         }

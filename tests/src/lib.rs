@@ -22,7 +22,7 @@ pub mod harness;
 pub mod proxy;
 pub mod tls;
 
-pub use conformance::{run_scenario, Env, TestClient, TestLock, Topology, Transport};
+pub use conformance::{run_scenario, Env, Setup, TestClient, TestLock, Topology, Transport};
 
 /// The README's examples, compiled as doc tests.
 #[cfg(doctest)]

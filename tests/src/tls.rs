@@ -10,7 +10,9 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-use crate::harness::EtcdServer;
+use etcd_proto::tls::TlsOptions;
+
+use crate::harness::{EtcdCluster, EtcdServer};
 
 /// A CA and what it signed, as PEM, with the files etcd is given.
 pub struct TestPki {
@@ -112,23 +114,63 @@ impl TestPki {
     /// harness); with `client_auth`, TLS clients must present a
     /// certificate this CA signed. `extra`: more etcd flags.
     pub fn start_server(&self, cert: &Issued, client_auth: bool, extra: &[&str]) -> EtcdServer {
-        let n = next_id();
-        let cert_file = self.write(&format!("server-{n}.pem"), &cert.cert_pem);
-        let key_file = self.write(&format!("server-{n}.key"), &cert.key_pem);
+        let mut flags = self.client_tls_flags(&self.write_issued(cert), client_auth);
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        EtcdServer::start_with(&flags)
+    }
+
+    /// Starts `members` members serving clients as
+    /// [`start_server`](TestPki::start_server) does, which also talk to
+    /// each other over TLS with `cert`, each requiring the other's
+    /// certificate (`--peer-client-cert-auth`).
+    pub fn start_cluster(&self, members: usize, cert: &Issued, client_auth: bool) -> EtcdCluster {
+        let files = self.write_issued(cert);
+        let mut flags = self.client_tls_flags(&files, client_auth);
+        let (cert_file, key_file) = files;
+        flags.extend([
+            format!("--peer-cert-file={}", cert_file.display()),
+            format!("--peer-key-file={}", key_file.display()),
+            format!("--peer-trusted-ca-file={}", self.ca_file().display()),
+            "--peer-client-cert-auth=true".to_owned(),
+        ]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        EtcdCluster::start_with(members, &flags)
+    }
+
+    /// TLS options that trust this CA only.
+    pub fn trust(&self) -> TlsOptions {
+        TlsOptions::default()
+            .ca_pem(self.ca_pem.clone())
+            .system_roots(false)
+    }
+
+    fn client_tls_flags(
+        &self,
+        (cert_file, key_file): &(PathBuf, PathBuf),
+        client_auth: bool,
+    ) -> Vec<String> {
         let mut flags = vec![
             format!("--cert-file={}", cert_file.display()),
             format!("--key-file={}", key_file.display()),
         ];
         if client_auth {
-            flags.push(format!(
-                "--trusted-ca-file={}",
-                self.dir.join("ca.pem").display()
-            ));
+            flags.push(format!("--trusted-ca-file={}", self.ca_file().display()));
             flags.push("--client-cert-auth=true".to_owned());
         }
-        flags.extend(extra.iter().map(|s| s.to_string()));
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        EtcdServer::start_with(&flags)
+        flags
+    }
+
+    fn write_issued(&self, cert: &Issued) -> (PathBuf, PathBuf) {
+        let n = next_id();
+        (
+            self.write(&format!("cert-{n}.pem"), &cert.cert_pem),
+            self.write(&format!("cert-{n}.key"), &cert.key_pem),
+        )
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     fn write(&self, name: &str, pem: &str) -> PathBuf {

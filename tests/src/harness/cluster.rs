@@ -60,6 +60,17 @@ impl EtcdCluster {
         self.members.iter().map(Member::client_url).collect()
     }
 
+    /// TLS client URLs (`"https://127.0.0.1:PORT"`) in member order, for a
+    /// cluster started with `--cert-file=` (see
+    /// [`TestPki::start_cluster`](crate::tls::TestPki::start_cluster)).
+    /// Panics otherwise.
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| m.tls_url().expect("a cluster started with --cert-file"))
+            .collect()
+    }
+
     /// Client URL of member `i`.
     pub fn member_client_url(&self, i: usize) -> String {
         self.member(i).client_url()

@@ -227,7 +227,7 @@ impl Member {
         if let Some(port) = tls_port {
             client.push_str(&format!(",https://127.0.0.1:{port}"));
         }
-        let peer = format!("http://127.0.0.1:{peer_port}");
+        let peer = format!("{}://127.0.0.1:{peer_port}", peer_scheme(extra));
         let mut cmd = Command::new(binary.path());
         cmd.arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", dir.join("data").display()))
@@ -268,6 +268,12 @@ impl Member {
 
     pub fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The TLS client URL, when the member has one.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("https://127.0.0.1:{port}"))
     }
 
     pub fn pid(&self) -> u32 {
@@ -328,6 +334,19 @@ impl Drop for Member {
     }
 }
 
+/// `https` when the members talk to each other over TLS
+/// (`--peer-cert-file=` among their flags), else `http`.
+fn peer_scheme(extra: &[String]) -> &'static str {
+    if extra
+        .iter()
+        .any(|flag| flag.starts_with("--peer-cert-file="))
+    {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// Members that all answered `/health` true, and the server version.
 #[derive(Debug)]
 pub(crate) struct Started {
@@ -364,7 +383,7 @@ pub(crate) fn launch(binary: &EtcdBinary, n: usize, extra: &[String]) -> Result<
         let initial_cluster = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, peer))| format!("m{i}={}://127.0.0.1:{peer}", peer_scheme(extra)))
             .collect::<Vec<_>>()
             .join(",");
         let nanos = SystemTime::now()

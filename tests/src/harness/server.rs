@@ -63,11 +63,9 @@ impl EtcdServer {
     /// `"https://127.0.0.1:PORT"`: the TLS listener of a server started
     /// with a certificate (`--cert-file=`). Panics otherwise.
     pub fn tls_url(&self) -> String {
-        let port = self
-            .member
-            .tls_port
-            .expect("a server started with --cert-file");
-        format!("https://127.0.0.1:{port}")
+        self.member
+            .tls_url()
+            .expect("a server started with --cert-file")
     }
 
     /// Server version from `/version`, e.g. `"3.5.1"`.
