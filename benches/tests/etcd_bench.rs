@@ -1,6 +1,6 @@
 //! Smoke test of the end-to-end benchmark: a tiny session of every transport
-//! and every workload (v2 and v3), sequential and concurrent, against a
-//! throwaway etcd, checking that every request succeeds and that the report
+//! and every workload (v2 and v3), sequential and concurrent, over plain HTTP
+//! and TLS, against a throwaway etcd, checking that every request succeeds and that the report
 //! has its sections. Measures nothing.
 //!
 //! Needs an etcd binary (`$ETCD_BIN` or `etcd` on PATH, see
@@ -9,9 +9,10 @@
 use etcd_benches::e2e::args::Options;
 use etcd_benches::e2e::report::write_report;
 use etcd_benches::e2e::runner::run_benchmark;
-use etcd_benches::e2e::transport::TransportKind;
+use etcd_benches::e2e::transport::{Lane, Target, TransportKind};
 use etcd_benches::e2e::workload::Workload;
-use etcd_tests::harness::{EtcdBinary, EtcdServer};
+use etcd_tests::harness::EtcdBinary;
+use etcd_tests::tls::TestPki;
 
 #[test]
 fn every_transport_runs_every_workload() {
@@ -19,8 +20,13 @@ fn every_transport_runs_every_workload() {
         eprintln!("skipped: {e}");
         return;
     }
-    let server = EtcdServer::start();
+    let pki = TestPki::new("bench-smoke");
+    let server = pki.start_server(&pki.server(&["127.0.0.1"], false), false, &[]);
     let endpoints = vec![server.client_url()];
+    let tls = Target {
+        endpoints: vec![server.tls_url()],
+        ca_pem: Some(pki.ca_pem.clone()),
+    };
     let options = Options {
         endpoints: endpoints.clone(),
         clients: vec![1, 4],
@@ -29,17 +35,22 @@ fn every_transport_runs_every_workload() {
         workloads: Workload::ALL.to_vec(),
         rounds: 2,
         warmup: 20,
+        tls: true,
         ..Options::default()
     };
     let mut lines = Vec::new();
-    let report = run_benchmark(&options, &endpoints, Some(server.pid()), &mut |l| {
-        lines.push(l)
-    })
+    let report = run_benchmark(
+        &options,
+        &endpoints,
+        Some(&tls),
+        Some(server.pid()),
+        &mut |l| lines.push(l),
+    )
     .unwrap();
-    // 4 workloads × 2 client counts × 2 rounds × 6 transports.
+    // 4 workloads × 2 client counts × 2 rounds × 6 transports × plain and TLS.
     assert_eq!(
         lines.iter().filter(|l| l.starts_with("round ")).count(),
-        4 * 2 * 2 * TransportKind::ALL.len()
+        4 * 2 * 2 * TransportKind::ALL.len() * 2
     );
     assert!(
         !lines
@@ -60,10 +71,14 @@ fn every_transport_runs_every_workload() {
             .collect::<Vec<_>>()
     );
     for case in &report.cases {
-        let kinds: Vec<_> = case.results.iter().map(|r| r.kind).collect();
-        assert_eq!(kinds, TransportKind::ALL);
+        let lanes: Vec<_> = case.results.iter().map(|r| r.lane).collect();
+        let expected: Vec<_> = [false, true]
+            .into_iter()
+            .flat_map(|tls| TransportKind::ALL.map(|kind| Lane { kind, tls }))
+            .collect();
+        assert_eq!(lanes, expected);
         for result in &case.results {
-            let who = format!("{} ×{} {}", case.workload, case.clients, result.kind);
+            let who = format!("{} ×{} {}", case.workload, case.clients, result.lane);
             assert_eq!(result.rounds.len(), 2);
             for m in &result.rounds {
                 assert_eq!(m.errors.count, 0, "{who}: {:?}", m.errors.first);
@@ -86,5 +101,8 @@ fn every_transport_runs_every_workload() {
     );
     assert!(text.contains("| v3-put | 1 | async-std |"), "{text}");
     assert!(text.contains("| v3-range | 4 | raw |"), "{text}");
+    assert!(text.contains("| v3-range | 4 | async-std+tls |"), "{text}");
+    assert!(text.contains("=== TLS against plain HTTP"), "{text}");
+    assert!(text.contains("| put | 1 | blocking | "), "{text}");
     assert!(text.contains("Latency distribution:"), "{text}");
 }

@@ -37,6 +37,11 @@ USAGE: etcd-bench [FLAGS]
   --rounds N             measured runs per transport, interleaved; the median
                          round is reported (default 3)
   --warmup N             unmeasured requests before each run (default 500)
+  --tls                  also run every transport over TLS (rustls), in the
+                         same rounds: the throwaway server gets a TLS
+                         listener with a certificate from a CA made at start,
+                         and a table compares each transport's TLS lane with
+                         its plain one (not with --endpoints)
   -h, --help             this text
 ";
 
@@ -63,6 +68,8 @@ pub struct Options {
     pub rounds: usize,
     /// Unmeasured requests before each measured run.
     pub warmup: usize,
+    /// Also run every transport over TLS.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -78,6 +85,7 @@ impl Default for Options {
             transports: Vec::new(),
             rounds: 3,
             warmup: 500,
+            tls: false,
         }
     }
 }
@@ -103,6 +111,10 @@ impl Options {
         while let Some(arg) = args.next() {
             if arg == "-h" || arg == "--help" {
                 return Ok(Command::Help);
+            }
+            if arg == "--tls" {
+                o.tls = true;
+                continue;
             }
             let Some(flag) = arg.strip_prefix("--") else {
                 return Err(format!("unexpected argument {arg:?}"));
@@ -173,6 +185,9 @@ impl Options {
                 _ => return Err(format!("unknown flag --{name}")),
             }
         }
+        if o.tls && !o.endpoints.is_empty() {
+            return Err("--tls runs against the throwaway server: leave out --endpoints".into());
+        }
         Ok(Command::Run(o))
     }
 }
@@ -214,6 +229,7 @@ mod tests {
             panic!("did not parse");
         };
         assert_eq!(o.endpoints, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+        assert!(!o.tls);
         assert_eq!((o.total, o.key_size, o.key_space), (5000, 20, 100));
         assert_eq!((o.val_size, o.rounds, o.warmup), (0, 5, 0));
         assert_eq!(o.clients, [32, 1]);
@@ -223,6 +239,13 @@ mod tests {
             panic!("did not parse");
         };
         assert_eq!(o.workloads, [Workload::V3Put]);
+        let Ok(Command::Run(o)) = parse(&["--tls", "--rounds", "1"]) else {
+            panic!("did not parse");
+        };
+        assert!(o.tls && o.rounds == 1);
+        assert!(parse(&["--tls", "--endpoints", "http://127.0.0.1:1"])
+            .unwrap_err()
+            .contains("throwaway"));
     }
 
     #[test]

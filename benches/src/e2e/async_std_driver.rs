@@ -10,7 +10,7 @@ use std::sync::Arc;
 use etcd_proto::Operation;
 
 use super::async_worker::{task_worker, AsyncKv};
-use super::transport::{endpoints_or_default, Driver, Job, JobOutcome};
+use super::transport::{Driver, Job, JobOutcome, Target};
 
 impl AsyncKv for etcd_async_std::Client {
     async fn execute<O>(&self, op: O) -> Result<O::Output, etcd_proto::Error>
@@ -30,12 +30,15 @@ pub struct AsyncStdDriver {
 
 impl AsyncStdDriver {
     /// Builds the client (no I/O yet).
-    pub fn new(endpoints: &[String]) -> Result<AsyncStdDriver, String> {
-        let client = endpoints_or_default(endpoints)
+    pub fn new(target: &Target) -> Result<AsyncStdDriver, String> {
+        let mut builder = target
+            .endpoints_or_default()
             .into_iter()
-            .fold(etcd_async_std::Client::builder(), |b, url| b.endpoint(url))
-            .build()
-            .map_err(|e| e.to_string())?;
+            .fold(etcd_async_std::Client::builder(), |b, url| b.endpoint(url));
+        if let Some(tls) = target.tls() {
+            builder = builder.tls(tls);
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
         Ok(AsyncStdDriver { client })
     }
 }
@@ -59,7 +62,7 @@ impl Driver for AsyncStdDriver {
     }
 }
 
-/// A driver for `endpoints`.
-pub fn driver(endpoints: &[String]) -> Result<Box<dyn Driver>, String> {
-    Ok(Box::new(AsyncStdDriver::new(endpoints)?))
+/// A driver for `target`.
+pub fn driver(target: &Target) -> Result<Box<dyn Driver>, String> {
+    Ok(Box::new(AsyncStdDriver::new(target)?))
 }

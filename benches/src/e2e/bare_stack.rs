@@ -19,13 +19,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::rt::TokioExecutor;
 
 use super::async_worker::AsyncRequest;
 use super::tokio_driver::{bench_runtime, run_tasks};
-use super::transport::{endpoints_or_default, thread_worker, Driver, Job, JobOutcome};
+use super::transport::{thread_worker, Driver, Job, JobOutcome, Target};
 use super::workload::{base64, push_base64, Workload};
 
 /// One request of a job, as `raw` writes it: method, URL, body and its type.
@@ -98,14 +99,29 @@ pub struct UreqDriver {
 }
 
 impl UreqDriver {
-    /// An agent for the first of `endpoints` (no I/O yet).
-    pub fn new(endpoints: &[String]) -> Result<UreqDriver, String> {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build();
+    /// An agent for the first of `target`'s endpoints (no I/O yet); over
+    /// TLS, ureq's own rustls support with ring, trusting the target's CA.
+    pub fn new(target: &Target) -> Result<UreqDriver, String> {
+        let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(pem) = &target.ca_pem {
+            let roots = ureq::tls::parse_pem(pem.as_bytes())
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+                    _ => None,
+                })
+                .collect();
+            let tls = ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::Rustls)
+                .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+                .unversioned_rustls_crypto_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .build();
+            config = config.tls_config(tls);
+        }
         Ok(UreqDriver {
-            base_url: endpoints_or_default(endpoints).swap_remove(0),
-            agent: ureq::Agent::new_with_config(config),
+            base_url: target.endpoints_or_default().swap_remove(0),
+            agent: ureq::Agent::new_with_config(config.build()),
         })
     }
 
@@ -160,18 +176,32 @@ impl Driver for UreqDriver {
 pub struct HyperDriver {
     base_url: Arc<str>,
     runtime: tokio::runtime::Runtime,
-    client: PooledClient<HttpConnector, Full<Bytes>>,
+    client: HyperClient,
 }
 
+/// hyper-util's pooled client on its TCP connector, over TLS by
+/// hyper-rustls's connector around it (as `etcd-tokio` builds it).
+type HyperClient = PooledClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 impl HyperDriver {
-    /// A client for the first of `endpoints` (no I/O yet).
-    pub fn new(endpoints: &[String]) -> Result<HyperDriver, String> {
+    /// A client for the first of `target`'s endpoints (no I/O yet).
+    pub fn new(target: &Target) -> Result<HyperDriver, String> {
         let runtime = bench_runtime()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let tls = target.tls().unwrap_or_default();
+        let mut config = (*tls.client_config().map_err(|e| e.to_string())?).clone();
+        // hyper-rustls offers ALPN itself, for the protocols enabled below.
+        config.alpn_protocols.clear();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
         let client = PooledClient::builder(TokioExecutor::new()).build(connector);
         Ok(HyperDriver {
-            base_url: endpoints_or_default(endpoints).swap_remove(0).into(),
+            base_url: target.endpoints_or_default().swap_remove(0).into(),
             runtime,
             client,
         })
@@ -192,7 +222,7 @@ impl Driver for HyperDriver {
 /// What one `hyper` task sends with: the shared client, and what every
 /// request of the job reuses.
 struct HyperFloor {
-    client: PooledClient<HttpConnector, Full<Bytes>>,
+    client: HyperClient,
     base_url: Arc<str>,
     value_b64: Arc<[u8]>,
 }

@@ -14,10 +14,19 @@
 //! reported as an error. A reply with
 //! `Connection: close` (or a connection the server closed while idle) makes
 //! the next request reconnect.
+//!
+//! [`RawConnection::connect_tls`] speaks the same over rustls (a
+//! `rustls::StreamOwned` on the socket, configured by
+//! [`etcd_proto::tls::TlsOptions`] as the clients are): the floor of TLS
+//! itself, with no HTTP library around it.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
+
+use etcd_proto::tls::TlsOptions;
+use rustls::pki_types::ServerName;
 
 /// How long connecting, one write or one read may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +44,45 @@ pub struct RawResponse<'a> {
     pub body: &'a [u8],
 }
 
+/// The byte stream under a [`RawConnection`].
+#[derive(Debug)]
+enum RawStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for RawStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            RawStream::Plain(s) => s.read(buf),
+            RawStream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for RawStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            RawStream::Plain(s) => s.write(buf),
+            RawStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            RawStream::Plain(s) => s.flush(),
+            RawStream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// What a TLS connection is made with.
+#[derive(Debug, Clone)]
+struct RawTls {
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
 /// One keep-alive HTTP/1.1 connection to an etcd endpoint. See the
 /// [module docs](self).
 #[derive(Debug)]
@@ -42,7 +90,8 @@ pub struct RawConnection {
     addr: SocketAddr,
     /// `host:port` for the `Host` header.
     authority: String,
-    stream: Option<TcpStream>,
+    tls: Option<RawTls>,
+    stream: Option<RawStream>,
     /// The request being built.
     request: Vec<u8>,
     /// Bytes read; `buf[..filled]` is valid.
@@ -58,8 +107,31 @@ impl RawConnection {
     pub fn connect(base_url: &str) -> io::Result<RawConnection> {
         let authority = base_url
             .strip_prefix("http://")
-            .ok_or_else(|| invalid_input(format!("{base_url}: only http:// URLs are supported")))?
-            .trim_end_matches('/');
+            .ok_or_else(|| invalid_input(format!("{base_url}: only http:// URLs are supported")))?;
+        RawConnection::open(base_url, authority, None)
+    }
+
+    /// Connects to `base_url` (`https://host:port`, no path) over TLS
+    /// configured by `tls`; the handshake is made at once.
+    pub fn connect_tls(base_url: &str, tls: &TlsOptions) -> io::Result<RawConnection> {
+        let authority = base_url
+            .strip_prefix("https://")
+            .ok_or_else(|| invalid_input(format!("{base_url}: TLS needs an https:// URL")))?;
+        let host = authority
+            .trim_end_matches('/')
+            .rsplit_once(':')
+            .map_or(authority, |(h, _)| h);
+        let config = tls
+            .client_config()
+            .map_err(|e| invalid_input(e.to_string()))?;
+        let name = tls
+            .server_name_for(host)
+            .map_err(|e| invalid_input(e.to_string()))?;
+        RawConnection::open(base_url, authority, Some(RawTls { config, name }))
+    }
+
+    fn open(base_url: &str, authority: &str, tls: Option<RawTls>) -> io::Result<RawConnection> {
+        let authority = authority.trim_end_matches('/');
         if authority.contains('/') {
             return Err(invalid_input(format!(
                 "{base_url}: a path is not supported"
@@ -72,6 +144,7 @@ impl RawConnection {
         let mut conn = RawConnection {
             addr,
             authority: authority.to_owned(),
+            tls,
             stream: None,
             request: Vec::with_capacity(512),
             buf: vec![0; READ_BUFFER],
@@ -147,7 +220,19 @@ impl RawConnection {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        self.stream = Some(stream);
+        self.stream = Some(match &self.tls {
+            None => RawStream::Plain(stream),
+            Some(tls) => {
+                let session = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone())
+                    .map_err(io::Error::other)?;
+                let mut tls = rustls::StreamOwned::new(session, stream);
+                // Handshake now, so that a request never pays for it.
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock)?;
+                }
+                RawStream::Tls(Box::new(tls))
+            }
+        });
         Ok(())
     }
 

@@ -13,7 +13,8 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use super::latency::REPORT_PERCENTILES;
-use super::runner::{CaseResult, Report, TransportResult};
+use super::runner::{CaseResult, Measurement, Report, TransportResult};
+use super::transport::Lane;
 
 /// Below this fraction of the baseline's requests/second a transport is marked.
 pub const SLOW_RATIO: f64 = 0.9;
@@ -49,9 +50,14 @@ pub fn write_header(out: &mut dyn Write, report: &Report) -> io::Result<()> {
         Some(pid) => format!("throwaway server, pid {pid}"),
         None => "given endpoints".to_owned(),
     };
+    let tls = if report.tls_endpoints.is_empty() {
+        String::new()
+    } else {
+        format!(" and {} (TLS)", report.tls_endpoints.join(","))
+    };
     writeln!(
         out,
-        "etcd-bench: etcd {} at {} ({server})",
+        "etcd-bench: etcd {} at {}{tls} ({server})",
         report.etcd_version,
         report.endpoints.join(",")
     )?;
@@ -99,7 +105,7 @@ pub fn write_transport(
     writeln!(
         out,
         "=== {} (round {} of {rounds}; req/s of every round: {}) ===",
-        result.kind,
+        result.lane,
         m.round + 1,
         all.join(", ")
     )?;
@@ -145,7 +151,7 @@ pub fn write_comparison(out: &mut dyn Write, report: &Report) -> io::Result<()> 
     let o = &report.options;
     writeln!(
         out,
-        "=== Comparison: {} requests per run, median of {} rounds; times in ms, CPU in µs/op, ratios to raw of the same case ===",
+        "=== Comparison: {} requests per run, median of {} rounds; times in ms, CPU in µs/op, ratios to raw of the same case (over TLS: to raw+tls) ===",
         o.total, o.rounds
     )?;
     writeln!(
@@ -170,7 +176,64 @@ pub fn write_comparison(out: &mut dyn Write, report: &Report) -> io::Result<()> 
              up between requests, so it rises when the client leaves longer gaps between them"
         )?;
     }
+    if !report.tls_endpoints.is_empty() {
+        writeln!(out)?;
+        write_tls_cost(out, report)?;
+    }
     Ok(())
+}
+
+/// The table of what TLS costs each transport: its TLS lane against its
+/// plain one, in the same case.
+pub fn write_tls_cost(out: &mut dyn Write, report: &Report) -> io::Result<()> {
+    writeln!(
+        out,
+        "=== TLS against plain HTTP: each transport's TLS lane against its plain lane, same case and rounds ==="
+    )?;
+    writeln!(
+        out,
+        "| workload | clients | transport | req/s plain | req/s tls | tls/plain | p50 plain | p50 tls | client CPU plain | client CPU tls | server CPU plain | server CPU tls |"
+    )?;
+    writeln!(
+        out,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    let server = |m: &Measurement| {
+        m.server_cpu_us_per_op()
+            .map_or("-".to_owned(), |us| format!("{us:.1}"))
+    };
+    for case in &report.cases {
+        for result in case.results.iter().filter(|r| !r.lane.tls) {
+            let tls = Lane {
+                tls: true,
+                ..result.lane
+            };
+            let (Some(plain), Some(secure)) = (case.lane(result.lane), case.lane(tls)) else {
+                continue;
+            };
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {} |",
+                case.workload,
+                case.clients,
+                result.lane.kind,
+                group(plain.requests_per_sec()),
+                group(secure.requests_per_sec()),
+                ratio(Some(secure.requests_per_sec() / plain.requests_per_sec())),
+                ms3(plain.latencies.percentile(50.0)),
+                ms3(secure.latencies.percentile(50.0)),
+                plain.client_cpu_us_per_op(),
+                secure.client_cpu_us_per_op(),
+                server(plain),
+                server(secure),
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "note: every lane keeps its connections from the warm-up on, so the TLS handshakes are paid \
+         before the measured runs; what remains is record encryption and decryption on both sides"
+    )
 }
 
 /// One case's rows of the comparison table; the marks go to `notes`.
@@ -179,8 +242,8 @@ fn write_case_rows(
     case: &CaseResult,
     notes: &mut Vec<String>,
 ) -> io::Result<()> {
-    let raw = case.baseline();
     for result in &case.results {
+        let raw = case.baseline(result.lane.tls);
         let m = result.median();
         let l = &m.latencies;
         let rps = m.requests_per_sec();
@@ -195,7 +258,7 @@ fn write_case_rows(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {cpu:.1} | {} | {server} |",
             case.workload,
             case.clients,
-            result.kind,
+            result.lane,
             group(rps),
             ratio(rps_ratio),
             ms3(l.average()),
@@ -206,9 +269,9 @@ fn write_case_rows(
             ms3(l.percentile(99.9)),
             ratio(cpu_ratio),
         )?;
-        let who = format!("{} ×{} {}", case.workload, case.clients, result.kind);
+        let who = format!("{} ×{} {}", case.workload, case.clients, result.lane);
         // The targets are the clients'; a baseline's figures are what they are.
-        let targeted = result.kind.is_client();
+        let targeted = result.lane.kind.is_client();
         if targeted && rps_ratio.is_some_and(|r| r < SLOW_RATIO) {
             notes.push(format!("{who}: below {SLOW_RATIO}× raw requests/second"));
         }
@@ -256,7 +319,6 @@ mod tests {
     use super::*;
     use crate::e2e::args::Options;
     use crate::e2e::latency::Latencies;
-    use crate::e2e::runner::Measurement;
     use crate::e2e::transport::{Errors, TransportKind};
     use crate::e2e::workload::Workload;
 
@@ -286,6 +348,7 @@ mod tests {
         let report = Report {
             options: Options::default(),
             endpoints: vec!["http://127.0.0.1:2379".into()],
+            tls_endpoints: Vec::new(),
             server_pid: Some(42),
             etcd_version: "3.4.23".into(),
             prefix: "/bxxxxxx".into(),
@@ -299,11 +362,17 @@ mod tests {
                     clients: 1,
                     results: vec![
                         TransportResult {
-                            kind: TransportKind::Raw,
+                            lane: Lane {
+                                kind: TransportKind::Raw,
+                                tls: false,
+                            },
                             rounds: vec![run(0, 4000, 20), run(1, 5000, 20), run(2, 4500, 20)],
                         },
                         TransportResult {
-                            kind: TransportKind::Blocking,
+                            lane: Lane {
+                                kind: TransportKind::Blocking,
+                                tls: false,
+                            },
                             rounds: vec![run(0, 3000, 40), run(1, 3400, 40), run(2, 3500, 40)],
                         },
                     ],
@@ -313,11 +382,17 @@ mod tests {
                     clients: 32,
                     results: vec![
                         TransportResult {
-                            kind: TransportKind::Raw,
+                            lane: Lane {
+                                kind: TransportKind::Raw,
+                                tls: false,
+                            },
                             rounds: vec![run(0, 2000, 20)],
                         },
                         TransportResult {
-                            kind: TransportKind::Tokio,
+                            lane: Lane {
+                                kind: TransportKind::Tokio,
+                                tls: false,
+                            },
                             rounds: vec![run(0, 2200, 25)],
                         },
                     ],

@@ -23,7 +23,7 @@ use super::args::Options;
 use super::cpu::CpuClock;
 use super::latency::Latencies;
 use super::raw_http::RawConnection;
-use super::transport::{Driver, Errors, Job, RawDriver, TransportKind};
+use super::transport::{Driver, Errors, Job, Lane, RawDriver, Target, TransportKind};
 use super::workload::{base64, unique_prefix, KeySpace, Workload};
 
 /// One measured run of one transport.
@@ -69,8 +69,8 @@ fn per_op_us(cpu: Duration, requests: usize) -> f64 {
 /// Every round of one transport.
 #[derive(Debug, Clone)]
 pub struct TransportResult {
-    /// The transport.
-    pub kind: TransportKind,
+    /// The transport, over plain HTTP or TLS.
+    pub lane: Lane,
     /// One measurement per round, in round order.
     pub rounds: Vec<Measurement>,
 }
@@ -140,15 +140,15 @@ pub struct RoundPlan {
 /// Runs every round of one case, interleaving the transports (see the
 /// [module docs](self)). `progress` gets one line per measured run.
 pub fn run_rounds(
-    drivers: &mut [(TransportKind, Box<dyn Driver>)],
+    drivers: &mut [(Lane, Box<dyn Driver>)],
     plan: &RoundPlan,
     clocks: &Clocks,
     progress: &mut dyn FnMut(String),
 ) -> Result<Vec<TransportResult>, String> {
     let mut results: Vec<TransportResult> = drivers
         .iter()
-        .map(|(kind, _)| TransportResult {
-            kind: *kind,
+        .map(|(lane, _)| TransportResult {
+            lane: *lane,
             rounds: Vec::new(),
         })
         .collect();
@@ -160,20 +160,20 @@ pub fn run_rounds(
     for round in 0..plan.rounds {
         for turn in 0..n {
             let t = (round + turn) % n;
-            let (kind, driver) = &mut drivers[t];
+            let (lane, driver) = &mut drivers[t];
             if warmup.requests > 0 {
                 let outcome = driver
                     .run(&warmup)
-                    .map_err(|e| format!("{kind} warm-up: {e}"))?;
+                    .map_err(|e| format!("{lane} warm-up: {e}"))?;
                 if let Some(first) = &outcome.errors.first {
                     progress(format!(
-                        "warning: {kind} warm-up: {} of {} requests failed; first: {first}",
+                        "warning: {lane} warm-up: {} of {} requests failed; first: {first}",
                         outcome.errors.count, warmup.requests
                     ));
                 }
             }
             let m = measure(driver.as_mut(), &plan.job, round, clocks)
-                .map_err(|e| format!("{kind}: {e}"))?;
+                .map_err(|e| format!("{lane}: {e}"))?;
             let server = m
                 .server_cpu_us_per_op()
                 .map_or(String::new(), |us| format!(", server {us:.1} µs/op"));
@@ -183,12 +183,12 @@ pub fn run_rounds(
                 String::new()
             };
             progress(format!(
-                "round {}/{}  {:<8} c={:<3} {:<9} {:>9.0} req/s  client {:.1} µs/op{server}{errors}",
+                "round {}/{}  {:<8} c={:<3} {:<13} {:>9.0} req/s  client {:.1} µs/op{server}{errors}",
                 round + 1,
                 plan.rounds,
                 plan.job.workload.name(),
                 plan.job.clients,
-                kind.name(),
+                lane.to_string(),
                 m.requests_per_sec(),
                 m.client_cpu_us_per_op(),
             ));
@@ -203,8 +203,10 @@ pub fn run_rounds(
 pub struct Report {
     /// The options the session ran with.
     pub options: Options,
-    /// The endpoints measured.
+    /// The endpoints measured (the plain ones).
     pub endpoints: Vec<String>,
+    /// The TLS endpoints measured too, with `--tls`.
+    pub tls_endpoints: Vec<String>,
     /// The pid of the server when the bench started it.
     pub server_pid: Option<u32>,
     /// The server's version (from `/version`).
@@ -235,21 +237,33 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
-    /// The `raw` baseline's median round, when `raw` ran.
-    pub fn baseline(&self) -> Option<&Measurement> {
+    /// The `raw` baseline's median round over plain HTTP (`tls` false) or
+    /// TLS, when it ran.
+    pub fn baseline(&self, tls: bool) -> Option<&Measurement> {
+        self.lane(Lane {
+            kind: TransportKind::Raw,
+            tls,
+        })
+    }
+
+    /// The median round of `lane`, when it ran.
+    pub fn lane(&self, lane: Lane) -> Option<&Measurement> {
         self.results
             .iter()
-            .find(|r| r.kind == TransportKind::Raw)
+            .find(|r| r.lane == lane)
             .map(TransportResult::median)
     }
 }
 
 /// Runs a whole session against `endpoints`; see the [module docs](self).
-/// `server_pid` is the server's pid when it runs on this machine (its CPU
-/// time is then measured too).
+/// With `tls` (the same server's TLS endpoints and their CA), every
+/// transport also runs over TLS, in the same rounds. `server_pid` is the
+/// server's pid when it runs on this machine (its CPU time is then measured
+/// too).
 pub fn run_benchmark(
     options: &Options,
     endpoints: &[String],
+    tls: Option<&Target>,
     server_pid: Option<u32>,
     progress: &mut dyn FnMut(String),
 ) -> Result<Report, String> {
@@ -267,9 +281,19 @@ pub fn run_benchmark(
     } else {
         options.transports.clone()
     };
-    let mut drivers: Vec<(TransportKind, Box<dyn Driver>)> = Vec::new();
-    for kind in asked {
-        drivers.push((kind, kind.driver(endpoints)?));
+    let plain = Target::plain(endpoints);
+    let targets: Vec<(bool, &Target)> = std::iter::once((false, &plain))
+        .chain(tls.map(|t| (true, t)))
+        .collect();
+    let mut drivers: Vec<(Lane, Box<dyn Driver>)> = Vec::new();
+    for &(over_tls, target) in &targets {
+        for &kind in &asked {
+            let lane = Lane {
+                kind,
+                tls: over_tls,
+            };
+            drivers.push((lane, kind.driver(target)?));
+        }
     }
 
     let keys: Arc<[String]> = keyspace.keys.clone().into();
@@ -361,6 +385,7 @@ pub fn run_benchmark(
     Ok(Report {
         options: options.clone(),
         endpoints: endpoints.to_vec(),
+        tls_endpoints: tls.map(|t| t.endpoints.clone()).unwrap_or_default(),
         server_pid,
         etcd_version,
         prefix: keyspace.prefix.clone(),
@@ -401,7 +426,7 @@ fn populate(
         clients: keys.len().min(8),
         requests: keys.len(),
     };
-    let outcome = RawDriver::new(endpoints)?.run(&job)?;
+    let outcome = RawDriver::new(&Target::plain(endpoints))?.run(&job)?;
     if let Some(first) = outcome.errors.first {
         return Err(format!(
             "writing the keys: {} failed; first: {first}",

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use etcd_proto::Operation;
 
 use super::async_worker::{task_worker, AsyncKv, AsyncRequest};
-use super::transport::{endpoints_or_default, Driver, Job, JobOutcome};
+use super::transport::{Driver, Job, JobOutcome, Target};
 
 /// Worker threads of the runtime.
 pub const WORKER_THREADS: usize = 2;
@@ -66,13 +66,16 @@ pub fn run_tasks<C: AsyncRequest + Clone>(
 
 impl TokioDriver {
     /// Starts the runtime and builds the client (no I/O yet).
-    pub fn new(endpoints: &[String]) -> Result<TokioDriver, String> {
+    pub fn new(target: &Target) -> Result<TokioDriver, String> {
         let runtime = bench_runtime()?;
-        let client = endpoints_or_default(endpoints)
+        let mut builder = target
+            .endpoints_or_default()
             .into_iter()
-            .fold(etcd_tokio::Client::builder(), |b, url| b.endpoint(url))
-            .build()
-            .map_err(|e| e.to_string())?;
+            .fold(etcd_tokio::Client::builder(), |b, url| b.endpoint(url));
+        if let Some(tls) = target.tls() {
+            builder = builder.tls(tls);
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
         Ok(TokioDriver { runtime, client })
     }
 }
@@ -83,6 +86,7 @@ impl Driver for TokioDriver {
     }
 }
 
-pub fn driver(endpoints: &[String]) -> Result<Box<dyn Driver>, String> {
-    Ok(Box::new(TokioDriver::new(endpoints)?))
+/// A driver for `target`.
+pub fn driver(target: &Target) -> Result<Box<dyn Driver>, String> {
+    Ok(Box::new(TokioDriver::new(target)?))
 }

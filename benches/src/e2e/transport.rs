@@ -18,6 +18,9 @@
 //! | `tokio`     | tasks on a 2-worker multi-thread runtime, one `etcd_tokio::Client` |
 //! | `async-std` | tasks on async-std's runtime, one `etcd_async_std::Client`         |
 //!
+//! Each runs over plain HTTP or, given a [`Target`] with a CA, over TLS
+//! (rustls in every one): a [`Lane`] is a transport and which of the two.
+//!
 //! The clients run every workload through `execute(op)` with the
 //! `etcd_proto` operation ([`checked`] judges the answer); `raw` writes the
 //! same requests by hand: the v2 path and form body, or the v3 gateway's JSON
@@ -30,6 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::latency::Recorder;
+use etcd_proto::tls::TlsOptions;
 use etcd_proto::{v2, v3};
 
 use super::bare_stack::{judge_status, HyperDriver, UreqDriver};
@@ -114,6 +118,59 @@ pub trait Driver {
     fn run(&mut self, job: &Job) -> Result<JobOutcome, String>;
 }
 
+/// Where a driver connects: the endpoints and, over TLS, the CA their
+/// certificates are checked against.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// Base URLs: `http://` ones, or `https://` ones with `ca_pem`.
+    pub endpoints: Vec<String>,
+    /// Over TLS: the CA (PEM) to trust, instead of the system's roots.
+    pub ca_pem: Option<String>,
+}
+
+impl Target {
+    /// Plain HTTP endpoints.
+    pub fn plain(endpoints: &[String]) -> Target {
+        Target {
+            endpoints: endpoints.to_vec(),
+            ca_pem: None,
+        }
+    }
+
+    /// The clients' TLS settings for this target: trust in its CA alone.
+    pub fn tls(&self) -> Option<TlsOptions> {
+        self.ca_pem.as_ref().map(|pem| {
+            TlsOptions::default()
+                .ca_pem(pem.clone())
+                .system_roots(false)
+        })
+    }
+
+    /// The endpoints, or the default one when there are none.
+    pub fn endpoints_or_default(&self) -> Vec<String> {
+        endpoints_or_default(&self.endpoints)
+    }
+}
+
+/// A transport over plain HTTP or over TLS: one line of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lane {
+    /// The transport.
+    pub kind: TransportKind,
+    /// Over TLS (`https://`).
+    pub tls: bool,
+}
+
+impl fmt::Display for Lane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tls {
+            write!(f, "{}+tls", self.kind)
+        } else {
+            write!(f, "{}", self.kind)
+        }
+    }
+}
+
 /// The transports this benchmark knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKind {
@@ -163,15 +220,15 @@ impl TransportKind {
         )
     }
 
-    /// A driver for this transport talking to `endpoints` (no I/O yet).
-    pub fn driver(self, endpoints: &[String]) -> Result<Box<dyn Driver>, String> {
+    /// A driver for this transport talking to `target` (no I/O yet).
+    pub fn driver(self, target: &Target) -> Result<Box<dyn Driver>, String> {
         match self {
-            TransportKind::Raw => Ok(Box::new(RawDriver::new(endpoints)?)),
-            TransportKind::Ureq => Ok(Box::new(UreqDriver::new(endpoints)?)),
-            TransportKind::Blocking => Ok(Box::new(BlockingDriver::new(endpoints)?)),
-            TransportKind::Hyper => Ok(Box::new(HyperDriver::new(endpoints)?)),
-            TransportKind::Tokio => super::tokio_driver::driver(endpoints),
-            TransportKind::AsyncStd => super::async_std_driver::driver(endpoints),
+            TransportKind::Raw => Ok(Box::new(RawDriver::new(target)?)),
+            TransportKind::Ureq => Ok(Box::new(UreqDriver::new(target)?)),
+            TransportKind::Blocking => Ok(Box::new(BlockingDriver::new(target)?)),
+            TransportKind::Hyper => Ok(Box::new(HyperDriver::new(target)?)),
+            TransportKind::Tokio => super::tokio_driver::driver(target),
+            TransportKind::AsyncStd => super::async_std_driver::driver(target),
         }
     }
 }
@@ -245,14 +302,16 @@ pub fn endpoints_or_default(endpoints: &[String]) -> Vec<String> {
 #[derive(Debug)]
 pub struct RawDriver {
     endpoints: Vec<String>,
+    tls: Option<TlsOptions>,
     connections: Vec<RawConnection>,
 }
 
 impl RawDriver {
-    /// A driver for `endpoints` (no connection yet).
-    pub fn new(endpoints: &[String]) -> Result<RawDriver, String> {
+    /// A driver for `target` (no connection yet).
+    pub fn new(target: &Target) -> Result<RawDriver, String> {
         Ok(RawDriver {
-            endpoints: endpoints_or_default(endpoints),
+            endpoints: target.endpoints_or_default(),
+            tls: target.tls(),
             connections: Vec::new(),
         })
     }
@@ -262,8 +321,12 @@ impl Driver for RawDriver {
     fn run(&mut self, job: &Job) -> Result<JobOutcome, String> {
         while self.connections.len() < job.clients {
             let url = &self.endpoints[self.connections.len() % self.endpoints.len()];
-            let conn = RawConnection::connect(url).map_err(|e| format!("{url}: {e}"))?;
-            self.connections.push(conn);
+            let conn = match &self.tls {
+                None => RawConnection::connect(url),
+                Some(tls) => RawConnection::connect_tls(url, tls),
+            };
+            self.connections
+                .push(conn.map_err(|e| format!("{url}: {e}"))?);
         }
         let next = AtomicUsize::new(0);
         // The value is the same in every request: encode it once.
@@ -380,11 +443,15 @@ pub struct BlockingDriver {
 }
 
 impl BlockingDriver {
-    /// A client for `endpoints` (no I/O yet).
-    pub fn new(endpoints: &[String]) -> Result<BlockingDriver, String> {
-        let builder = endpoints_or_default(endpoints)
+    /// A client for `target` (no I/O yet).
+    pub fn new(target: &Target) -> Result<BlockingDriver, String> {
+        let mut builder = target
+            .endpoints_or_default()
             .into_iter()
             .fold(etcd_blocking::Client::builder(), |b, url| b.endpoint(url));
+        if let Some(tls) = target.tls() {
+            builder = builder.tls(tls);
+        }
         let client = builder.build().map_err(|e| e.to_string())?;
         Ok(BlockingDriver {
             client: Arc::new(client),
