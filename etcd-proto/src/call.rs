@@ -12,7 +12,7 @@ use crate::error::{
 };
 use crate::flow::{Flow, Step, Transmit};
 use crate::operation::{Api, Operation, Replay, Wait};
-use crate::v2::{Members, V2ErrorCode};
+use crate::v2::Members;
 use crate::v3::{Authenticate, MemberList, V3ErrorKind};
 
 /// Rounds over every endpoint a call makes when it has no deadline.
@@ -416,7 +416,7 @@ impl<O: Operation> Flow for Call<O> {
                         Some(V3ErrorKind::AuthNotEnabled) => cluster.v3_auth_disabled(),
                         Some(V3ErrorKind::AuthFailed) => self.finish(Err(e)),
                         _ => {
-                            self.busy |= is_transient(&e);
+                            self.busy |= e.is_transient();
                             self.login_failed(cluster, endpoint, e);
                         }
                     },
@@ -463,7 +463,7 @@ impl<O: Operation> Flow for Call<O> {
                         .into()
                 }
             };
-            self.busy |= is_transient(&error);
+            self.busy |= error.is_transient();
             cluster.endpoint_failed(&endpoint);
             // etcd refused it before proposing it (no leader, say): no effect.
             let took_effect = !error.as_v3().is_some_and(|e| e.retry_safe());
@@ -535,25 +535,5 @@ impl<O: Operation> Flow for Call<O> {
             }
             other => self.state = other,
         }
-    }
-}
-
-/// True for server errors that say "not now" rather than "never": an election,
-/// a raft timeout, a gateway in between.
-fn is_transient(error: &Error) -> bool {
-    if let Some(e) = error.as_v3() {
-        return e.is_transient();
-    }
-    match error {
-        Error::Etcd(_) => error.as_v2().is_some_and(|e| match e.code {
-            V2ErrorCode::LeaderElect => true,
-            V2ErrorCode::RaftInternal => e.cause.as_deref().is_some_and(|c| {
-                c.contains("timed out") || c.contains("leader") || c.contains("stopped")
-            }),
-            _ => false,
-        }),
-        // A 5xx without an etcd error body: a proxy or a member in trouble.
-        Error::Malformed(_) => true,
-        _ => false,
     }
 }

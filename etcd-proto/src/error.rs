@@ -186,6 +186,33 @@ impl Error {
         }
     }
 
+    /// True for errors that say "not now" rather than "never": an election,
+    /// a raft timeout, overload, a proxy or a member in trouble answering a
+    /// 5xx without an etcd error body. Worth another attempt, on another
+    /// member, for a request that may be replayed. This is the one table of
+    /// transient errors, v2 and v3; calls and watches both go by it.
+    ///
+    /// | error | transient |
+    /// |---|---|
+    /// | v3: no leader, leader changed, too many requests, token to renew, request timed out, deadline exceeded, any gRPC code 14 (unavailable) | yes |
+    /// | v2: errorCode 301 (leader election); 300 (raft internal) whose cause says timed out, leader or stopped | yes |
+    /// | [`Error::Malformed`] (a 5xx without an etcd body, or bytes that do not parse) | yes |
+    /// | anything else | no |
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Etcd(EtcdError::V3(e)) => e.is_transient(),
+            Error::Etcd(EtcdError::V2(e)) => match e.code {
+                crate::v2::V2ErrorCode::LeaderElect => true,
+                crate::v2::V2ErrorCode::RaftInternal => e.cause.as_deref().is_some_and(|c| {
+                    c.contains("timed out") || c.contains("leader") || c.contains("stopped")
+                }),
+                _ => false,
+            },
+            Error::Malformed(_) => true,
+            _ => false,
+        }
+    }
+
     /// True if etcd reported v2 errorCode 100 (key not found).
     pub fn is_key_not_found(&self) -> bool {
         self.as_v2()

@@ -22,20 +22,19 @@ pub trait Operation {
     /// Parses a complete response. Never panics, whatever the bytes.
     fn parse(&self, response: http::Response<Bytes>) -> Result<Self::Output, Error>;
 
-    /// Whether the request may be sent again after a failure that may have reached the server.
-    fn replay(&self) -> Replay {
-        Replay::Safe
-    }
+    /// Whether the request may be sent again after a failure that may have
+    /// reached the server. Every operation states it: there is no default,
+    /// so a new write cannot inherit "safe to replay" by omission.
+    fn replay(&self) -> Replay;
 
     /// How long the response may take.
     fn wait(&self) -> Wait {
         Wait::Request
     }
 
-    /// Which etcd API the request belongs to; it decides the credentials sent.
-    fn api(&self) -> Api {
-        Api::V2
-    }
+    /// Which etcd API the request belongs to; it decides the credentials
+    /// sent. Every operation states it: there is no default.
+    fn api(&self) -> Api;
 }
 
 /// The etcd API an operation speaks.

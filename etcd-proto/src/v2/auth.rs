@@ -38,7 +38,7 @@ use serde_json::json;
 
 use super::error::{V2Error, V2ErrorCode};
 use crate::error::{Error, MalformedResponse, UsageError};
-use crate::operation::{empty_request, Operation, Replay, Target};
+use crate::operation::{empty_request, Api, Operation, Replay, Target};
 use crate::v3::Permission;
 
 /// A v2 user: its name and the names of its roles.
@@ -189,6 +189,10 @@ impl AuthChange {
 
 impl Operation for AuthChange {
     type Output = ();
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let uri = target.v2_uri(&self.path)?;
@@ -358,6 +362,14 @@ impl AuthRead<Role> {
 
 impl<T> Operation for AuthRead<T> {
     type Output = T;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Ok(empty_request(http::Method::GET, target.v2_uri(&self.path)?))

@@ -11,7 +11,7 @@ use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, MalformedResponse, TransportErrorKind, UsageError};
 use crate::flow::{Flow, Step};
-use crate::operation::{empty_request, Operation, Target};
+use crate::operation::{empty_request, Api, Operation, Replay, Target};
 
 fn get(target: &Target<'_>, v2_path: &str) -> Result<http::Request<Bytes>, UsageError> {
     Ok(empty_request(http::Method::GET, target.v2_uri(v2_path)?))
@@ -46,6 +46,14 @@ pub struct GetVersion;
 impl Operation for GetVersion {
     type Output = VersionInfo;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Ok(empty_request(
             http::Method::GET,
@@ -65,6 +73,14 @@ pub struct Machines;
 
 impl Operation for Machines {
     type Output = Vec<String>;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         get(target, "/machines")
@@ -107,6 +123,14 @@ pub struct Members;
 impl Operation for Members {
     type Output = Vec<Member>;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         get(target, "/members")
     }
@@ -142,6 +166,14 @@ pub struct StatsSelf;
 
 impl Operation for StatsSelf {
     type Output = SelfStats;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         get(target, "/stats/self")
@@ -209,6 +241,14 @@ pub struct StatsLeader;
 impl Operation for StatsLeader {
     type Output = LeaderStats;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         get(target, "/stats/leader")
     }
@@ -249,6 +289,14 @@ pub struct StatsStore;
 
 impl Operation for StatsStore {
     type Output = BTreeMap<String, serde_json::Value>;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         get(target, "/stats/store")

@@ -16,7 +16,7 @@ use super::key::encode_key_path;
 use super::node::Node;
 use super::response::{parse_keys_response, KeysResponse};
 use crate::error::{Error, MalformedResponse, UsageError};
-use crate::operation::{empty_request, form_request, Operation, Replay, Target};
+use crate::operation::{empty_request, form_request, Api, Operation, Replay, Target};
 
 /// Options of a read (python-etcd's `read(key, recursive=, sorted=, quorum=)`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,6 +86,14 @@ impl Read {
 
 impl Operation for Read {
     type Output = KeysResponse;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let mut query = Form::new();
@@ -295,6 +303,10 @@ impl Write {
 impl Operation for Write {
     type Output = KeysResponse;
 
+    fn api(&self) -> Api {
+        Api::V2
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let value = self.check()?;
         let o = &self.options;
@@ -427,6 +439,10 @@ impl Delete {
 impl Operation for Delete {
     type Output = KeysResponse;
 
+    fn api(&self) -> Api {
+        Api::V2
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let o = &self.options;
         let mut query = Form::new();
@@ -456,6 +472,10 @@ pub struct Pop(pub Delete);
 
 impl Operation for Pop {
     type Output = Node;
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         self.0.build(target)

@@ -41,6 +41,7 @@ use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind, UsageError};
 use crate::flow::{Flow, Step};
+use crate::operation::{Api, Replay};
 
 /// The directory locks live under by default (python-etcd's `lock_prefix`).
 pub const DEFAULT_LOCK_PREFIX: &str = "/_locks";
@@ -259,6 +260,10 @@ pub struct RefreshLock {
 impl crate::Operation for RefreshLock {
     type Output = ();
 
+    fn api(&self) -> Api {
+        Api::V2
+    }
+
     fn build(&self, target: &crate::Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let options = WriteOptions::new()
             .ttl(self.ttl)
@@ -298,6 +303,10 @@ pub struct ReleaseLock {
 impl crate::Operation for ReleaseLock {
     type Output = bool;
 
+    fn api(&self) -> Api {
+        Api::V2
+    }
+
     fn build(&self, target: &crate::Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Delete::new(self.key.clone())
             .options(DeleteOptions::new().prev_value(&self.uuid))
@@ -328,6 +337,14 @@ pub struct CheckLock {
 
 impl crate::Operation for CheckLock {
     type Output = bool;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &crate::Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         listing(&self.path).build(target)

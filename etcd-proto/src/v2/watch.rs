@@ -44,7 +44,7 @@ use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind, UsageError};
 use crate::flow::{Flow, Step};
-use crate::operation::{empty_request, Operation, Replay, Target, Wait};
+use crate::operation::{empty_request, Api, Operation, Replay, Target, Wait};
 
 /// One long poll: the first event on a key (or under it) at or after an index.
 ///
@@ -77,6 +77,10 @@ impl WaitForEvent {
 
 impl Operation for WaitForEvent {
     type Output = Option<KeysResponse>;
+
+    fn api(&self) -> Api {
+        Api::V2
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let mut query = Form::new();

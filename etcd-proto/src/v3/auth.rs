@@ -52,6 +52,10 @@ struct WireAuthenticateResponse {
 impl Operation for Authenticate {
     type Output = String;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let body = ObjectWriter::new()
             .string("name", &self.name)
@@ -351,6 +355,10 @@ impl AuthQuery<Vec<RolePermission>> {
 
 impl<T> Operation for AuthQuery<T> {
     type Output = T;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Ok(json::post(target.root_uri(self.path)?, self.body.clone()))

@@ -38,7 +38,7 @@ use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind, UsageError};
 use crate::flow::{Flow, StreamFlow, StreamStep};
-use crate::operation::{Api, Operation, Target};
+use crate::operation::{Api, Operation, Replay, Target};
 
 /// An election: its keys live under `<name>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +233,10 @@ impl GetLeader {
 
 impl Operation for GetLeader {
     type Output = Option<KeyValue>;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         owner_get(&self.prefix).build(target)

@@ -176,6 +176,10 @@ impl From<WireRangeResponse> for RangeResponse {
 impl Operation for Get {
     type Output = RangeResponse;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Ok(json::post(target.root_uri("/v3/kv/range")?, self.to_json()))
     }

@@ -119,6 +119,10 @@ pub struct LeaseRevoke(pub i64);
 impl Operation for LeaseRevoke {
     type Output = ResponseHeader;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let body = ObjectWriter::new().int("ID", self.0).finish();
         Ok(json::post(target.root_uri("/v3/lease/revoke")?, body))
@@ -179,6 +183,10 @@ impl LeaseTimeToLiveResponse {
 impl Operation for LeaseTimeToLive {
     type Output = LeaseTimeToLiveResponse;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let body = ObjectWriter::new()
             .int("ID", self.id)
@@ -209,6 +217,10 @@ pub struct LeaseLeases;
 
 impl Operation for LeaseLeases {
     type Output = Vec<i64>;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Ok(json::post(
@@ -251,6 +263,10 @@ pub struct LeaseKeepAliveResponse {
 
 impl Operation for LeaseKeepAliveOnce {
     type Output = LeaseKeepAliveResponse;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let body = ObjectWriter::new().int("ID", self.0).finish();

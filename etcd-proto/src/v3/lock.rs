@@ -356,6 +356,10 @@ impl CheckOwner {
 impl Operation for CheckOwner {
     type Output = bool;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         owner_get(&self.prefix).build(target)
     }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::json::{self, WireHeader};
 use super::types::ResponseHeader;
 use crate::error::{Error, UsageError};
-use crate::operation::{Api, Operation, Target};
+use crate::operation::{Api, Operation, Replay, Target};
 
 /// One cluster member, as v3 reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,6 +61,10 @@ struct WireMember {
 
 impl Operation for MemberList {
     type Output = MemberListResponse;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Ok(json::post(
@@ -144,6 +148,10 @@ struct WireStatus {
 
 impl Operation for Status {
     type Output = StatusResponse;
+
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         Ok(json::post(

@@ -110,6 +110,10 @@ pub struct ServerUnlock(pub Vec<u8>);
 impl Operation for ServerUnlock {
     type Output = ResponseHeader;
 
+    fn replay(&self) -> Replay {
+        Replay::Safe
+    }
+
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
         let body = ObjectWriter::new().bytes("key", &self.0).finish();
         Ok(json::post(target.root_uri("/v3/lock/unlock")?, body))
