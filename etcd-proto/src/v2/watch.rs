@@ -399,10 +399,15 @@ impl NextEvent {
             Err(e) => return Stage::Done(Some(Err(e))),
         };
         watch.resync = None;
-        watch.next_index = Some(index.saturating_add(1));
+        // Never back: a member behind the one that cleared the history
+        // must not make the watch deliver events a second time.
+        let next = watch
+            .next_index
+            .map_or(index.saturating_add(1), |current| current.max(index.saturating_add(1)));
+        watch.next_index = Some(next);
         Stage::Done(Some(Ok(WatchEvent::Resynced(Resync {
             snapshot,
-            next_index: index.saturating_add(1),
+            next_index: next,
             cleared,
         }))))
     }

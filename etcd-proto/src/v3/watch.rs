@@ -542,6 +542,17 @@ impl Watch {
     /// One line of the open body; `at_end`: the unterminated remainder.
     fn on_line(&mut self, cluster: &mut Cluster, now: Instant, line: &[u8], at_end: bool) {
         match json::parse_stream_line::<WireWatchResponse>(line) {
+            // etcd confirms every stream (`created`) before anything else
+            // on it; events or progress first would break the promise that
+            // `Created` comes first, and mean a stream not to be trusted.
+            Ok(response) if !self.stream_created && !response.created && !response.canceled => {
+                let error = MalformedResponse::new(
+                    200,
+                    "watch stream sent events before confirming the watch",
+                    line,
+                );
+                self.finish(Err(error.into()));
+            }
             Ok(response) => self.on_response(cluster, response),
             Err(error @ Error::Etcd(_)) => self.etcd_error(cluster, now, error),
             Err(_) if at_end => {
@@ -609,8 +620,10 @@ impl Watch {
         if !response.events.is_empty() {
             // A stream opened at a revision never owes an event below the
             // position: drop any a server would repeat. (A stream from now
-            // has no such bound until its created line.)
-            let floor = if self.stream_start != 0 {
+            // has no such bound until its created line.) Within a batch the
+            // floor rises with each event kept, so a batch never goes back
+            // (the events of one transaction share its revision).
+            let mut floor = if self.stream_start != 0 {
                 self.next
             } else {
                 i64::MIN
@@ -619,7 +632,13 @@ impl Watch {
                 .events
                 .into_iter()
                 .map(Event::from)
-                .filter(|e| e.kv.mod_revision >= floor)
+                .filter(|e| {
+                    let keep = e.kv.mod_revision >= floor;
+                    if keep {
+                        floor = e.kv.mod_revision;
+                    }
+                    keep
+                })
                 .collect();
             if let Some(last) = events.last() {
                 self.next = self.next.max(last.kv.mod_revision.saturating_add(1));
