@@ -401,9 +401,9 @@ impl NextEvent {
         watch.resync = None;
         // Never back: a member behind the one that cleared the history
         // must not make the watch deliver events a second time.
-        let next = watch
-            .next_index
-            .map_or(index.saturating_add(1), |current| current.max(index.saturating_add(1)));
+        let next = watch.next_index.map_or(index.saturating_add(1), |current| {
+            current.max(index.saturating_add(1))
+        });
         watch.next_index = Some(next);
         Stage::Done(Some(Ok(WatchEvent::Resynced(Resync {
             snapshot,
