@@ -95,7 +95,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_proto::drive::{AsyncTransport, Exchange, ExchangeFailure};
-use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
+use etcd_proto::{Cluster, Config, FromConfig, Transmit};
 use http_body_util::{Full, LengthLimitError};
 
 mod conn;

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_proto::drive::{Exchange, ExchangeFailure, ResponseBody, Transport};
-use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
+use etcd_proto::{Cluster, Config, FromConfig, Transmit};
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector as _};
 
 pub use etcd_proto::{v2, v3, Endpoint, Error, ErrorKind, TransportError, UsageError};

@@ -358,6 +358,7 @@ impl<O: Operation> Flow for Call<O> {
                         .map(|t| (t / ATTEMPT_SHARE).max(MIN_ATTEMPT)),
                 ),
                 Wait::LongPoll(deadline) => (deadline, None),
+                Wait::LongPollFor(wait) => (Some(now + wait), None),
             };
             if let Some(cap) = self.deadline_cap {
                 self.deadline = Some(self.deadline.map_or(cap, |d| d.min(cap)));
@@ -517,7 +518,7 @@ impl<O: Operation> Flow for Call<O> {
                 // A long poll that reached its own deadline: nothing is wrong
                 // with the endpoint, and there is no time left to try another.
                 if kind == TransportErrorKind::Timeout
-                    && matches!(self.op.wait(), Wait::LongPoll(_))
+                    && matches!(self.op.wait(), Wait::LongPoll(_) | Wait::LongPollFor(_))
                     && self.deadline.is_some_and(|d| now >= d)
                 {
                     self.record(&endpoint, error.into());

@@ -351,6 +351,63 @@ macro_rules! __discover {
     (async; $($args:expr),*) => { $crate::drive::discover($($args),*).await };
 }
 
+/// The names a client crate gives everything its users receive, so that no
+/// user has to depend on `etcd-proto` to name a guard, a stream or an error
+/// kind. The same names in every crate: `Session`, `MutexGuard`,
+/// `LeaderGuard`, `LockGuard`, `Watcher` (v2), `WatchItems`, `Pages` and
+/// `Observations` (v3), and the error types. Invoked by
+/// [`transport_client!`]; `client_types!(Client)` for a blocking client,
+/// `client_types!(Client, async)` for an async one.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! client_types {
+    ($client:ty) => {
+        /// A v2 lock held by this client ([`Client::lock`]); released on drop.
+        pub type LockGuard = $crate::drive::LockGuard<$client>;
+        /// A v2 watch as an iterator of events ([`Client::watcher`]).
+        pub type Watcher<'c> = $crate::drive::Watcher<'c, $client>;
+        /// A v3 session: a lease kept alive in the background ([`V3::session`]).
+        pub type Session = $crate::session::Session<$client>;
+        /// A v3 mutex held by a session ([`V3::lock`]).
+        pub type MutexGuard = $crate::session::MutexGuard<$client>;
+        /// A v3 election won by a session ([`V3::campaign`]).
+        pub type LeaderGuard = $crate::session::LeaderGuard<$client>;
+        /// A v3 watch as an iterator of items ([`V3::watch`]).
+        pub type WatchItems<'c> = $crate::drive::StreamIter<'c, $client, $crate::v3::Watch>;
+        /// A v3 range read page by page ([`V3::paginate`]).
+        pub type Pages<'c> = $crate::drive::StreamIter<'c, $client, $crate::v3::Paginate>;
+        /// An election's leaders as they change ([`V3::observe`]).
+        pub type Observations<'c> = $crate::drive::StreamIter<'c, $client, $crate::v3::Observe>;
+        $crate::client_types!(@errors);
+    };
+    ($client:ty, async) => {
+        /// A v2 lock held by this client ([`Client::lock`]); released on drop.
+        pub type LockGuard = $crate::drive::AsyncLockGuard<$client>;
+        /// A v2 watch as a stream of events ([`Client::watcher`]).
+        pub type Watcher = $crate::drive::WatchStream<$client>;
+        /// A v3 session: a lease kept alive in the background ([`V3::session`]).
+        pub type Session = $crate::session::AsyncSession<$client>;
+        /// A v3 mutex held by a session ([`V3::lock`]).
+        pub type MutexGuard = $crate::session::AsyncMutexGuard<$client>;
+        /// A v3 election won by a session ([`V3::campaign`]).
+        pub type LeaderGuard = $crate::session::AsyncLeaderGuard<$client>;
+        /// A v3 watch as a stream of items ([`V3::watch`]).
+        pub type WatchItems = $crate::drive::FlowStream<$client, $crate::v3::Watch>;
+        /// A v3 range read page by page, as a stream ([`V3::paginate`]).
+        pub type Pages = $crate::drive::FlowStream<$client, $crate::v3::Paginate>;
+        /// An election's leaders as they change, as a stream ([`V3::observe`]).
+        pub type Observations = $crate::drive::FlowStream<$client, $crate::v3::Observe>;
+        $crate::client_types!(@errors);
+    };
+    (@errors) => {
+        pub use $crate::srv::DiscoveryError;
+        pub use $crate::{
+            ClusterMismatch, Contention, EtcdError, MalformedResponse, TransportErrorKind,
+            TtlExpired, Unavailable,
+        };
+    };
+}
+
 /// Everything a transport's client offers beyond its I/O, in one line:
 /// `new`, `builder`, `execute`, `run`, then [`client_methods!`] and
 /// [`lock_methods!`]. `transport_client!(Client)` for a blocking client
@@ -385,6 +442,7 @@ macro_rules! transport_client {
         $crate::lock_methods!($client);
         $crate::v3_methods!($client);
         $crate::v3_runtime_methods!($client);
+        $crate::client_types!($client);
     };
     ($client:ty, async) => {
         impl $client {
@@ -424,5 +482,6 @@ macro_rules! transport_client {
         $crate::lock_methods!($client, async);
         $crate::v3_methods!($client, async);
         $crate::v3_runtime_methods!($client, async);
+        $crate::client_types!($client, async);
     };
 }

@@ -94,8 +94,8 @@ pub use cluster::{Cluster, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, MEMBER
 pub use config::{ClientBuilder, Config, FromConfig, DEFAULT_ENDPOINT};
 pub use endpoint::Endpoint;
 pub use error::{
-    Contention, Error, ErrorKind, EtcdError, MalformedResponse, TransportError, TransportErrorKind,
-    TtlExpired, UsageError,
+    ClusterMismatch, Contention, Error, ErrorKind, EtcdError, MalformedResponse, TransportError,
+    TransportErrorKind, TtlExpired, Unavailable, UsageError,
 };
 pub use flow::{Flow, Step, StreamFlow, StreamStep, Transmit};
 pub use operation::{Api, Operation, Replay, Target, Wait};

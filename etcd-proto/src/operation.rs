@@ -1,6 +1,6 @@
 //! [`Operation`]: one HTTP exchange as a pure request builder plus a pure response parser.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -64,6 +64,9 @@ pub enum Wait {
     Request,
     /// A long poll (a watch): wait until the deadline, or forever with `None`.
     LongPoll(Option<Instant>),
+    /// A long poll that may last this long from when its call starts (the
+    /// call turns it into a deadline at its first poll: no clock is read).
+    LongPollFor(Duration),
 }
 
 /// Where an operation's request goes: the endpoint and the API prefixes.

@@ -59,7 +59,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::drive::{
     drive, drive_blocking, run_stream, run_stream_blocking, AsyncTransport, Transport,
@@ -146,25 +146,22 @@ impl Shared {
     }
 
     pub(crate) fn wait_lost(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut loss = self.loss();
-        while loss.reason.is_none() {
-            match deadline {
-                None => loss = self.changed.wait(loss).unwrap_or_else(|p| p.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    loss = self
-                        .changed
-                        .wait_timeout(loss, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
+        let loss = self.loss();
+        let not_lost = |loss: &mut Loss| loss.reason.is_none();
+        // std's timed wait keeps the time itself: the core reads no clock.
+        let loss = match timeout {
+            None => self
+                .changed
+                .wait_while(loss, not_lost)
+                .unwrap_or_else(|p| p.into_inner()),
+            Some(timeout) => {
+                self.changed
+                    .wait_timeout_while(loss, timeout, not_lost)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
             }
-        }
-        true
+        };
+        loss.reason.is_some()
     }
 }
 
@@ -1129,7 +1126,7 @@ mod tests {
         let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
         let shared = Shared::default();
         let mut keeper = keeper(7, 0, &shared);
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         let Step::Transmit(_) = keeper.poll(&mut cluster, t0) else {
             panic!("a first keep-alive")
         };

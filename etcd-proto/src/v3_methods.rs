@@ -206,7 +206,7 @@ macro_rules! v3_methods {
             ) -> Result<$crate::v3::ServerLockResponse, $crate::Error> {
                 let mut op = $crate::v3::ServerLock::new(name, lease);
                 if let Some(timeout) = timeout {
-                    op = op.deadline(std::time::Instant::now() + timeout);
+                    op = op.timeout(timeout);
                 }
                 $crate::__finish!($($asyncness)?; self.client.execute(op))
             }

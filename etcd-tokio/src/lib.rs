@@ -68,7 +68,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_proto::drive::{AsyncResponseBody, AsyncTransport, Exchange, ExchangeFailure};
-use etcd_proto::{Cluster, Config, FromConfig, Transmit, TransportErrorKind};
+use etcd_proto::{Cluster, Config, FromConfig, Transmit};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};

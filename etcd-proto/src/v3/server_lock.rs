@@ -11,7 +11,7 @@
 //! [`ServerLock::new`] therefore takes a lease: grant one and keep it alive
 //! ([`KeepAlive`](super::KeepAlive)) for as long as the lock must be held.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -27,7 +27,7 @@ use crate::operation::{Api, Operation, Replay, Target, Wait};
 pub struct ServerLock {
     name: Vec<u8>,
     lease: i64,
-    deadline: Option<Instant>,
+    wait: Wait,
 }
 
 impl ServerLock {
@@ -37,13 +37,19 @@ impl ServerLock {
         ServerLock {
             name: name.into(),
             lease,
-            deadline: None,
+            wait: Wait::LongPoll(None),
         }
     }
 
     /// Gives up at `deadline` (a transport `Timeout`; the server then drops our waiter key).
     pub fn deadline(mut self, deadline: Instant) -> Self {
-        self.deadline = Some(deadline);
+        self.wait = Wait::LongPoll(Some(deadline));
+        self
+    }
+
+    /// Gives up `timeout` after the call starts, as [`deadline`](Self::deadline) does.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.wait = Wait::LongPollFor(timeout);
         self
     }
 
@@ -95,7 +101,7 @@ impl Operation for ServerLock {
     }
 
     fn wait(&self) -> Wait {
-        Wait::LongPoll(self.deadline)
+        self.wait
     }
 
     fn api(&self) -> Api {

@@ -1,7 +1,7 @@
 //! A smoke test of the async-std client against a real etcd with v2 enabled.
 //!
 //! Takes the endpoint URL as its last argument. With a throwaway server:
-//! `ETCD_BIN=/usr/bin/etcd cargo run -q -p etcd-tests --bin with-etcd -- cargo run -q -p etcd-async-std --example smoke --`
+//! `ETCD_BIN=/usr/bin/etcd cargo run -q -p etcd-tests --bin with-etcd -- cargo run -q -p etcd-async-std --example smoke_async_std --`
 //!
 //! Covers: set/get/delete; a key full of URL-special and non-ASCII
 //! characters; 64 concurrent writes through clones of one client; 200

@@ -3,8 +3,8 @@
 //! and a dead endpoint. Exits non-zero on the first thing that is wrong.
 //!
 //! With a throwaway server (the launcher appends the URL):
-//! `cargo run -p etcd-tests --bin with-etcd -- cargo run -p etcd-tokio --example smoke --`;
-//! by hand: `cargo run -p etcd-tokio --example smoke -- http://127.0.0.1:2379`.
+//! `cargo run -p etcd-tests --bin with-etcd -- cargo run -p etcd-tokio --example smoke_tokio --`;
+//! by hand: `cargo run -p etcd-tokio --example smoke_tokio -- http://127.0.0.1:2379`.
 
 use std::time::{Duration, Instant};
 
