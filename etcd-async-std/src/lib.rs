@@ -161,6 +161,13 @@ impl FromConfig for Client {
     }
 }
 
+impl etcd_proto::drive::Entropy for Client {
+    fn random(&self) -> u64 {
+        // std's per-process random hash keys, advanced on every call.
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
+    }
+}
+
 impl AsyncTransport for Client {
     fn send(&self, transmit: Transmit) -> impl Future<Output = Exchange> + Send {
         let Transmit { request, timeout } = transmit;

@@ -206,6 +206,13 @@ impl ResponseBody for StreamBody {
     }
 }
 
+impl etcd_proto::drive::Entropy for Client {
+    fn random(&self) -> u64 {
+        // std's per-process random hash keys, advanced on every call.
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
+    }
+}
+
 impl Transport for Client {
     type Body = StreamBody;
 

@@ -13,6 +13,13 @@ use crate::Client;
 /// A UDP socket connected to the DNS server.
 pub(crate) struct Udp(UdpSocket);
 
+impl etcd_proto::drive::Entropy for Udp {
+    fn random(&self) -> u64 {
+        // std's per-process random hash keys, advanced on every call.
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
+    }
+}
+
 impl Datagram for Udp {
     fn send(&self, bytes: &[u8]) -> io::Result<()> {
         self.0.send(bytes).map(drop)

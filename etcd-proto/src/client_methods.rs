@@ -119,7 +119,7 @@ macro_rules! client_methods {
             where
                 F: FnMut(Option<&str>) -> String + Send,
             {
-                $crate::__finish!($($asyncness)?; self.run($crate::v2::UpdateWith::new(key, f)))
+                $crate::__finish!($($asyncness)?; self.run($crate::v2::UpdateWith::new(key, f, $crate::drive::Entropy::random(self))))
             }
 
             /// Resets a key's TTL without changing its value or notifying watchers

@@ -60,8 +60,22 @@ impl ExchangeFailure {
 /// The outcome of one exchange.
 pub type Exchange = Result<http::Response<Bytes>, ExchangeFailure>;
 
+/// Where chance comes from: lock identities, DNS query IDs and backoff
+/// jitter are drawn by the transport (or the caller) and passed to the
+/// machines as arguments; the core draws no random number itself, so a
+/// test or a fuzzer can replay any run.
+pub trait Entropy {
+    /// 64 fresh random bits.
+    fn random(&self) -> u64;
+
+    /// 128 fresh random bits.
+    fn random_u128(&self) -> u128 {
+        (u128::from(self.random()) << 64) | u128::from(self.random())
+    }
+}
+
 /// What a blocking transport provides.
-pub trait Transport {
+pub trait Transport: Entropy {
     /// Sends the request and reads the complete response, within `transmit.timeout`.
     fn send(&self, transmit: Transmit) -> Exchange;
     /// Blocks until `deadline`.
@@ -111,7 +125,7 @@ pub trait AsyncResponseBody: Send {
 }
 
 /// What an async transport provides.
-pub trait AsyncTransport: Sync {
+pub trait AsyncTransport: Sync + Entropy {
     /// Sends the request and reads the complete response, within `transmit.timeout`.
     fn send(&self, transmit: Transmit) -> impl Future<Output = Exchange> + Send;
     /// Completes at `deadline`.
@@ -726,7 +740,7 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
         name: &str,
         options: crate::v2::LockOptions,
     ) -> Result<Self, Error> {
-        let flow = crate::v2::AcquireLock::new(name, options);
+        let flow = crate::v2::AcquireLock::new(name, options, client.random_u128());
         let path = flow.path().to_owned();
         let Some(lock) = drive(client, flow).await? else {
             return Err(crate::v2::LockError::Busy { path }.into());
@@ -826,7 +840,7 @@ impl<C: Transport + Clone + Send + 'static> LockGuard<C> {
     /// Acquires the lock `name`. A non-blocking attempt on a held lock fails
     /// with [`LockError::Busy`](crate::v2::LockError::Busy), leaving no key behind.
     pub fn acquire(client: &C, name: &str, options: crate::v2::LockOptions) -> Result<Self, Error> {
-        let flow = crate::v2::AcquireLock::new(name, options);
+        let flow = crate::v2::AcquireLock::new(name, options, client.random_u128());
         let path = flow.path().to_owned();
         let Some(lock) = drive_blocking(client, flow)? else {
             return Err(crate::v2::LockError::Busy { path }.into());
@@ -908,7 +922,7 @@ impl<C: Transport> Drop for LockGuard<C> {
 }
 
 /// A UDP socket connected to a DNS server, as a blocking transport provides it.
-pub trait Datagram {
+pub trait Datagram: Entropy {
     /// Sends one datagram.
     fn send(&self, bytes: &[u8]) -> std::io::Result<()>;
     /// Receives one datagram within `timeout`; `Ok(None)` when none came.
@@ -922,7 +936,7 @@ pub trait Datagram {
 }
 
 /// A UDP socket connected to a DNS server, as an async transport provides it.
-pub trait AsyncDatagram: Sync {
+pub trait AsyncDatagram: Sync + Entropy {
     /// Sends one datagram.
     fn send(&self, bytes: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
     /// Receives one datagram within `timeout`; `Ok(None)` when none came.
@@ -969,7 +983,7 @@ pub fn discover_blocking(
     per_attempt: std::time::Duration,
 ) -> Result<Vec<String>, crate::srv::DiscoveryError> {
     let io_error = |e: std::io::Error| crate::srv::DiscoveryError::io(domain, server, &e);
-    let mut discovery = crate::srv::SrvDiscovery::new(domain, crate::srv::random_query_id());
+    let mut discovery = crate::srv::SrvDiscovery::new(domain, socket.random() as u16);
     let mut buffer = vec![0; crate::srv::MAX_DATAGRAM];
     let mut attempt_ends = socket.now();
     loop {
@@ -995,7 +1009,7 @@ pub async fn discover(
     per_attempt: std::time::Duration,
 ) -> Result<Vec<String>, crate::srv::DiscoveryError> {
     let io_error = |e: std::io::Error| crate::srv::DiscoveryError::io(domain, server, &e);
-    let mut discovery = crate::srv::SrvDiscovery::new(domain, crate::srv::random_query_id());
+    let mut discovery = crate::srv::SrvDiscovery::new(domain, socket.random() as u16);
     let mut buffer = vec![0; crate::srv::MAX_DATAGRAM];
     let mut attempt_ends = socket.now();
     loop {
@@ -1124,6 +1138,12 @@ mod stream_tests {
 
     fn ok_response() -> Exchange {
         Ok(http::Response::new(Bytes::new()))
+    }
+
+    impl Entropy for Fake {
+        fn random(&self) -> u64 {
+            4
+        }
     }
 
     impl Transport for Fake {

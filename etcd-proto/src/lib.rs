@@ -71,6 +71,7 @@
 
 #![deny(missing_docs)]
 
+mod backoff;
 mod call;
 mod client_methods;
 mod cluster;

@@ -1001,15 +1001,6 @@ pub fn dns_server(
     }
 }
 
-/// A query ID nobody off the path can guess easily: std's per-process random
-/// hash keys (advanced on every call). No clock is read.
-pub fn random_query_id() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u8(0x53);
-    hasher.finish() as u16
-}
-
 /// The local address to bind a UDP socket to for talking to `server`: any
 /// address of the same family, any port.
 pub fn local_bind_address(server: SocketAddr) -> SocketAddr {

@@ -130,7 +130,7 @@ macro_rules! v3_methods {
             where
                 F: FnMut(Option<&$crate::v3::KeyValue>) -> Vec<u8> + Send,
             {
-                $crate::__finish!($($asyncness)?; self.client.run($crate::v3::UpdateWith::new(key, f)))
+                $crate::__finish!($($asyncness)?; self.client.run($crate::v3::UpdateWith::new(key, f, $crate::drive::Entropy::random(self.client))))
             }
 
             /// Discards history before `revision`.

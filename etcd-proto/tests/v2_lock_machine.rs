@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_proto::v2::lock::new_uuid;
+use etcd_proto::v2::lock::uuid_from;
 use etcd_proto::v2::{AcquireLock, HeldLock, Hold, KeepLock, LockError, LockOptions};
 use etcd_proto::{Cluster, Error, ErrorKind, Flow, Step, TransportErrorKind};
 use proptest::prelude::*;
@@ -811,7 +811,7 @@ const GONE: [(&str, Remove); 3] = [
 #[test]
 fn uncontended_acquisition_appends_our_uuid_then_lists_once() {
     let mut sim = Sim::new();
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 2);
     let uuid = flow.uuid().to_owned();
     assert_eq!(flow.path(), DIR);
     let lock = sim
@@ -847,7 +847,7 @@ fn uncontended_acquisition_appends_our_uuid_then_lists_once() {
 #[test]
 fn options_shape_the_path_and_ttl() {
     let mut sim = Sim::new();
-    let mut flow = AcquireLock::new("/jobs", LockOptions::new().prefix("/locks/").ttl(0));
+    let mut flow = AcquireLock::new("/jobs", LockOptions::new().prefix("/locks/").ttl(0), 3);
     assert_eq!(flow.path(), "/locks/jobs");
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(sim.sent[0].uri, format!("{A}/v2/keys/locks/jobs"));
@@ -865,10 +865,10 @@ fn options_shape_the_path_and_ttl() {
 
 #[test]
 fn every_acquisition_queues_with_a_fresh_uuid() {
-    let a = AcquireLock::new("n", LockOptions::new());
-    let b = AcquireLock::new("n", LockOptions::new());
+    let a = AcquireLock::new("n", LockOptions::new(), 4);
+    let b = AcquireLock::new("n", LockOptions::new(), 5);
     assert_ne!(a.uuid(), b.uuid());
-    for uuid in [a.uuid().to_owned(), new_uuid()] {
+    for uuid in [a.uuid().to_owned(), uuid_from(0xfeed)] {
         assert_eq!(uuid.len(), 32, "{uuid}");
         assert!(uuid
             .bytes()
@@ -884,7 +884,7 @@ fn a_hard_maximum_lock_refreshes_once_at_acquisition() {
         "LIST" => Fault::Slow(secs(5)),
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(30).hold(Hold::Max));
+    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(30).hold(Hold::Max), 6);
     let uuid = flow.uuid().to_owned();
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "PUT"]);
@@ -915,7 +915,7 @@ fn a_hard_maximum_refresh_that_finds_the_key_gone_is_expired() {
             "PUT" => Fault::Reply(etcd_error(status, code, "gone", &sent.key, model.index)),
             _ => Fault::Serve,
         });
-        let mut flow = AcquireLock::new("n", LockOptions::new().hold(Hold::Max));
+        let mut flow = AcquireLock::new("n", LockOptions::new().hold(Hold::Max), 7);
         assert_eq!(lock_error(sim.run(&mut flow)), expired(&key(12)));
         assert_eq!(
             kinds(&sim.sent),
@@ -947,7 +947,7 @@ fn a_waiter_watches_from_the_listing_and_only_its_predecessor_leaving_counts() {
         sim.at(secs(6), move |m| {
             assert!(gone(m, &p)); // 19
         });
-        let mut flow = AcquireLock::new("n", LockOptions::new());
+        let mut flow = AcquireLock::new("n", LockOptions::new(), 8);
         let uuid = flow.uuid().to_owned();
         let lock = sim.run(&mut flow).unwrap().expect("acquired");
         assert_eq!(lock, held(&key(13), &uuid, 13, 60), "{action}");
@@ -990,7 +990,7 @@ fn in_a_three_deep_queue_only_the_direct_predecessor_matters() {
     sim.at(secs(2), move |m| {
         m.delete(&second); // 16
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 9);
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(lock.key, key(14));
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "POLL", "POLL", "LIST"]);
@@ -1006,7 +1006,7 @@ fn in_a_three_deep_queue_only_the_direct_predecessor_matters() {
     sim.at(secs(2), move |m| {
         m.expire(&first); // 16
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 10);
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(lock.key, key(14));
     assert_eq!(
@@ -1035,7 +1035,7 @@ fn our_key_vanishing_while_waiting_is_expired_at_once() {
         sim.at(secs(1), move |m| {
             assert!(gone(m, &key(13)));
         });
-        let mut flow = AcquireLock::new("n", LockOptions::new());
+        let mut flow = AcquireLock::new("n", LockOptions::new(), 11);
         assert_eq!(
             lock_error(sim.run(&mut flow)),
             expired(&key(13)),
@@ -1055,7 +1055,7 @@ fn our_key_missing_from_a_listing_is_expired() {
         m.delete(&pred); // 14: the poll wakes on this
         m.expire(&key(13)); // 15: gone before the listing
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 12);
     assert_eq!(lock_error(sim.run(&mut flow)), expired(&key(13)));
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "POLL", "LIST"]);
 }
@@ -1073,7 +1073,7 @@ fn a_key_overwritten_while_waiting_is_not_acquired() {
     sim.at(millis(1_700), move |m| {
         m.delete(&pred);
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 13);
     let result = sim.run(&mut flow);
     if let Ok(Some(lock)) = &result {
         assert!(
@@ -1095,7 +1095,7 @@ fn a_waiting_key_is_refreshed_every_third_of_its_ttl() {
     sim.at(millis(10_500), move |m| {
         m.delete(&pred);
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3));
+    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3), 14);
     let uuid = flow.uuid().to_owned();
     let lock = sim.run(&mut flow).unwrap().expect("acquired after 10.5 s");
     assert_eq!(lock.index, 13);
@@ -1127,7 +1127,7 @@ fn a_refresh_finding_our_key_replaced_is_expired() {
     let mut sim = Sim::new();
     sim.model.append(DIR, "other", Some(60)); // 12
     sim.at(millis(1_500), |m| m.set(&key(13), "thief")); // 15, after the refresh at 1 s (14)
-    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3));
+    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3), 15);
     assert_eq!(lock_error(sim.run(&mut flow)), expired(&key(13)));
     // The set is an event on our key, but not its end: skipped; the next
     // refresh (412, errorCode 101) tells. The key is not ours: no cleanup.
@@ -1159,7 +1159,7 @@ fn a_refresh_finding_our_key_gone_is_expired() {
         }
         Fault::Serve
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3));
+    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3), 16);
     assert_eq!(lock_error(sim.run(&mut flow)), expired(&key(13)));
     assert_eq!(
         kinds(&sim.sent),
@@ -1185,7 +1185,7 @@ fn an_acquisition_failing_for_another_reason_removes_its_key() {
         }
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3));
+    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3), 17);
     let uuid = flow.uuid().to_owned();
     let error = sim.run(&mut flow).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Transport, "{error:?}");
@@ -1204,7 +1204,7 @@ fn an_acquisition_failing_for_another_reason_removes_its_key() {
         },
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 18);
     let uuid = flow.uuid().to_owned();
     assert_eq!(sim.run(&mut flow).unwrap_err().kind(), ErrorKind::Transport);
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "POLL", "DELETE"]);
@@ -1218,7 +1218,7 @@ fn an_acquisition_failing_for_another_reason_removes_its_key() {
 fn at_the_deadline_our_key_is_deleted_and_the_wait_times_out() {
     let mut sim = Sim::new();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12, never leaves
-    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3).timeout(millis(2_500)));
+    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3).timeout(millis(2_500)), 19);
     let uuid = flow.uuid().to_owned();
     assert_eq!(
         lock_error(sim.run(&mut flow)),
@@ -1249,7 +1249,7 @@ fn at_the_deadline_our_key_is_deleted_and_the_wait_times_out() {
 fn a_deadline_without_refreshes_due_cuts_the_wait_short() {
     let mut sim = Sim::new();
     sim.model.append(DIR, "other", Some(60));
-    let mut flow = AcquireLock::new("n", LockOptions::new().timeout(millis(700)));
+    let mut flow = AcquireLock::new("n", LockOptions::new().timeout(millis(700)), 20);
     assert!(matches!(
         lock_error(sim.run(&mut flow)),
         LockError::TimedOut { .. }
@@ -1272,7 +1272,7 @@ fn a_hanging_append_does_not_outlive_the_deadline() {
         "POST" => Fault::Hang { applied: false },
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new().timeout(secs(1)));
+    let mut flow = AcquireLock::new("n", LockOptions::new().timeout(secs(1)), 21);
     let result = sim.run(&mut flow);
     for sent in &sim.sent {
         if sent.at < secs(1) {
@@ -1300,7 +1300,7 @@ fn a_hanging_refresh_does_not_outlive_the_deadline() {
         "PUT" => Fault::Hang { applied: false },
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3).timeout(millis(2_500)));
+    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3).timeout(millis(2_500)), 22);
     let result = sim.run(&mut flow);
     for sent in &sim.sent {
         assert!(
@@ -1319,7 +1319,7 @@ fn a_hanging_refresh_does_not_outlive_the_deadline() {
 fn a_non_blocking_attempt_on_a_held_lock_removes_its_key_and_returns_none() {
     let mut sim = Sim::new();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
-    let mut flow = AcquireLock::new("n", LockOptions::new().blocking(false));
+    let mut flow = AcquireLock::new("n", LockOptions::new().blocking(false), 23);
     let uuid = flow.uuid().to_owned();
     assert_eq!(sim.run(&mut flow).unwrap(), None);
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "DELETE"]);
@@ -1334,7 +1334,7 @@ fn a_non_blocking_attempt_on_a_held_lock_removes_its_key_and_returns_none() {
 #[test]
 fn a_non_blocking_attempt_on_a_free_lock_holds_it() {
     let mut sim = Sim::new();
-    let mut flow = AcquireLock::new("n", LockOptions::new().blocking(false));
+    let mut flow = AcquireLock::new("n", LockOptions::new().blocking(false), 24);
     let lock = sim.run(&mut flow).unwrap().expect("free");
     assert_eq!(lock.key, key(12));
     assert_eq!(kinds(&sim.sent), ["POST", "LIST"]);
@@ -1363,7 +1363,7 @@ fn history_cleared_while_waiting_resyncs_into_a_fresh_listing() {
     sim.at(secs(1), move |m| {
         m.delete(&pred); // 17
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 25);
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(lock.key, key(13));
     assert_eq!(
@@ -1398,7 +1398,7 @@ fn a_predecessor_leaving_in_the_compacted_window_is_not_missed() {
         }
         Fault::Serve
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 26);
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(lock.key, key(13));
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "POLL", "RESYNC", "LIST"]);
@@ -1425,7 +1425,7 @@ fn a_lost_append_answer_is_found_by_uuid_and_not_appended_again() {
             }
             _ => Fault::Serve,
         });
-        let mut flow = AcquireLock::new("n", LockOptions::new());
+        let mut flow = AcquireLock::new("n", LockOptions::new(), 27);
         let uuid = flow.uuid().to_owned();
         let lock = sim.run(&mut flow).unwrap().expect("held");
         assert_eq!(lock, held(&key(12), &uuid, 12, 60), "{fault}");
@@ -1452,7 +1452,7 @@ fn a_lost_append_answer_behind_a_holder_still_waits_its_turn() {
     sim.at(secs(1), move |m| {
         m.delete(&pred);
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 28);
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!((lock.key.as_str(), lock.index), (key(13).as_str(), 13));
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "POLL", "LIST"]);
@@ -1473,7 +1473,7 @@ fn an_append_that_never_happened_is_made_again_a_few_times_at_most() {
         }
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 29);
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(lock.key, key(12));
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "POST", "LIST"]);
@@ -1488,7 +1488,7 @@ fn an_append_that_never_happened_is_made_again_a_few_times_at_most() {
         },
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 30);
     let error = sim.run(&mut flow).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Transport, "{error:?}");
     assert_eq!(
@@ -1517,7 +1517,7 @@ fn a_lost_answer_to_the_last_append_leaves_nothing_behind() {
         }
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 31);
     let uuid = flow.uuid().to_owned();
     let result = sim.run(&mut flow);
     assert!(
@@ -1545,7 +1545,7 @@ fn an_append_that_timed_out_in_raft_leaves_nothing_behind() {
         }
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new());
+    let mut flow = AcquireLock::new("n", LockOptions::new(), 32);
     let uuid = flow.uuid().to_owned();
     let result = sim.run(&mut flow);
     assert!(
@@ -1563,7 +1563,7 @@ fn an_append_that_timed_out_in_raft_leaves_nothing_behind() {
 fn adopting_finds_the_key_by_uuid_without_appending() {
     let mut sim = Sim::new();
     let mine = sim.model.append(DIR, "u-1", Some(60)); // 12
-    let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"));
+    let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"), 33);
     assert_eq!(flow.uuid(), "u-1");
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(lock, held(&mine, "u-1", 12, 60));
@@ -1578,7 +1578,7 @@ fn adopting_a_key_that_is_not_first_waits_for_it() {
     sim.at(secs(1), move |m| {
         m.delete(&pred);
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"));
+    let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"), 34);
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!((lock.key.as_str(), lock.index), (key(13).as_str(), 13));
     assert_eq!(kinds(&sim.sent), ["LIST", "POLL", "LIST"]);
@@ -1589,7 +1589,7 @@ fn adopting_a_missing_key_is_not_found_without_appending() {
     // Another key in the directory.
     let mut sim = Sim::new();
     sim.model.append(DIR, "other", Some(60));
-    let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"));
+    let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"), 35);
     assert_eq!(
         lock_error(sim.run(&mut flow)),
         LockError::NotFound { uuid: "u-1".into() }
@@ -1599,7 +1599,7 @@ fn adopting_a_missing_key_is_not_found_without_appending() {
 
     // No directory at all (404).
     let mut sim = Sim::new();
-    let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"));
+    let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"), 36);
     assert!(matches!(
         lock_error(sim.run(&mut flow)),
         LockError::NotFound { .. }
@@ -2007,7 +2007,8 @@ impl Arena {
     fn new(plans: Vec<Plan>, tape: Vec<u16>, fault_percent: u64, disturb_percent: u64) -> Arena {
         let contenders = plans
             .into_iter()
-            .map(|plan| {
+            .enumerate()
+            .map(|(i, plan)| {
                 let mut options = LockOptions::new()
                     .ttl(plan.ttl)
                     .blocking(plan.blocking)
@@ -2015,7 +2016,7 @@ impl Arena {
                 if let Some(t) = plan.timeout {
                     options = options.timeout(t);
                 }
-                let flow = AcquireLock::new("n", options);
+                let flow = AcquireLock::new("n", options, 0x1000 + i as u128);
                 let mut cluster = Cluster::from_urls(&[A, B]).unwrap();
                 cluster.set_discover_members(false);
                 Contender {

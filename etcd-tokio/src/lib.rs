@@ -293,6 +293,13 @@ impl AsyncResponseBody for StreamBody {
     }
 }
 
+impl etcd_proto::drive::Entropy for Client {
+    fn random(&self) -> u64 {
+        // std's per-process random hash keys, advanced on every call.
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
+    }
+}
+
 impl AsyncTransport for Client {
     type Body = StreamBody;
 

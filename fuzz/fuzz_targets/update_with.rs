@@ -126,9 +126,12 @@ impl Answers for Key {
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let attempts = 1 + input.below(5) as u32;
-    let mut flow = UpdateWith::new("/k", |current: Option<&str>| {
-        format!("{}x", current.unwrap_or(""))
-    })
+    let seed = input.u16() as u64;
+    let mut flow = UpdateWith::new(
+        "/k",
+        |current: Option<&str>| format!("{}x", current.unwrap_or("")),
+        seed,
+    )
     .max_attempts(attempts);
     let mut key = Key {
         last_read: None,

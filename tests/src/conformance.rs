@@ -197,6 +197,17 @@ impl TestClient {
     }
 }
 
+/// Chance as the transport under test draws it.
+impl etcd_proto::drive::Entropy for TestClient {
+    fn random(&self) -> u64 {
+        match self {
+            TestClient::Blocking(client) => client.random(),
+            TestClient::Tokio { client, .. } => client.random(),
+            TestClient::AsyncStd(client) => client.random(),
+        }
+    }
+}
+
 etcd_proto::client_methods!(TestClient);
 etcd_proto::v3_methods!(TestClient);
 

@@ -230,16 +230,10 @@ fn refresh_interval(ttl: u64) -> Duration {
     Duration::from_millis((ttl * 1000 / 3).max(300))
 }
 
-/// A fresh lock identity: 128 random bits in hex, from std's per-process
-/// random hash keys (no clock, no extra crate).
-pub fn new_uuid() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let half = || {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u8(0);
-        h.finish()
-    };
-    format!("{:016x}{:016x}", half(), half())
+/// A lock identity made of `bits` (128 random bits from the transport:
+/// [`Entropy::random_u128`](crate::drive::Entropy::random_u128)), in hex.
+pub fn uuid_from(bits: u128) -> String {
+    format!("{bits:032x}")
 }
 
 /// The lock key's children in lock order (lowest first), directories left out.
@@ -424,12 +418,15 @@ enum Stage {
 }
 
 impl AcquireLock {
-    /// Acquire the lock `name` with `options`.
-    pub fn new(name: &str, options: LockOptions) -> Self {
+    /// Acquire the lock `name` with `options`. `identity`: 128 random bits
+    /// that become the lock's uuid unless `options` adopt one (the core
+    /// draws no random numbers: the transport does, with
+    /// [`Entropy::random_u128`](crate::drive::Entropy::random_u128)).
+    pub fn new(name: &str, options: LockOptions, identity: u128) -> Self {
         let path = format!("{}/{}", options.prefix, name.trim_start_matches('/'));
         AcquireLock {
             path,
-            uuid: options.uuid.clone().unwrap_or_else(new_uuid),
+            uuid: options.uuid.clone().unwrap_or_else(|| uuid_from(identity)),
             options,
             mine: None,
             predecessor: None,

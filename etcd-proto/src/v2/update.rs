@@ -6,8 +6,7 @@
 //! race (errorCode 101, 105 or 100) start over after a short randomized
 //! backoff, up to a limit of attempts. The result is the successful write.
 
-use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -31,7 +30,7 @@ pub struct UpdateWith<F> {
     f: F,
     max_attempts: u32,
     attempt: u32,
-    seed: u64,
+    backoff: crate::backoff::Backoff,
     stage: Stage,
 }
 
@@ -53,20 +52,19 @@ impl<F> std::fmt::Debug for UpdateWith<F> {
 }
 
 impl<F: FnMut(Option<&str>) -> String> UpdateWith<F> {
-    /// Updates `key` with `f`.
-    pub fn new(key: impl Into<String>, f: F) -> Self {
+    /// Updates `key` with `f`. `seed`: random bits for the backoff jitter
+    /// (contenders must not retry in step), drawn by the transport
+    /// ([`Entropy::random`](crate::drive::Entropy::random)): the core draws
+    /// no random numbers itself.
+    pub fn new(key: impl Into<String>, f: F, seed: u64) -> Self {
         let key = key.into();
-        // Backoff jitter only needs to differ between contenders: std's
-        // per-process random hash keys give that without a clock or a crate.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write(key.as_bytes());
         let read = Self::read(&key);
         UpdateWith {
             key,
             f,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             attempt: 0,
-            seed: hasher.finish(),
+            backoff: crate::backoff::Backoff::new(seed),
             stage: Stage::Reading(read),
         }
     }
@@ -79,18 +77,6 @@ impl<F: FnMut(Option<&str>) -> String> UpdateWith<F> {
 
     fn read(key: &str) -> Call<Read> {
         Call::new(Read::new(key).options(ReadOptions::new().quorum(true)))
-    }
-
-    /// How long to wait before attempt `attempt + 1`: exponential from 2 ms,
-    /// capped at 250 ms, with the upper half randomized.
-    fn backoff(&mut self) -> Duration {
-        self.seed = self
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let ceiling = (2u64 << self.attempt.min(7)).min(250);
-        let jitter = (self.seed >> 33) % (ceiling / 2 + 1);
-        Duration::from_millis(ceiling / 2 + jitter)
     }
 
     fn after_read(&mut self, result: Result<KeysResponse, Error>) -> Stage {
@@ -149,7 +135,9 @@ impl<F: FnMut(Option<&str>) -> String> Flow for UpdateWith<F> {
                     Step::Done(result) => self.after_write(result),
                     other => return other,
                 },
-                Stage::Backoff(None) => Stage::Backoff(Some(now + self.backoff())),
+                Stage::Backoff(None) => {
+                    Stage::Backoff(Some(now + self.backoff.pause(self.attempt)))
+                }
                 Stage::Backoff(Some(until)) if now < *until => return Step::Sleep(*until),
                 Stage::Backoff(Some(_)) => Stage::Reading(Self::read(&self.key)),
                 Stage::Done(result) => return crate::flow::finished(result),
@@ -231,7 +219,7 @@ mod tests {
                 }
                 Step::Sleep(until) => {
                     sleeps += 1;
-                    assert!(until > now && until - now <= Duration::from_millis(250));
+                    assert!(until > now && until - now <= std::time::Duration::from_millis(250));
                     now = until;
                 }
                 Step::Done(result) => return (sent, result, sleeps),
@@ -241,9 +229,11 @@ mod tests {
 
     #[test]
     fn a_lost_race_is_retried_with_the_fresh_value() {
-        let flow = UpdateWith::new("/c", |v: Option<&str>| {
-            (v.unwrap().parse::<u32>().unwrap() + 1).to_string()
-        });
+        let flow = UpdateWith::new(
+            "/c",
+            |v: Option<&str>| (v.unwrap().parse::<u32>().unwrap() + 1).to_string(),
+            7,
+        );
         let set = r#"{"action":"compareAndSwap","node":{"key":"/c","value":"3","modifiedIndex":7,"createdIndex":1}}"#;
         let (sent, result, sleeps) = run(
             flow,
@@ -269,7 +259,7 @@ mod tests {
         );
         let exists = r#"{"errorCode":105,"message":"Key already exists","cause":"/c","index":4}"#;
         let flow =
-            UpdateWith::new("/c", |v: Option<&str>| v.unwrap_or("0").to_owned()).max_attempts(2);
+            UpdateWith::new("/c", |v: Option<&str>| v.unwrap_or("0").to_owned(), 7).max_attempts(2);
         let again = answer(
             404,
             r#"{"errorCode":100,"message":"Key not found","cause":"/c","index":4}"#,

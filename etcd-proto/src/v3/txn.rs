@@ -1,7 +1,7 @@
 //! Transactions (`/v3/kv/txn`): compares, then one branch of operations,
 //! atomically; and [`UpdateWith`], the optimistic read-modify-write loop.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -367,7 +367,8 @@ pub const UPDATE_ATTEMPTS: u32 = 100;
 /// missing key, that it is still missing). When another writer got there
 /// first, the same transaction's failure branch returns the new current
 /// value, so the next attempt needs no extra read; after a short backoff
-/// (1 ms doubling to 64 ms) it tries again, at most [`UPDATE_ATTEMPTS`] times.
+/// (2 ms doubling to 250 ms, its upper half random: see
+/// [`v2::UpdateWith`](crate::v2::UpdateWith)) it tries again, at most [`UPDATE_ATTEMPTS`] times.
 /// Returns the successful write's header revision and the value written.
 pub struct UpdateWith<F> {
     key: Vec<u8>,
@@ -376,6 +377,7 @@ pub struct UpdateWith<F> {
     current: Option<Option<KeyValue>>,
     attempts: u32,
     written: Option<Vec<u8>>,
+    backoff: crate::backoff::Backoff,
 }
 
 enum UpdateStage {
@@ -396,7 +398,9 @@ impl<F> std::fmt::Debug for UpdateWith<F> {
 
 impl<F: FnMut(Option<&KeyValue>) -> Vec<u8>> UpdateWith<F> {
     /// Updates `key` with `f`: current pair (`None`: absent) → new value.
-    pub fn new(key: impl Into<Vec<u8>>, f: F) -> Self {
+    /// `seed`: random bits for the backoff jitter, drawn by the transport
+    /// ([`Entropy::random`](crate::drive::Entropy::random)).
+    pub fn new(key: impl Into<Vec<u8>>, f: F, seed: u64) -> Self {
         let key = key.into();
         UpdateWith {
             stage: UpdateStage::Read(Call::new(Get::new(key.clone()))),
@@ -405,6 +409,7 @@ impl<F: FnMut(Option<&KeyValue>) -> Vec<u8>> UpdateWith<F> {
             current: None,
             attempts: 0,
             written: None,
+            backoff: crate::backoff::Backoff::new(seed),
         }
     }
 
@@ -445,8 +450,8 @@ impl<F: FnMut(Option<&KeyValue>) -> Vec<u8>> UpdateWith<F> {
             _ => None,
         });
         self.current = Some(current.flatten());
-        let backoff = Duration::from_millis(1 << (self.attempts - 1).min(6));
-        self.stage = UpdateStage::Backoff(now + backoff);
+        let pause = self.backoff.pause(self.attempts - 1);
+        self.stage = UpdateStage::Backoff(now + pause);
     }
 }
 
