@@ -10,7 +10,7 @@ use crate::error::{
     ClusterMismatch, Error, MalformedResponse, TransportError, TransportErrorKind, Unavailable,
     UsageError,
 };
-use crate::flow::{Flow, Step, Transmit};
+use crate::flow::{Flow, Input, Step, Transmit};
 use crate::operation::{Api, Operation, Replay, Wait};
 use crate::v2::Members;
 use crate::v3::{Authenticate, MemberList, V3ErrorKind};
@@ -391,12 +391,20 @@ impl<O: Operation> Flow for Call<O> {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        _now: Instant,
-        response: http::Response<Bytes>,
-    ) {
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match input {
+            Input::Response(response) => self.on_response(cluster, response),
+            Input::Failure(failure) => self.on_failure(cluster, now, failure.kind, failure.source),
+            Input::Stop => self.finish(crate::flow::stopped()),
+            // A call never opens a stream: nothing of one can reach it.
+            Input::Head(_) | Input::Data(_) | Input::End(_) => {}
+        }
+    }
+}
+
+/// The outcomes of an exchange, as [`Flow::handle`] passes them on.
+impl<O: Operation> Call<O> {
+    fn on_response(&mut self, cluster: &mut Cluster, response: http::Response<Bytes>) {
         let endpoint = match std::mem::replace(&mut self.state, State::Ready) {
             State::Syncing(_) => {
                 // An endpoint that answers is alive, even if its list is unusable.
@@ -487,7 +495,7 @@ impl<O: Operation> Flow for Call<O> {
         self.finish(result);
     }
 
-    fn handle_failure(
+    fn on_failure(
         &mut self,
         cluster: &mut Cluster,
         now: Instant,

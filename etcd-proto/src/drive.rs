@@ -33,29 +33,9 @@ use bytes::Bytes;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind, UsageError};
-use crate::flow::{Flow, Step, StreamFlow, StreamStep, Transmit};
+use crate::flow::{Flow, Input, Step, StreamFlow, StreamStep, Transmit};
 
-/// Why an exchange produced no complete response.
-#[derive(Debug)]
-pub struct ExchangeFailure {
-    /// What kind of failure it was.
-    pub kind: TransportErrorKind,
-    /// The transport's own error.
-    pub source: Box<dyn std::error::Error + Send + Sync>,
-}
-
-impl ExchangeFailure {
-    /// A failure of `kind` caused by `source`.
-    pub fn new(
-        kind: TransportErrorKind,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        ExchangeFailure {
-            kind,
-            source: source.into(),
-        }
-    }
-}
+pub use crate::flow::ExchangeFailure;
 
 /// The outcome of one exchange.
 pub type Exchange = Result<http::Response<Bytes>, ExchangeFailure>;
@@ -161,8 +141,8 @@ pub fn drive_blocking<T: Transport, F: Flow>(
         let step = transport.with_cluster(|c| flow.poll(c, transport.now()));
         match step {
             Step::Transmit(transmit) => {
-                let outcome = transport.send(transmit);
-                transport.with_cluster(|c| report(&mut flow, c, transport.now(), outcome));
+                let input = exchange_input(transport.send(transmit));
+                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
             }
             Step::Sleep(deadline) => transport.sleep_until(deadline),
             Step::Done(result) => return result,
@@ -180,8 +160,8 @@ pub async fn drive<T: AsyncTransport, F: Flow + Send>(
         let step = transport.with_cluster(|c| flow.poll(c, transport.now()));
         match step {
             Step::Transmit(transmit) => {
-                let outcome = transport.send(transmit).await;
-                transport.with_cluster(|c| report(&mut flow, c, transport.now(), outcome));
+                let input = exchange_input(transport.send(transmit).await);
+                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
             }
             Step::Sleep(deadline) => transport.sleep_until(deadline).await,
             Step::Done(result) => return result,
@@ -189,11 +169,45 @@ pub async fn drive<T: AsyncTransport, F: Flow + Send>(
     }
 }
 
-fn report<F: Flow>(flow: &mut F, cluster: &mut Cluster, now: Instant, outcome: Exchange) {
+/// What an exchange's outcome is, as a flow's input.
+pub(crate) fn exchange_input(outcome: Exchange) -> Input {
     match outcome {
-        Ok(response) => flow.handle_response(cluster, now, response),
-        Err(failure) => flow.handle_failure(cluster, now, failure.kind, failure.source),
+        Ok(response) => Input::Response(response),
+        Err(failure) => Input::Failure(failure),
     }
+}
+
+/// What opening a stream gave, as a flow's input.
+fn head_input(outcome: Result<http::response::Parts, ExchangeFailure>) -> Input {
+    match outcome {
+        Ok(head) => Input::Head(head),
+        Err(failure) => Input::Failure(failure),
+    }
+}
+
+/// What a read of the open body gave, as a flow's input. A body that ended
+/// or failed is closed first: the flow is done with it.
+fn chunk_input<B>(outcome: Result<Option<Bytes>, ExchangeFailure>, body: &mut Option<B>) -> Input {
+    match outcome {
+        Ok(Some(data)) => Input::Data(data),
+        Ok(None) => {
+            *body = None;
+            Input::End(http::HeaderMap::new())
+        }
+        Err(failure) => {
+            *body = None;
+            Input::Failure(failure)
+        }
+    }
+}
+
+/// The answer to a [`StreamStep::Send`] over HTTP/1.1, where a request is
+/// sent whole before its answer is read.
+fn cannot_send() -> Input {
+    Input::failure(
+        TransportErrorKind::Http,
+        "this transport sends each request whole (HTTP/1.1): nothing can be sent on an open stream",
+    )
 }
 
 /// What a [`StreamFlow`]'s driver does next, after closing the open body if
@@ -202,6 +216,7 @@ enum StreamPlan {
     Transmit(Transmit),
     Open(Transmit),
     Read(Option<Instant>),
+    CannotSend,
     Sleep(Instant),
 }
 
@@ -218,12 +233,12 @@ enum Yielded<I> {
 }
 
 /// Sorts a stream flow's step into work for the driver or something for the
-/// caller. Per the [`StreamFlow`] contract, any step but `Read`, `Emit` and
-/// `Warn` closes the open body first.
+/// caller. Per the [`StreamFlow`] contract, any step but `Read`, `Send`,
+/// `Emit` and `Warn` closes the open body first.
 fn stream_plan<I, B>(step: StreamStep<I>, body: &mut Option<B>) -> Result<StreamPlan, Yielded<I>> {
     if !matches!(
         step,
-        StreamStep::Read(_) | StreamStep::Emit(_) | StreamStep::Warn(_)
+        StreamStep::Read(_) | StreamStep::Send(_) | StreamStep::Emit(_) | StreamStep::Warn(_)
     ) {
         *body = None;
     }
@@ -237,57 +252,12 @@ fn stream_plan<I, B>(step: StreamStep<I>, body: &mut Option<B>) -> Result<Stream
             }
             .into(),
         )),
+        StreamStep::Send(_) => Ok(StreamPlan::CannotSend),
         StreamStep::Sleep(deadline) => Ok(StreamPlan::Sleep(deadline)),
         StreamStep::Emit(item) => Err(Yielded::Item(item)),
         StreamStep::Warn(error) => Err(Yielded::Warning(error)),
         StreamStep::End(Ok(())) => Err(Yielded::Ended),
         StreamStep::End(Err(error)) => Err(Yielded::Failed(error)),
-    }
-}
-
-fn report_stream_exchange<F: StreamFlow>(
-    flow: &mut F,
-    cluster: &mut Cluster,
-    now: Instant,
-    outcome: Exchange,
-) {
-    match outcome {
-        Ok(response) => flow.handle_response(cluster, now, response),
-        Err(failure) => flow.handle_failure(cluster, now, failure.kind, failure.source),
-    }
-}
-
-fn report_head<F: StreamFlow>(
-    flow: &mut F,
-    cluster: &mut Cluster,
-    now: Instant,
-    outcome: Result<http::response::Parts, ExchangeFailure>,
-) {
-    match outcome {
-        Ok(head) => flow.handle_head(cluster, now, head),
-        Err(failure) => flow.handle_failure(cluster, now, failure.kind, failure.source),
-    }
-}
-
-/// Reports a read of the open body. A body that ended or failed is closed
-/// first: the flow is done with it.
-fn report_chunk<F: StreamFlow, B>(
-    flow: &mut F,
-    cluster: &mut Cluster,
-    now: Instant,
-    outcome: Result<Option<Bytes>, ExchangeFailure>,
-    body: &mut Option<B>,
-) {
-    match outcome {
-        Ok(Some(data)) => flow.handle_data(cluster, now, data),
-        Ok(None) => {
-            *body = None;
-            flow.handle_end(cluster, now);
-        }
-        Err(failure) => {
-            *body = None;
-            flow.handle_failure(cluster, now, failure.kind, failure.source);
-        }
     }
 }
 
@@ -305,23 +275,25 @@ fn next_blocking<T: Transport, F: StreamFlow>(
         };
         match plan {
             StreamPlan::Transmit(transmit) => {
-                let outcome = transport.send(transmit);
-                transport
-                    .with_cluster(|c| report_stream_exchange(flow, c, transport.now(), outcome));
+                let input = exchange_input(transport.send(transmit));
+                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
             }
             StreamPlan::Open(transmit) => {
-                let outcome = transport.open(transmit).map(|(head, opened)| {
+                let input = head_input(transport.open(transmit).map(|(head, opened)| {
                     *body = Some(opened);
                     head
-                });
-                transport.with_cluster(|c| report_head(flow, c, transport.now(), outcome));
+                }));
+                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
             }
             StreamPlan::Read(until) => {
                 let Some(open) = body.as_mut() else {
                     continue; // `stream_plan` checked: unreachable
                 };
-                let outcome = open.next_chunk(until);
-                transport.with_cluster(|c| report_chunk(flow, c, transport.now(), outcome, body));
+                let input = chunk_input(open.next_chunk(until), body);
+                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
+            }
+            StreamPlan::CannotSend => {
+                transport.with_cluster(|c| flow.handle(c, transport.now(), cannot_send()));
             }
             StreamPlan::Sleep(deadline) => transport.sleep_until(deadline),
         }
@@ -342,23 +314,25 @@ async fn next_async<T: AsyncTransport, F: StreamFlow + Send>(
         };
         match plan {
             StreamPlan::Transmit(transmit) => {
-                let outcome = transport.send(transmit).await;
-                transport
-                    .with_cluster(|c| report_stream_exchange(flow, c, transport.now(), outcome));
+                let input = exchange_input(transport.send(transmit).await);
+                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
             }
             StreamPlan::Open(transmit) => {
-                let outcome = transport.open(transmit).await.map(|(head, opened)| {
+                let input = head_input(transport.open(transmit).await.map(|(head, opened)| {
                     *body = Some(opened);
                     head
-                });
-                transport.with_cluster(|c| report_head(flow, c, transport.now(), outcome));
+                }));
+                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
             }
             StreamPlan::Read(until) => {
                 let Some(open) = body.as_mut() else {
                     continue; // `stream_plan` checked: unreachable
                 };
-                let outcome = open.next_chunk(until).await;
-                transport.with_cluster(|c| report_chunk(flow, c, transport.now(), outcome, body));
+                let input = chunk_input(open.next_chunk(until).await, body);
+                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
+            }
+            StreamPlan::CannotSend => {
+                transport.with_cluster(|c| flow.handle(c, transport.now(), cannot_send()));
             }
             StreamPlan::Sleep(deadline) => transport.sleep_until(deadline).await,
         }
@@ -721,7 +695,7 @@ impl<T: AsyncTransport + Clone + Send + 'static> futures_core::Stream for WatchS
 pub struct AsyncLockGuard<T> {
     client: T,
     lock: crate::v2::HeldLock,
-    keeper: std::sync::Arc<crate::session::Shared>,
+    keeper: std::sync::Arc<crate::keeper::Shared>,
 }
 
 impl<T> std::fmt::Debug for AsyncLockGuard<T> {
@@ -745,15 +719,11 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
         let Some(lock) = drive(client, flow).await? else {
             return Err(crate::v2::LockError::Busy { path }.into());
         };
-        let shared = std::sync::Arc::new(crate::session::Shared::default());
+        let shared = std::sync::Arc::new(crate::keeper::Shared::default());
         if lock.hold == crate::v2::Hold::Refreshed {
-            let keeper = crate::v2::KeepLock::new(lock.clone(), shared.stop.clone());
+            let keeper = crate::v2::KeepLock::new(lock.clone());
             let (background, signal) = (client.clone(), shared.clone());
-            client.spawn(async move {
-                if let Err(e) = drive(&background, keeper).await {
-                    signal.lose(&e);
-                }
-            });
+            client.spawn(async move { crate::keeper::keep(&background, keeper, &signal).await });
         }
         Ok(AsyncLockGuard {
             client: client.clone(),
@@ -799,18 +769,14 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
     /// Stops refreshing and deletes our key (only if it is still ours).
     /// `Ok(false)`: it was already gone.
     pub async fn release(self) -> Result<bool, Error> {
-        self.keeper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.keeper.stop();
         drive(&self.client, self.lock.release()).await
     }
 }
 
 impl<T> Drop for AsyncLockGuard<T> {
     fn drop(&mut self) {
-        self.keeper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.keeper.stop();
     }
 }
 
@@ -824,7 +790,7 @@ impl<T> Drop for AsyncLockGuard<T> {
 pub struct LockGuard<C: Transport> {
     client: C,
     lock: crate::v2::HeldLock,
-    keeper: std::sync::Arc<crate::session::Shared>,
+    keeper: std::sync::Arc<crate::keeper::Shared>,
     released: bool,
 }
 
@@ -845,15 +811,11 @@ impl<C: Transport + Clone + Send + 'static> LockGuard<C> {
         let Some(lock) = drive_blocking(client, flow)? else {
             return Err(crate::v2::LockError::Busy { path }.into());
         };
-        let shared = std::sync::Arc::new(crate::session::Shared::default());
+        let shared = std::sync::Arc::new(crate::keeper::Shared::default());
         if lock.hold == crate::v2::Hold::Refreshed {
-            let keeper = crate::v2::KeepLock::new(lock.clone(), shared.stop.clone());
+            let keeper = crate::v2::KeepLock::new(lock.clone());
             let (background, signal) = (client.clone(), shared.clone());
-            client.spawn(move || {
-                if let Err(e) = drive_blocking(&background, keeper) {
-                    signal.lose(&e);
-                }
-            });
+            client.spawn(move || crate::keeper::keep_blocking(&background, keeper, &signal));
         }
         Ok(LockGuard {
             client: client.clone(),
@@ -903,18 +865,14 @@ impl<C: Transport> LockGuard<C> {
     /// `Ok(false)`: it was already gone.
     pub fn release(mut self) -> Result<bool, Error> {
         self.released = true;
-        self.keeper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.keeper.stop();
         drive_blocking(&self.client, self.lock.release())
     }
 }
 
 impl<C: Transport> Drop for LockGuard<C> {
     fn drop(&mut self) {
-        self.keeper
-            .stop
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.keeper.stop();
         if !self.released {
             let _ = drive_blocking(&self.client, self.lock.release());
         }
@@ -1231,27 +1189,17 @@ mod stream_tests {
                 Do::EndErr => StreamStep::End(Err(UsageError::NoEndpoints.into())),
             }
         }
-        fn handle_response(&mut self, _: &mut Cluster, _: Instant, _: http::Response<Bytes>) {
-            self.shared.log("response");
-        }
-        fn handle_head(&mut self, _: &mut Cluster, _: Instant, _: http::response::Parts) {
-            self.shared.log("head");
-        }
-        fn handle_data(&mut self, _: &mut Cluster, _: Instant, data: Bytes) {
-            self.shared
-                .log(format!("data {}", String::from_utf8_lossy(&data)));
-        }
-        fn handle_end(&mut self, _: &mut Cluster, _: Instant) {
-            self.shared.log("end");
-        }
-        fn handle_failure(
-            &mut self,
-            _: &mut Cluster,
-            _: Instant,
-            kind: TransportErrorKind,
-            _: Box<dyn std::error::Error + Send + Sync>,
-        ) {
-            self.shared.log(format!("failure {kind:?}"));
+        fn handle(&mut self, _: &mut Cluster, _: Instant, input: Input) {
+            match input {
+                Input::Response(_) => self.shared.log("response"),
+                Input::Head(_) => self.shared.log("head"),
+                Input::Data(data) => self
+                    .shared
+                    .log(format!("data {}", String::from_utf8_lossy(&data))),
+                Input::End(_) => self.shared.log("end"),
+                Input::Failure(failure) => self.shared.log(format!("failure {:?}", failure.kind)),
+                Input::Stop => self.shared.log("stop"),
+            }
         }
     }
 
@@ -1410,18 +1358,7 @@ mod stream_tests {
         fn poll(&mut self, _: &mut Cluster, _: Instant) -> StreamStep<Self::Item> {
             StreamStep::Emit(std::rc::Rc::new(1))
         }
-        fn handle_response(&mut self, _: &mut Cluster, _: Instant, _: http::Response<Bytes>) {}
-        fn handle_head(&mut self, _: &mut Cluster, _: Instant, _: http::response::Parts) {}
-        fn handle_data(&mut self, _: &mut Cluster, _: Instant, _: Bytes) {}
-        fn handle_end(&mut self, _: &mut Cluster, _: Instant) {}
-        fn handle_failure(
-            &mut self,
-            _: &mut Cluster,
-            _: Instant,
-            _: TransportErrorKind,
-            _: Box<dyn std::error::Error + Send + Sync>,
-        ) {
-        }
+        fn handle(&mut self, _: &mut Cluster, _: Instant, _: Input) {}
     }
 
     #[test]

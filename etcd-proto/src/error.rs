@@ -368,6 +368,10 @@ pub enum UsageError {
         /// What the flow expected instead.
         expected: &'static str,
     },
+    /// The flow was told to stop ([`Input::Stop`](crate::Input::Stop))
+    /// before it reached its result: what it was doing is left as if it
+    /// had been dropped.
+    Stopped,
 }
 
 impl fmt::Display for UsageError {
@@ -402,6 +406,7 @@ impl fmt::Display for UsageError {
             UsageError::FlowOutOfOrder { expected } => {
                 write!(f, "flow driven out of order: expected {expected}")
             }
+            UsageError::Stopped => f.write_str("stopped before it finished"),
         }
     }
 }

@@ -7,6 +7,74 @@ use bytes::Bytes;
 use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind};
 
+/// Everything that reaches a flow from outside, through its one
+/// [`handle`](Flow::handle) method: what came of the step it asked for, or
+/// the caller's stop. A composite flow passes an input to the stage it is
+/// running in one line.
+///
+/// | input | answers |
+/// |---|---|
+/// | [`Response`](Input::Response) | a `Transmit`: the complete response, whatever its status |
+/// | [`Head`](Input::Head) | an `Open`: status and headers; the body stays open |
+/// | [`Data`](Input::Data) | a `Read`: the next chunk of the open body |
+/// | [`End`](Input::End) | a `Read`: the open body ended cleanly, with its trailers |
+/// | [`Failure`](Input::Failure) | a `Transmit`, `Open`, `Read` or `Send` that got no (complete) answer |
+/// | [`Stop`](Input::Stop) | nothing: the caller is done with the flow |
+#[derive(Debug)]
+pub enum Input {
+    /// The complete response to the last `Transmit`.
+    Response(http::Response<Bytes>),
+    /// The status and headers of the response to the last `Open`.
+    Head(http::response::Parts),
+    /// The next chunk of the open response body.
+    Data(Bytes),
+    /// The open response body ended cleanly. The trailers that came after
+    /// it (gRPC's `grpc-status` over HTTP/2); empty over HTTP/1.1.
+    End(http::HeaderMap),
+    /// The last exchange step got no (complete) answer.
+    Failure(ExchangeFailure),
+    /// The caller is done with the flow (a keep-alive's lease or lock is
+    /// let go, a watch is no longer wanted): **stopping is an input, never a
+    /// flag the flow polls.** A flow that runs until told (a keep-alive, a
+    /// watch, an observation) ends cleanly at its next poll; any other flow
+    /// ends with [`UsageError::Stopped`](crate::UsageError::Stopped), whatever it was doing left as if
+    /// the flow had been dropped. Drivers give `Stop` only between
+    /// exchanges, never with one in flight.
+    Stop,
+}
+
+impl Input {
+    /// A [`Failure`](Input::Failure) of `kind`, caused by `source`.
+    pub fn failure(
+        kind: TransportErrorKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Input {
+        Input::Failure(ExchangeFailure::new(kind, source))
+    }
+}
+
+/// Why an exchange produced no complete response.
+#[derive(Debug)]
+pub struct ExchangeFailure {
+    /// What kind of failure it was.
+    pub kind: TransportErrorKind,
+    /// The transport's own error.
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl ExchangeFailure {
+    /// A failure of `kind` caused by `source`.
+    pub fn new(
+        kind: TransportErrorKind,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ExchangeFailure {
+            kind,
+            source: source.into(),
+        }
+    }
+}
+
 /// A sans-IO state machine that needs HTTP exchanges to reach its result.
 ///
 /// # Driving a flow
@@ -15,10 +83,11 @@ use crate::error::{Error, TransportErrorKind};
 ///
 /// 1. call [`poll`](Flow::poll) with the current time;
 /// 2. on [`Step::Transmit`], send the request (honouring its timeout), then
-///    report the outcome with exactly one of [`handle_response`](Flow::handle_response)
-///    (any complete HTTP response, whatever its status) or
-///    [`handle_failure`](Flow::handle_failure) (no complete response), and go to 1;
-/// 3. on [`Step::Sleep`], wait until that instant, and go to 1;
+///    report the outcome with [`handle`](Flow::handle): exactly one
+///    [`Input::Response`] (any complete HTTP response, whatever its status)
+///    or [`Input::Failure`] (no complete response), and go to 1;
+/// 3. on [`Step::Sleep`], wait until that instant (or until the caller
+///    stops the flow: then [`Input::Stop`]), and go to 1;
 /// 4. on [`Step::Done`], stop: the flow is finished.
 ///
 /// **Invariant: at most one request is in flight per flow.** A flow never
@@ -31,22 +100,29 @@ pub trait Flow {
     /// What to do next.
     fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<Self::Output>;
 
-    /// The complete response to the last [`Step::Transmit`].
+    /// The one way in: what came of the last step, or the caller's stop.
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input);
+
+    /// Shorthand for [`handle`](Self::handle) with [`Input::Response`].
     fn handle_response(
         &mut self,
         cluster: &mut Cluster,
         now: Instant,
         response: http::Response<Bytes>,
-    );
+    ) {
+        self.handle(cluster, now, Input::Response(response));
+    }
 
-    /// The last [`Step::Transmit`] got no complete response.
+    /// Shorthand for [`handle`](Self::handle) with [`Input::Failure`].
     fn handle_failure(
         &mut self,
         cluster: &mut Cluster,
         now: Instant,
         kind: TransportErrorKind,
         source: Box<dyn std::error::Error + Send + Sync>,
-    );
+    ) {
+        self.handle(cluster, now, Input::failure(kind, source));
+    }
 }
 
 /// What a flow wants its driver to do next.
@@ -70,6 +146,11 @@ pub struct Transmit {
     pub timeout: Option<Duration>,
 }
 
+/// The result of a flow told to [`Stop`](Input::Stop) before it finished.
+pub(crate) fn stopped<T>() -> Result<T, Error> {
+    Err(crate::error::UsageError::Stopped.into())
+}
+
 /// The `Done` step of a finished flow: its result the first time, then
 /// [`UsageError::FlowOutOfOrder`] for a driver that polls again.
 pub(crate) fn finished<T>(result: &mut Option<Result<T, Error>>) -> Step<T> {
@@ -83,31 +164,35 @@ pub(crate) fn finished<T>(result: &mut Option<Result<T, Error>>) -> Step<T> {
 
 /// A sans-IO state machine that may hold one **streamed** response open
 /// (a v3 watch, an election observation) and emits items as they arrive.
+/// Its inputs are a [`Flow`]'s, through the same [`handle`](StreamFlow::handle).
 ///
 /// # Driving a stream flow
 ///
 /// 1. call [`poll`](StreamFlow::poll) with the current time;
 /// 2. on [`StreamStep::Transmit`], exchange the request as for a [`Flow`]
-///    and report it with [`handle_response`](StreamFlow::handle_response)
-///    or [`handle_failure`](StreamFlow::handle_failure);
+///    and report it with [`Input::Response`] or [`Input::Failure`];
 /// 3. on [`StreamStep::Open`], send the request and report the response
-///    head with [`handle_head`](StreamFlow::handle_head) (or a failure);
-///    its body stays open. The open request's `timeout` bounds connecting
-///    and the head only;
+///    head with [`Input::Head`] (or a failure); its body stays open. The
+///    open request's `timeout` bounds connecting and the head only;
 /// 4. on [`StreamStep::Read`], read the open body's next chunk and report it
-///    with [`handle_data`](StreamFlow::handle_data), its clean end with
-///    [`handle_end`](StreamFlow::handle_end), or a failure. If nothing
-///    arrives by the step's instant, report a
+///    with [`Input::Data`], its clean end with [`Input::End`], or a failure.
+///    If nothing arrives by the step's instant, report a
 ///    [`Timeout`](TransportErrorKind::Timeout) failure: this is how a flow
 ///    notices a connection gone silent;
-/// 5. on [`StreamStep::Emit`], hand the item to the caller; on
+/// 5. on [`StreamStep::Send`], write the message on the open request's body
+///    (a stream that sends as well as receives: gRPC over HTTP/2) and go to
+///    1; a transport that cannot (HTTP/1.1: the request was sent whole)
+///    reports a failure. No flow sends on the JSON gateway;
+/// 6. on [`StreamStep::Emit`], hand the item to the caller; on
 ///    [`StreamStep::Warn`], hand the error to the caller and go on;
-/// 6. on [`StreamStep::Sleep`], wait; on [`StreamStep::End`], stop.
+/// 7. on [`StreamStep::Sleep`], wait (or give [`Input::Stop`] when the
+///    caller stops); on [`StreamStep::End`], stop.
 ///
-/// **The open stream stays open only while `poll` answers `Read`, `Emit`
-/// or `Warn`.** Any other step means the flow is done with it: the driver
-/// closes it (drops its connection) before acting on the step. Dropping the
-/// flow's driver closes it too. At most one exchange is in flight.
+/// **The open stream stays open only while `poll` answers `Read`, `Send`,
+/// `Emit` or `Warn`.** Any other step means the flow is done with it: the
+/// driver closes it (drops its connection) before acting on the step.
+/// Dropping the flow's driver closes it too. At most one exchange is in
+/// flight.
 pub trait StreamFlow {
     /// What the flow emits.
     type Item;
@@ -115,31 +200,44 @@ pub trait StreamFlow {
     /// What to do next.
     fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> StreamStep<Self::Item>;
 
-    /// The complete response to the last [`StreamStep::Transmit`].
+    /// The one way in: what came of the last step, or the caller's stop.
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input);
+
+    /// Shorthand for [`handle`](Self::handle) with [`Input::Response`].
     fn handle_response(
         &mut self,
         cluster: &mut Cluster,
         now: Instant,
         response: http::Response<Bytes>,
-    );
+    ) {
+        self.handle(cluster, now, Input::Response(response));
+    }
 
-    /// The status and headers of the response to the last [`StreamStep::Open`].
-    fn handle_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts);
+    /// Shorthand for [`handle`](Self::handle) with [`Input::Head`].
+    fn handle_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts) {
+        self.handle(cluster, now, Input::Head(head));
+    }
 
-    /// The next chunk of the open response body.
-    fn handle_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes);
+    /// Shorthand for [`handle`](Self::handle) with [`Input::Data`].
+    fn handle_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes) {
+        self.handle(cluster, now, Input::Data(data));
+    }
 
-    /// The open response body ended cleanly.
-    fn handle_end(&mut self, cluster: &mut Cluster, now: Instant);
+    /// Shorthand for [`handle`](Self::handle) with [`Input::End`] and no trailers.
+    fn handle_end(&mut self, cluster: &mut Cluster, now: Instant) {
+        self.handle(cluster, now, Input::End(http::HeaderMap::new()));
+    }
 
-    /// The last `Transmit`, `Open` or `Read` failed.
+    /// Shorthand for [`handle`](Self::handle) with [`Input::Failure`].
     fn handle_failure(
         &mut self,
         cluster: &mut Cluster,
         now: Instant,
         kind: TransportErrorKind,
         source: Box<dyn std::error::Error + Send + Sync>,
-    );
+    ) {
+        self.handle(cluster, now, Input::failure(kind, source));
+    }
 }
 
 /// What a [`StreamFlow`] wants its driver to do next.
@@ -155,6 +253,8 @@ pub enum StreamStep<T> {
     /// (`None`: no limit), report a [`Timeout`](TransportErrorKind::Timeout)
     /// failure.
     Read(Option<Instant>),
+    /// Write this message on the open request's body, then poll again.
+    Send(Bytes),
     /// Nothing to do before this instant; poll again then.
     Sleep(Instant),
     /// An item for the caller; poll again for more.
@@ -195,7 +295,7 @@ impl<T> StreamStep<T> {
 impl<T> StreamStep<T> {
     /// For a stream flow that runs another as one of its stages: `Ok` with
     /// the inner flow's work for the driver (`Transmit`, `Open`, `Read`,
-    /// `Sleep`) or its warning, to pass on as is; `Err` with its `Emit` or
+    /// `Send`, `Sleep`) or its warning, to pass on as is; `Err` with its `Emit` or
     /// `End`, for the outer flow to act on.
     // The `Err` side is a step to act on, not an error: its size is fine.
     #[allow(clippy::result_large_err)]
@@ -204,6 +304,7 @@ impl<T> StreamStep<T> {
             StreamStep::Transmit(t) => Ok(StreamStep::Transmit(t)),
             StreamStep::Open(t) => Ok(StreamStep::Open(t)),
             StreamStep::Read(until) => Ok(StreamStep::Read(until)),
+            StreamStep::Send(message) => Ok(StreamStep::Send(message)),
             StreamStep::Sleep(until) => Ok(StreamStep::Sleep(until)),
             StreamStep::Warn(error) => Ok(StreamStep::Warn(error)),
             other @ (StreamStep::Emit(_) | StreamStep::End(_)) => Err(other),

@@ -3,10 +3,14 @@
 //!
 //! # Theory of operation
 //!
-//! **This crate has no sockets, no threads, no clock and no async runtime.**
-//! Time comes in as an argument (`now: Instant`); bytes come in as complete
-//! `http::Response<Bytes>` values; requests go out as `http::Request<Bytes>`
-//! with absolute URIs. A transport crate (`etcd-blocking`, `etcd-tokio`,
+//! **This crate has no sockets, no threads, no clock, no randomness and no
+//! async runtime.** Time comes in as an argument (`now: Instant`); chance
+//! comes in as seeds and ids the transport draws ([`drive::Entropy`]);
+//! everything the outside world says to a machine comes in through one
+//! method, `handle(cluster, now, Input)`: a response, a streamed head,
+//! chunk or end (with trailers), a failure, or the caller's
+//! [`Stop`](Input::Stop). Requests go out as `http::Request<Bytes>` with
+//! absolute URIs. A transport crate (`etcd-blocking`, `etcd-tokio`,
 //! `etcd-async-std`) owns the HTTP connections and does nothing else.
 //!
 //! Three layers:
@@ -30,8 +34,10 @@
 //! # Driving a flow
 //!
 //! **Invariant: after [`Step::Transmit`], report that request's outcome
-//! (exactly one `handle_response` or `handle_failure`) before polling again.**
-//! A flow has at most one request in flight.
+//! (exactly one [`Input::Response`] or [`Input::Failure`], through
+//! [`Flow::handle`] or its shorthands `handle_response` and
+//! `handle_failure`) before polling again.** A flow has at most one request
+//! in flight.
 //!
 //! ```
 //! use std::time::Instant;
@@ -80,6 +86,7 @@ pub mod drive;
 mod endpoint;
 mod error;
 mod flow;
+mod keeper;
 mod operation;
 pub mod session;
 pub mod srv;
@@ -98,7 +105,7 @@ pub use error::{
     ClusterMismatch, Contention, Error, ErrorKind, EtcdError, MalformedResponse, TransportError,
     TransportErrorKind, TtlExpired, Unavailable, UsageError,
 };
-pub use flow::{Flow, Step, StreamFlow, StreamStep, Transmit};
+pub use flow::{ExchangeFailure, Flow, Input, Step, StreamFlow, StreamStep, Transmit};
 pub use operation::{Api, Operation, Replay, Target, Wait};
 
 #[doc(hidden)]

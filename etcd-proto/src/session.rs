@@ -57,8 +57,7 @@
 //! closes that session too.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::task::Waker;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::drive::{
@@ -71,104 +70,21 @@ use crate::v3::{
     LeaseRevoke, MutexError, MutexOptions, ResponseHeader, V3ErrorKind,
 };
 
-pub(crate) type LostCallback = Box<dyn FnOnce(&str) + Send>;
-
-/// What the handles of something kept alive in the background (a v3
-/// session's lease, a v2 lock's key) share with its keeper: the stop flag,
-/// and the loss once the keeper reports it.
-#[derive(Default)]
-pub(crate) struct Shared {
-    pub(crate) stop: Arc<AtomicBool>,
-    loss: Mutex<Loss>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct Loss {
-    reason: Option<String>,
-    wakers: Vec<Waker>,
-    callbacks: Vec<LostCallback>,
-}
-
-impl Shared {
-    fn loss(&self) -> std::sync::MutexGuard<'_, Loss> {
-        self.loss.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The keep-alive ended with `error`: the lease is lost.
-    pub(crate) fn lose(&self, error: &Error) {
-        let reason = error.to_string();
-        let (wakers, callbacks) = {
-            let mut loss = self.loss();
-            if loss.reason.is_some() {
-                return;
-            }
-            loss.reason = Some(reason.clone());
-            (
-                std::mem::take(&mut loss.wakers),
-                std::mem::take(&mut loss.callbacks),
-            )
-        };
-        self.changed.notify_all();
-        for waker in wakers {
-            waker.wake();
-        }
-        for callback in callbacks {
-            callback(&reason);
-        }
-    }
-
-    pub(crate) fn is_lost(&self) -> bool {
-        self.loss().reason.is_some()
-    }
-
-    /// [`MutexError::SessionExpired`] for `key` if the lease is lost.
-    fn check(&self, key: &[u8]) -> Result<(), Error> {
-        if self.is_lost() {
-            return Err(session_expired(key));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn reason(&self) -> Option<String> {
-        self.loss().reason.clone()
-    }
-
-    pub(crate) fn on_lost(&self, callback: LostCallback) {
-        let mut loss = self.loss();
-        match loss.reason.clone() {
-            Some(reason) => {
-                drop(loss);
-                callback(&reason);
-            }
-            None => loss.callbacks.push(callback),
-        }
-    }
-
-    pub(crate) fn wait_lost(&self, timeout: Option<Duration>) -> bool {
-        let loss = self.loss();
-        let not_lost = |loss: &mut Loss| loss.reason.is_none();
-        // std's timed wait keeps the time itself: the core reads no clock.
-        let loss = match timeout {
-            None => self
-                .changed
-                .wait_while(loss, not_lost)
-                .unwrap_or_else(|p| p.into_inner()),
-            Some(timeout) => {
-                self.changed
-                    .wait_timeout_while(loss, timeout, not_lost)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0
-            }
-        };
-        loss.reason.is_some()
-    }
-}
+pub use crate::keeper::Lost;
+use crate::keeper::{keep, keep_blocking, Shared};
 
 /// The keep-alive of lease `lease`, granted (or last renewed) with `ttl`
 /// seconds just now.
-fn keeper(lease: i64, ttl: i64, shared: &Shared) -> KeepAlive {
-    KeepAlive::new(lease, shared.stop.clone()).granted_ttl(ttl)
+fn keeper(lease: i64, ttl: i64) -> KeepAlive {
+    KeepAlive::new(lease).granted_ttl(ttl)
+}
+
+/// [`MutexError::SessionExpired`] for `key` if the session's lease is lost.
+fn still_held(shared: &Shared, key: &[u8]) -> Result<(), Error> {
+    if shared.is_lost() {
+        return Err(session_expired(key));
+    }
+    Ok(())
 }
 
 /// A revoke of a lease already gone is no failure.
@@ -202,7 +118,7 @@ async fn unless_lost<S, R>(
     acquisition: impl std::future::Future<Output = Result<R, Error>>,
 ) -> Result<R, Error> {
     use std::future::Future as _;
-    session.inner.shared.check(&key)?;
+    still_held(&session.inner.shared, &key)?;
     let mut acquisition = std::pin::pin!(acquisition);
     let mut lost = session.lost();
     std::future::poll_fn(|cx| {
@@ -249,7 +165,7 @@ struct SessionInner<T: Transport> {
 
 impl<T: Transport> Drop for SessionInner<T> {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop();
         if !self.closed.swap(true, Ordering::AcqRel) && !self.shared.is_lost() {
             let _ = drive_blocking(&self.client, crate::Call::new(LeaseRevoke(self.lease)));
         }
@@ -296,13 +212,9 @@ impl<T: Transport + Clone + Send + 'static> Session<T> {
 
     fn start(client: &T, lease: i64, ttl: i64) -> Self {
         let shared = Arc::new(Shared::default());
-        let keeper = keeper(lease, ttl, &shared);
+        let keeper = keeper(lease, ttl);
         let (background, watcher) = (client.clone(), shared.clone());
-        client.spawn(move || {
-            if let Err(e) = drive_blocking(&background, keeper) {
-                watcher.lose(&e);
-            }
-        });
+        client.spawn(move || keep_blocking(&background, keeper, &watcher));
         Session {
             inner: Arc::new(SessionInner {
                 client: client.clone(),
@@ -393,14 +305,14 @@ impl<T: Transport> Session<T> {
     /// Stops keeping the lease alive (Go's `Orphan`): it runs out one TTL
     /// after its last renewal. Dropping the session still revokes it.
     pub fn stop_keepalive(&self) {
-        self.inner.shared.stop.store(true, Ordering::Release);
+        self.inner.shared.stop();
     }
 
     /// Stops the keep-alive and revokes the lease, deleting its keys (every
     /// lock and election key of this session). A lease already gone is
     /// no error.
     pub fn close(self) -> Result<(), Error> {
-        self.inner.shared.stop.store(true, Ordering::Release);
+        self.inner.shared.stop();
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -439,7 +351,7 @@ impl<T: Transport + Clone + Send + 'static> MutexGuard<T> {
         owns_session: bool,
     ) -> Result<Self, Error> {
         let flow = AcquireMutex::new(name, session.lease_id(), options);
-        session.inner.shared.check(flow.key())?;
+        still_held(&session.inner.shared, flow.key())?;
         let held = run_stream_blocking(session.client(), flow)?;
         if held.hold == Hold::MaxTtl {
             session.stop_keepalive();
@@ -564,7 +476,7 @@ impl<T: Transport + Clone + Send + 'static> LeaderGuard<T> {
         owns_session: bool,
     ) -> Result<Self, Error> {
         let flow = Election::new(name).campaign(session.lease_id(), value, options.clone());
-        session.inner.shared.check(flow.key())?;
+        still_held(&session.inner.shared, flow.key())?;
         let leadership = run_stream_blocking(session.client(), flow)?;
         if options.hold_mode() == Hold::MaxTtl {
             session.stop_keepalive();
@@ -665,7 +577,7 @@ struct AsyncSessionInner<T> {
 impl<T> Drop for AsyncSessionInner<T> {
     fn drop(&mut self) {
         // Nothing can be awaited here: the lease runs out one TTL later.
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop();
     }
 }
 
@@ -695,38 +607,6 @@ impl<T> std::fmt::Debug for AsyncSession<T> {
     }
 }
 
-/// The future of [`AsyncSession::lost`]: ready once the lease is lost.
-#[derive(Clone)]
-pub struct Lost {
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for Lost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lost").finish_non_exhaustive()
-    }
-}
-
-impl std::future::Future for Lost {
-    type Output = String;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<String> {
-        let mut loss = self.shared.loss();
-        match &loss.reason {
-            Some(reason) => std::task::Poll::Ready(reason.clone()),
-            None => {
-                if !loss.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    loss.wakers.push(cx.waker().clone());
-                }
-                std::task::Poll::Pending
-            }
-        }
-    }
-}
-
 impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncSession<T> {
     /// Grants a lease of `ttl` seconds and keeps it alive in the background.
     pub async fn new(client: &T, ttl: i64) -> Result<Self, Error> {
@@ -742,13 +622,9 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncSession<T> {
 
     fn start(client: &T, lease: i64, ttl: i64) -> Self {
         let shared = Arc::new(Shared::default());
-        let keeper = keeper(lease, ttl, &shared);
+        let keeper = keeper(lease, ttl);
         let (background, watcher) = (client.clone(), shared.clone());
-        client.spawn(async move {
-            if let Err(e) = drive(&background, keeper).await {
-                watcher.lose(&e);
-            }
-        });
+        client.spawn(async move { keep(&background, keeper, &watcher).await });
         AsyncSession {
             inner: Arc::new(AsyncSessionInner {
                 client: client.clone(),
@@ -763,7 +639,7 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncSession<T> {
     /// Stops the keep-alive and revokes the lease, deleting its keys. A
     /// lease already gone is no error.
     pub async fn close(self) -> Result<(), Error> {
-        self.inner.shared.stop.store(true, Ordering::Release);
+        self.inner.shared.stop();
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -851,7 +727,7 @@ impl<T> AsyncSession<T> {
 
     /// Stops keeping the lease alive: it runs out one TTL after its last renewal.
     pub fn stop_keepalive(&self) {
-        self.inner.shared.stop.store(true, Ordering::Release);
+        self.inner.shared.stop();
     }
 }
 
@@ -1083,69 +959,9 @@ impl<T> AsyncLeaderGuard<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::Cluster;
-    use crate::flow::{Flow, Step};
-    use crate::v3::lease::STOP_CHECK;
-    use bytes::Bytes;
 
     #[test]
-    fn loss_is_reported_once_to_every_listener() {
-        let shared = Arc::new(Shared::default());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        shared.on_lost(Box::new(move |r| log.lock().unwrap().push(r.to_owned())));
-        assert!(!shared.wait_lost(Some(Duration::from_millis(1))));
-        let lost = Lost {
-            shared: shared.clone(),
-        };
-        let waiter = {
-            let shared = shared.clone();
-            std::thread::spawn(move || shared.wait_lost(None))
-        };
-        let error: Error = MutexError::SessionExpired { key: "k".into() }.into();
-        shared.lose(&error);
-        shared.lose(&error);
-        assert!(waiter.join().unwrap());
-        assert_eq!(seen.lock().unwrap().len(), 1);
-        assert!(shared.is_lost());
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let mut lost = std::pin::pin!(lost);
-        assert!(matches!(
-            std::future::Future::poll(lost.as_mut(), &mut cx),
-            std::task::Poll::Ready(r) if r.contains("vanished")
-        ));
-        // A late listener hears at once.
-        let late = Arc::new(AtomicBool::new(false));
-        let flag = late.clone();
-        shared.on_lost(Box::new(move |_| flag.store(true, Ordering::SeqCst)));
-        assert!(late.load(Ordering::SeqCst));
-    }
-
-    #[test]
-    fn the_keeper_stops_within_a_stop_check() {
-        let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
-        let shared = Shared::default();
-        let mut keeper = keeper(7, 0, &shared);
-        let t0 = std::time::Instant::now();
-        let Step::Transmit(_) = keeper.poll(&mut cluster, t0) else {
-            panic!("a first keep-alive")
-        };
-        keeper.handle_response(
-            &mut cluster,
-            t0,
-            http::Response::new(Bytes::from_static(
-                b"{\"result\":{\"ID\":\"7\",\"TTL\":\"60\"}}\n",
-            )),
-        );
-        match keeper.poll(&mut cluster, t0) {
-            Step::Sleep(until) => assert_eq!(until, t0 + STOP_CHECK),
-            other => panic!("{other:?}"),
-        }
-        shared.stop.store(true, Ordering::SeqCst);
-        assert!(matches!(
-            keeper.poll(&mut cluster, t0 + STOP_CHECK),
-            Step::Done(Ok(()))
-        ));
+    fn a_revoke_of_a_lease_already_gone_is_no_failure() {
         assert!(lease_not_found(&Error::from(crate::v3::V3Error::new(
             200,
             5,

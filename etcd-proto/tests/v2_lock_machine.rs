@@ -17,14 +17,12 @@
 //! Case counts are kept small; set `PROPTEST_CASES=2000` for a longer run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_proto::v2::lock::uuid_from;
 use etcd_proto::v2::{AcquireLock, HeldLock, Hold, KeepLock, LockError, LockOptions};
-use etcd_proto::{Cluster, Error, ErrorKind, Flow, Step, TransportErrorKind};
+use etcd_proto::{Cluster, Error, ErrorKind, Flow, Input, Step, TransportErrorKind};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -615,6 +613,8 @@ struct Sim {
     /// Third-party actions on the model, by virtual time.
     timeline: Vec<(Duration, Action)>,
     hook: Hook,
+    /// When the caller stops the flow ([`Input::Stop`]), and whether it was told.
+    stop: Option<(Duration, bool)>,
 }
 
 impl Sim {
@@ -633,6 +633,7 @@ impl Sim {
             sleeps: Vec::new(),
             timeline: Vec::new(),
             hook: Box::new(|_, _| Fault::Serve),
+            stop: None,
         }
     }
 
@@ -644,6 +645,12 @@ impl Sim {
     fn at(&mut self, t: Duration, action: impl FnOnce(&mut Model) + 'static) {
         let i = self.timeline.partition_point(|(x, _)| *x <= t);
         self.timeline.insert(i, (t, Box::new(action)));
+    }
+
+    /// Stops the flow at `t`, as a guard's handle does: a sleep through `t`
+    /// is cut short there (the driver is woken), and the flow is told.
+    fn stop_at(&mut self, t: Duration) {
+        self.stop = Some((t, false));
     }
 
     /// Decides each request's fate.
@@ -705,6 +712,12 @@ impl Sim {
         loop {
             assert!(self.sent.len() < 10_000, "the flow never ends");
             assert!(self.sleeps.len() < 100_000, "the flow sleeps forever");
+            if let Some((at, told @ false)) = &mut self.stop {
+                if *at <= self.now - self.start {
+                    *told = true;
+                    flow.handle(&mut self.cluster, self.now, Input::Stop);
+                }
+            }
             match flow.poll(&mut self.cluster, self.now) {
                 Step::Transmit(t) => {
                     let sent = Sent::new(&t.request, t.timeout, self.elapsed());
@@ -764,7 +777,11 @@ impl Sim {
                 Step::Sleep(until) => {
                     assert!(until > self.now, "a sleep moves time forward");
                     self.sleeps.push((self.elapsed(), until - self.start));
-                    self.advance(until);
+                    let woken = match self.stop {
+                        Some((at, false)) => until.min(self.start + at),
+                        _ => until,
+                    };
+                    self.advance(woken);
                 }
                 Step::Done(result) => return result,
             }
@@ -1725,36 +1742,27 @@ fn release_and_refresh_are_retried_after_a_lost_answer() {
 // ---------------------------------------------------------------------------
 // 11. the keeper
 
-fn keeper_sim(ttl: u64) -> (Sim, HeldLock, Arc<AtomicBool>) {
+fn keeper_sim(ttl: u64) -> (Sim, HeldLock) {
     let mut sim = Sim::new();
     let mine = sim.model.append(DIR, "u-1", Some(ttl));
-    (
-        sim,
-        held(&mine, "u-1", 12, ttl),
-        Arc::new(AtomicBool::new(false)),
-    )
-}
-
-fn stop_at(sim: &mut Sim, t: Duration, stop: &Arc<AtomicBool>) {
-    let stop = stop.clone();
-    sim.at(t, move |_| stop.store(true, Ordering::Release));
+    (sim, held(&mine, "u-1", 12, ttl))
 }
 
 #[test]
 fn the_keeper_refreshes_every_third_of_the_ttl_until_stopped() {
-    let (mut sim, lock, stop) = keeper_sim(3);
-    stop_at(&mut sim, millis(3_550), &stop);
-    sim.run(&mut KeepLock::new(lock.clone(), stop)).unwrap();
+    let (mut sim, lock) = keeper_sim(3);
+    sim.stop_at(millis(3_550));
+    sim.run(&mut KeepLock::new(lock.clone())).unwrap();
     let puts = of_kind(&sim.sent, "PUT");
     let at: Vec<Duration> = puts.iter().map(|p| p.at).collect();
     assert_eq!(at, [secs(1), secs(2), secs(3)]);
     for put in &puts {
         assert_eq!(Sent::sorted(&put.form), refresh_form("u-1", 3));
     }
-    for (at, until) in &sim.sleeps {
-        assert!(*until - *at <= millis(100), "slept {at:?}..{until:?}");
-    }
-    assert!(sim.elapsed() >= millis(3_550) && sim.elapsed() <= millis(3_650));
+    // It wakes only to refresh, or when stopped: no flag to look at.
+    let slept: Vec<_> = sim.sleeps.iter().map(|(at, _)| *at).collect();
+    assert_eq!(slept, [Duration::ZERO, secs(1), secs(2), secs(3)]);
+    assert_eq!(sim.elapsed(), millis(3_550), "the stop woke it at once");
     assert!(
         sim.model.keys.contains_key(&lock.key),
         "kept alive past its TTL"
@@ -1763,9 +1771,9 @@ fn the_keeper_refreshes_every_third_of_the_ttl_until_stopped() {
 
 #[test]
 fn a_keeper_stopped_before_it_starts_sends_nothing() {
-    let (mut sim, lock, stop) = keeper_sim(3);
-    stop.store(true, Ordering::Release);
-    sim.run(&mut KeepLock::new(lock, stop)).unwrap();
+    let (mut sim, lock) = keeper_sim(3);
+    sim.stop_at(Duration::ZERO);
+    sim.run(&mut KeepLock::new(lock)).unwrap();
     assert!(sim.sent.is_empty());
     assert_eq!(sim.elapsed(), Duration::ZERO);
 }
@@ -1773,7 +1781,7 @@ fn a_keeper_stopped_before_it_starts_sends_nothing() {
 #[test]
 fn the_keeper_ends_with_expired_when_the_key_is_lost() {
     for replaced in [false, true] {
-        let (mut sim, lock, stop) = keeper_sim(3);
+        let (mut sim, lock) = keeper_sim(3);
         let k = lock.key.clone();
         sim.at(millis(1_500), move |m| {
             if replaced {
@@ -1782,7 +1790,7 @@ fn the_keeper_ends_with_expired_when_the_key_is_lost() {
                 m.delete(&k);
             }
         });
-        let result = sim.run(&mut KeepLock::new(lock.clone(), stop));
+        let result = sim.run(&mut KeepLock::new(lock.clone()));
         assert_eq!(
             lock_error(result),
             expired(&lock.key),
@@ -1795,7 +1803,7 @@ fn the_keeper_ends_with_expired_when_the_key_is_lost() {
 
 #[test]
 fn the_keeper_keeps_going_after_a_transport_failure() {
-    let (mut sim, lock, stop) = keeper_sim(3);
+    let (mut sim, lock) = keeper_sim(3);
     let mut first = true;
     sim.hook(move |sent, _| match sent.kind() {
         "PUT" if first => {
@@ -1807,8 +1815,8 @@ fn the_keeper_keeps_going_after_a_transport_failure() {
         }
         _ => Fault::Serve,
     });
-    stop_at(&mut sim, millis(2_550), &stop);
-    sim.run(&mut KeepLock::new(lock.clone(), stop)).unwrap();
+    sim.stop_at(millis(2_550));
+    sim.run(&mut KeepLock::new(lock.clone())).unwrap();
     let at: Vec<Duration> = sim.sent.iter().map(|p| p.at).collect();
     assert_eq!(
         at,
@@ -1823,9 +1831,9 @@ fn the_keeper_keeps_going_after_a_transport_failure() {
 /// learns of the loss before anyone else can take the lock.
 #[test]
 fn a_keeper_that_cannot_refresh_reports_the_loss_before_the_key_expires() {
-    let (mut sim, lock, stop) = keeper_sim(3);
+    let (mut sim, lock) = keeper_sim(3);
     sim.hook(|_, _| Fault::Hang { applied: false });
-    let error = sim.run(&mut KeepLock::new(lock.clone(), stop)).unwrap_err();
+    let error = sim.run(&mut KeepLock::new(lock.clone())).unwrap_err();
     let Error::TtlExpired(expired) = &error else {
         panic!("{error:?}")
     };
@@ -1857,7 +1865,7 @@ fn a_keeper_that_cannot_refresh_reports_the_loss_before_the_key_expires() {
 /// A refresh that got through moves the validity to its send time + TTL.
 #[test]
 fn a_refresh_that_got_through_extends_the_validity_from_when_it_was_sent() {
-    let (mut sim, lock, stop) = keeper_sim(3);
+    let (mut sim, lock) = keeper_sim(3);
     let mut n = 0;
     sim.hook(move |sent, _| {
         if sent.kind() == "PUT" {
@@ -1868,7 +1876,7 @@ fn a_refresh_that_got_through_extends_the_validity_from_when_it_was_sent() {
         }
         Fault::Serve
     });
-    let error = sim.run(&mut KeepLock::new(lock.clone(), stop)).unwrap_err();
+    let error = sim.run(&mut KeepLock::new(lock.clone())).unwrap_err();
     assert!(matches!(error, Error::TtlExpired(_)), "{error:?}");
     // The one refresh, sent at 1 s, keeps the key until 4 s; the keeper
     // gives up 300 ms (a tenth of the TTL) before.
@@ -1876,27 +1884,18 @@ fn a_refresh_that_got_through_extends_the_validity_from_when_it_was_sent() {
     assert_eq!(sim.elapsed(), millis(3_700));
 }
 
-/// The keeper's docs say it checks `stop` at least every 100 ms. While a
-/// refresh is retried after failures, though, it returns the refresh call's
-/// backoff sleeps (50, 100, 200, 400, 800 ms …) without looking at `stop`,
-/// and keeps refreshing for up to the request timeout after being stopped.
+/// A stop while a failing refresh is being retried (the refresh call sleeps
+/// between its attempts) ends the keeper then, not after the retries.
 #[test]
 fn a_stopped_keeper_does_not_keep_retrying_a_failing_refresh() {
-    let (mut sim, lock, stop) = keeper_sim(3);
+    let (mut sim, lock) = keeper_sim(3);
     sim.hook(|_, _| Fault::Lost {
         applied: false,
         kind: TransportErrorKind::Io,
     });
-    stop_at(&mut sim, millis(1_200), &stop);
-    sim.run(&mut KeepLock::new(lock, stop)).unwrap();
-    for (at, until) in &sim.sleeps {
-        assert!(*until - *at <= millis(100), "slept {at:?}..{until:?}");
-    }
-    assert!(
-        sim.elapsed() <= millis(1_300),
-        "stopped at {:?}",
-        sim.elapsed()
-    );
+    sim.stop_at(millis(1_200));
+    sim.run(&mut KeepLock::new(lock)).unwrap();
+    assert_eq!(sim.elapsed(), millis(1_200), "stopped at once");
 }
 
 // ---------------------------------------------------------------------------

@@ -6,8 +6,6 @@
 //! earlier), so a lock holder learns of a loss before etcd can act on it.
 #![no_main]
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_proto::v3::KeepAlive;
@@ -18,18 +16,25 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let granted = input.below(8) as i64;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut flow = KeepAlive::new(7, stop.clone()).granted_ttl(granted);
+    let mut flow = KeepAlive::new(7).granted_ttl(granted);
     let mut cluster = cluster();
     let start = Instant::now();
     let mut now = start;
     // Until when the lease is surely alive, as etcd would see it.
     let mut alive_until = (granted > 0).then(|| start + Duration::from_secs(granted as u64));
     for _ in 0..MAX_STEPS {
-        if input.byte() == 0xff {
-            stop.store(true, Ordering::Release);
+        // A stop comes between exchanges; the next poll ends the flow.
+        let stopped = input.byte() == 0xff;
+        if stopped {
+            flow.handle(&mut cluster, now, etcd_proto::Input::Stop);
         }
         let step = flow.poll(&mut cluster, now);
+        if stopped {
+            assert!(
+                matches!(step, Step::Done(Ok(()))),
+                "a stopped keep-alive goes on: {step:?}"
+            );
+        }
         if !matches!(step, Step::Done(_)) {
             if let Some(until) = alive_until {
                 assert!(

@@ -230,7 +230,7 @@ pub fn drive_stream<F: StreamFlow>(
         let step = flow.poll(cluster, now);
         if !matches!(
             step,
-            StreamStep::Read(_) | StreamStep::Emit(_) | StreamStep::Warn(_)
+            StreamStep::Read(_) | StreamStep::Send(_) | StreamStep::Emit(_) | StreamStep::Warn(_)
         ) {
             // The driver closes the body before acting on any other step.
             open = false;
@@ -239,6 +239,7 @@ pub fn drive_stream<F: StreamFlow>(
             StreamStep::End(result) => return Some(result),
             StreamStep::Emit(item) => emitted(item),
             StreamStep::Warn(_) => {}
+            StreamStep::Send(_) => panic!("a flow sent on a gateway stream"),
             StreamStep::Sleep(until) => now = now.max(until),
             StreamStep::Transmit(transmit) => {
                 now += Duration::from_millis(input.byte() as u64 * 10);

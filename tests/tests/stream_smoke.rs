@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use etcd_proto::drive::{FlowStream, StreamIter};
 use etcd_proto::{
-    Cluster, Error, MalformedResponse, StreamFlow, StreamStep, Transmit, TransportError,
+    Cluster, Error, Input, MalformedResponse, StreamFlow, StreamStep, Transmit, TransportError,
     TransportErrorKind, UsageError,
 };
 use etcd_tests::TestClient;
@@ -85,46 +85,39 @@ impl StreamFlow for RawWatch {
         }
     }
 
-    fn handle_response(&mut self, _: &mut Cluster, _: Instant, response: http::Response<Bytes>) {
-        let status = response.status().as_u16();
-        self.finish(Err(MalformedResponse::new(
-            status,
-            "a complete response to a streamed request",
-            response.body(),
-        )
-        .into()));
-    }
-
-    fn handle_head(&mut self, _: &mut Cluster, now: Instant, head: http::response::Parts) {
-        self.quiet_until = self.timeout.map(|t| now + t);
-        if head.status == http::StatusCode::OK {
-            self.state = State::Streaming;
-        } else {
-            let status = head.status.as_u16();
-            self.finish(Err(
-                MalformedResponse::new(status, "watch refused", b"").into()
-            ));
+    fn handle(&mut self, _: &mut Cluster, now: Instant, input: Input) {
+        match input {
+            Input::Response(response) => {
+                let status = response.status().as_u16();
+                self.finish(Err(MalformedResponse::new(
+                    status,
+                    "a complete response to a streamed request",
+                    response.body(),
+                )
+                .into()));
+            }
+            Input::Head(head) => {
+                self.quiet_until = self.timeout.map(|t| now + t);
+                if head.status == http::StatusCode::OK {
+                    self.state = State::Streaming;
+                } else {
+                    let status = head.status.as_u16();
+                    self.finish(Err(
+                        MalformedResponse::new(status, "watch refused", b"").into()
+                    ));
+                }
+            }
+            Input::Data(data) => {
+                self.quiet_until = self.timeout.map(|t| now + t);
+                self.chunks.push_back(data);
+            }
+            Input::End(_) | Input::Stop => self.finish(Ok(())),
+            Input::Failure(failure) => {
+                let error =
+                    TransportError::new(self.endpoint.clone(), failure.kind, failure.source);
+                self.finish(Err(error.into()));
+            }
         }
-    }
-
-    fn handle_data(&mut self, _: &mut Cluster, now: Instant, data: Bytes) {
-        self.quiet_until = self.timeout.map(|t| now + t);
-        self.chunks.push_back(data);
-    }
-
-    fn handle_end(&mut self, _: &mut Cluster, _: Instant) {
-        self.finish(Ok(()));
-    }
-
-    fn handle_failure(
-        &mut self,
-        _: &mut Cluster,
-        _: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        let error = TransportError::new(self.endpoint.clone(), kind, source);
-        self.finish(Err(error.into()));
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_proto::v3::{Compact, Delete, EventKind, KeyRange, Put, V3ErrorKind, Watch, WatchItem};
-use etcd_proto::{Cluster, Error, StreamFlow, StreamStep, TransportErrorKind};
+use etcd_proto::{Cluster, Error, StreamFlow, StreamStep};
 use etcd_tests::auth::{auth_server, client_as};
 use etcd_tests::harness::EtcdServer;
 use etcd_tests::TestClient;
@@ -66,30 +66,8 @@ impl StreamFlow for Until {
         }
     }
 
-    fn handle_response(&mut self, c: &mut Cluster, now: Instant, r: http::Response<bytes::Bytes>) {
-        self.watch.handle_response(c, now, r)
-    }
-
-    fn handle_head(&mut self, c: &mut Cluster, now: Instant, head: http::response::Parts) {
-        self.watch.handle_head(c, now, head)
-    }
-
-    fn handle_data(&mut self, c: &mut Cluster, now: Instant, data: bytes::Bytes) {
-        self.watch.handle_data(c, now, data)
-    }
-
-    fn handle_end(&mut self, c: &mut Cluster, now: Instant) {
-        self.watch.handle_end(c, now)
-    }
-
-    fn handle_failure(
-        &mut self,
-        c: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        self.watch.handle_failure(c, now, kind, source)
+    fn handle(&mut self, c: &mut Cluster, now: Instant, input: etcd_proto::Input) {
+        self.watch.handle(c, now, input)
     }
 }
 

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::response::{error_response, json};
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Error, MalformedResponse, TransportErrorKind, UsageError};
-use crate::flow::{Flow, Step};
+use crate::error::{Error, MalformedResponse, UsageError};
+use crate::flow::{Flow, Input, Step};
 use crate::operation::{empty_request, Api, Operation, Replay, Target};
 
 fn get(target: &Target<'_>, v2_path: &str) -> Result<http::Request<Bytes>, UsageError> {
@@ -391,30 +391,12 @@ impl Flow for Leader {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        match &mut self.stage {
-            LeaderStage::Stats(call) => call.handle_response(cluster, now, response),
-            LeaderStage::Members { call, .. } => call.handle_response(cluster, now, response),
-            LeaderStage::Done(_) => {}
-        }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        match &mut self.stage {
-            LeaderStage::Stats(call) => call.handle_failure(cluster, now, kind, source),
-            LeaderStage::Members { call, .. } => call.handle_failure(cluster, now, kind, source),
-            LeaderStage::Done(_) => {}
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.stage) {
+            (Input::Stop, _) => self.stage = LeaderStage::Done(Some(crate::flow::stopped())),
+            (input, LeaderStage::Stats(call)) => call.handle(cluster, now, input),
+            (input, LeaderStage::Members { call, .. }) => call.handle(cluster, now, input),
+            (_, LeaderStage::Done(_)) => {}
         }
     }
 }

@@ -39,8 +39,8 @@ use super::response::{Action, KeysResponse};
 use super::watch::{is_timeout, NextEvent, Watch, WatchEvent, WatchOptions};
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Error, TransportErrorKind, UsageError};
-use crate::flow::{Flow, Step};
+use crate::error::{Error, UsageError};
+use crate::flow::{Flow, Input, Step};
 use crate::operation::{Api, Replay};
 
 /// The directory locks live under by default (python-etcd's `lock_prefix`).
@@ -739,39 +739,18 @@ impl Flow for AcquireLock {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        match &mut self.stage {
-            Stage::Appending(call) => call.handle_response(cluster, now, response),
-            Stage::Listing(call) => call.handle_response(cluster, now, response),
-            Stage::Waiting(flow) => flow.handle_response(cluster, now, response),
-            Stage::Refreshing(call, _) | Stage::Finishing(call) => {
-                call.handle_response(cluster, now, response)
-            }
-            Stage::Cleanup(call, _) => call.handle_response(cluster, now, response),
-            Stage::Start | Stage::WatchFrom(_) | Stage::Done(_) => {}
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        if let Input::Stop = input {
+            // Left as if dropped: a key appended stays until its TTL ends.
+            self.stage = Stage::Done(Some(crate::flow::stopped()));
+            return;
         }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
         match &mut self.stage {
-            Stage::Appending(call) => call.handle_failure(cluster, now, kind, source),
-            Stage::Listing(call) => call.handle_failure(cluster, now, kind, source),
-            Stage::Waiting(flow) => flow.handle_failure(cluster, now, kind, source),
-            Stage::Refreshing(call, _) | Stage::Finishing(call) => {
-                call.handle_failure(cluster, now, kind, source)
-            }
-            Stage::Cleanup(call, _) => call.handle_failure(cluster, now, kind, source),
+            Stage::Appending(call) => call.handle(cluster, now, input),
+            Stage::Listing(call) => call.handle(cluster, now, input),
+            Stage::Waiting(flow) => flow.handle(cluster, now, input),
+            Stage::Refreshing(call, _) | Stage::Finishing(call) => call.handle(cluster, now, input),
+            Stage::Cleanup(call, _) => call.handle(cluster, now, input),
             Stage::Start | Stage::WatchFrom(_) | Stage::Done(_) => {}
         }
     }
@@ -795,7 +774,8 @@ impl Flow for AcquireLock {
 #[derive(Debug)]
 pub struct KeepLock {
     lock: HeldLock,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Told to [`Stop`](Input::Stop).
+    stopped: bool,
     next_refresh: Option<Instant>,
     /// The refresh in flight, and when it was started.
     refreshing: Option<(Call<RefreshLock>, Instant)>,
@@ -804,17 +784,15 @@ pub struct KeepLock {
     last_error: Option<Error>,
 }
 
-/// How often a keeper looks at its stop flag.
-const STOP_CHECK: Duration = Duration::from_millis(100);
 /// How soon a failed refresh is tried again.
 const REFRESH_RETRY: Duration = Duration::from_millis(500);
 
 impl KeepLock {
-    /// Keeps `lock` until `stop` is set.
-    pub fn new(lock: HeldLock, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+    /// Keeps `lock` until told to [`Stop`](Input::Stop).
+    pub fn new(lock: HeldLock) -> Self {
         KeepLock {
             lock,
-            stop,
+            stopped: false,
             next_refresh: None,
             refreshing: None,
             valid_until: None,
@@ -841,7 +819,6 @@ impl Flow for KeepLock {
     type Output = ();
 
     fn poll(&mut self, cluster: &mut Cluster, now: Instant) -> Step<()> {
-        use std::sync::atomic::Ordering;
         let ttl = self.ttl();
         let interval = self.lock.refresh_interval();
         loop {
@@ -851,6 +828,9 @@ impl Flow for KeepLock {
                 let set_at = now.checked_sub(interval).unwrap_or(now);
                 crate::v3::lease::valid_until(set_at, ttl)
             });
+            if self.stopped {
+                return Step::Done(Ok(()));
+            }
             if let Some((call, sent)) = &mut self.refreshing {
                 let sent = *sent;
                 match call.poll(cluster, now) {
@@ -869,24 +849,15 @@ impl Flow for KeepLock {
                         self.last_error = Some(e);
                         self.next_refresh = Some(now + REFRESH_RETRY);
                     }
-                    // Between a refresh's retries nothing is in flight: a stop
-                    // may end the keeper here, and must be noticed promptly.
-                    Step::Sleep(_) if self.stop.load(Ordering::Acquire) => {
-                        return Step::Done(Ok(()))
-                    }
-                    Step::Sleep(until) => return Step::Sleep(until.min(now + STOP_CHECK)),
                     other => return other,
                 }
-            }
-            if self.stop.load(Ordering::Acquire) {
-                return Step::Done(Ok(()));
             }
             if now >= valid_until {
                 return Step::Done(Err(self.expired()));
             }
             let due = *self.next_refresh.get_or_insert(now + interval);
             if now < due {
-                return Step::Sleep(due.min(valid_until).min(now + STOP_CHECK));
+                return Step::Sleep(due.min(valid_until));
             }
             self.next_refresh = None;
             // Each refresh ends by the validity: past it, the lock is lost.
@@ -895,26 +866,11 @@ impl Flow for KeepLock {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        if let Some((call, _)) = &mut self.refreshing {
-            call.handle_response(cluster, now, response);
-        }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        if let Some((call, _)) = &mut self.refreshing {
-            call.handle_failure(cluster, now, kind, source);
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.refreshing) {
+            (Input::Stop, _) => self.stopped = true,
+            (input, Some((call, _))) => call.handle(cluster, now, input),
+            (_, None) => {}
         }
     }
 }

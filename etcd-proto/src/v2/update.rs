@@ -8,15 +8,13 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::error::V2ErrorCode;
 use super::keys::{Read, ReadOptions, Write, WriteOptions};
 use super::response::KeysResponse;
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Error, TransportErrorKind, UsageError};
-use crate::flow::{Flow, Step};
+use crate::error::{Error, UsageError};
+use crate::flow::{Flow, Input, Step};
 
 /// Attempts an update makes by default before giving up.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 100;
@@ -146,30 +144,12 @@ impl<F: FnMut(Option<&str>) -> String> Flow for UpdateWith<F> {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        match &mut self.stage {
-            Stage::Reading(call) => call.handle_response(cluster, now, response),
-            Stage::Writing(call) => call.handle_response(cluster, now, response),
-            Stage::Backoff(_) | Stage::Done(_) => {}
-        }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        match &mut self.stage {
-            Stage::Reading(call) => call.handle_failure(cluster, now, kind, source),
-            Stage::Writing(call) => call.handle_failure(cluster, now, kind, source),
-            Stage::Backoff(_) | Stage::Done(_) => {}
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.stage) {
+            (Input::Stop, _) => self.stage = Stage::Done(Some(crate::flow::stopped())),
+            (input, Stage::Reading(call)) => call.handle(cluster, now, input),
+            (input, Stage::Writing(call)) => call.handle(cluster, now, input),
+            (_, Stage::Backoff(_) | Stage::Done(_)) => {}
         }
     }
 }
@@ -177,6 +157,7 @@ impl<F: FnMut(Option<&str>) -> String> Flow for UpdateWith<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn answer(status: u16, body: &str) -> http::Response<Bytes> {
         let mut r = http::Response::new(Bytes::from(body.to_owned()));

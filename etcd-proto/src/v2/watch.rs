@@ -43,7 +43,7 @@ use super::response::{parse_keys_response, KeysResponse};
 use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind, UsageError};
-use crate::flow::{Flow, Step};
+use crate::flow::{Flow, Input, Step};
 use crate::operation::{empty_request, Api, Operation, Replay, Target, Wait};
 
 /// One long poll: the first event on a key (or under it) at or after an index.
@@ -476,34 +476,15 @@ impl Flow for NextEvent {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        match &mut self.stage {
-            Stage::Polling { call, .. } => call.handle_response(cluster, now, response),
-            Stage::Resyncing(call) | Stage::Anchoring(call) | Stage::Checking(call) => {
-                call.handle_response(cluster, now, response)
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.stage) {
+            // One event is this flow's result: stopped before it, it has none.
+            (Input::Stop, _) => self.stage = Stage::Done(Some(crate::flow::stopped())),
+            (input, Stage::Polling { call, .. }) => call.handle(cluster, now, input),
+            (input, Stage::Resyncing(call) | Stage::Anchoring(call) | Stage::Checking(call)) => {
+                call.handle(cluster, now, input)
             }
-            Stage::Start | Stage::Done(_) => {}
-        }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        match &mut self.stage {
-            Stage::Polling { call, .. } => call.handle_failure(cluster, now, kind, source),
-            Stage::Resyncing(call) | Stage::Anchoring(call) | Stage::Checking(call) => {
-                call.handle_failure(cluster, now, kind, source)
-            }
-            Stage::Start | Stage::Done(_) => {}
+            (_, Stage::Start | Stage::Done(_)) => {}
         }
     }
 }
@@ -531,22 +512,7 @@ impl Flow for WatchOnce {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        self.0.handle_response(cluster, now, response)
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        self.0.handle_failure(cluster, now, kind, source)
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        self.0.handle(cluster, now, input)
     }
 }

@@ -36,8 +36,8 @@ use super::watch::{EventKind, Watch, WatchItem};
 use super::{Compare, CompareOp, RangeResponse};
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Error, TransportErrorKind, UsageError};
-use crate::flow::{Flow, StreamFlow, StreamStep};
+use crate::error::{Error, UsageError};
+use crate::flow::{Flow, Input, StreamFlow, StreamStep};
 use crate::operation::{Api, Operation, Replay, Target};
 
 /// An election: its keys live under `<name>/`.
@@ -186,35 +186,8 @@ impl StreamFlow for Campaign {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        self.0.handle_response(cluster, now, response);
-    }
-
-    fn handle_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts) {
-        self.0.handle_head(cluster, now, head);
-    }
-
-    fn handle_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes) {
-        self.0.handle_data(cluster, now, data);
-    }
-
-    fn handle_end(&mut self, cluster: &mut Cluster, now: Instant) {
-        self.0.handle_end(cluster, now);
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        self.0.handle_failure(cluster, now, kind, source);
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        self.0.handle(cluster, now, input);
     }
 }
 
@@ -394,52 +367,15 @@ impl StreamFlow for Observe {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        match &mut self.stage {
-            ObserveStage::Reading(call) => call.handle_response(cluster, now, response),
-            ObserveStage::Waiting(w) | ObserveStage::Following(w) => {
-                w.handle_response(cluster, now, response)
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.stage) {
+            // Observing runs until told: stopped, it ends cleanly.
+            (Input::Stop, _) => self.stage = ObserveStage::Done(Some(Ok(()))),
+            (input, ObserveStage::Reading(call)) => call.handle(cluster, now, input),
+            (input, ObserveStage::Waiting(w) | ObserveStage::Following(w)) => {
+                w.handle(cluster, now, input)
             }
-            ObserveStage::Done(_) => {}
-        }
-    }
-
-    fn handle_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts) {
-        if let ObserveStage::Waiting(w) | ObserveStage::Following(w) = &mut self.stage {
-            w.handle_head(cluster, now, head);
-        }
-    }
-
-    fn handle_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes) {
-        if let ObserveStage::Waiting(w) | ObserveStage::Following(w) = &mut self.stage {
-            w.handle_data(cluster, now, data);
-        }
-    }
-
-    fn handle_end(&mut self, cluster: &mut Cluster, now: Instant) {
-        if let ObserveStage::Waiting(w) | ObserveStage::Following(w) = &mut self.stage {
-            w.handle_end(cluster, now);
-        }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        match &mut self.stage {
-            ObserveStage::Reading(call) => call.handle_failure(cluster, now, kind, source),
-            ObserveStage::Waiting(w) | ObserveStage::Following(w) => {
-                w.handle_failure(cluster, now, kind, source)
-            }
-            ObserveStage::Done(_) => {}
+            (_, ObserveStage::Done(_)) => {}
         }
     }
 }

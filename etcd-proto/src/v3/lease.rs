@@ -4,8 +4,6 @@
 //! Keys attached to a lease are deleted when it ends: revoked, or not kept
 //! alive within its TTL. Lease calls need no auth token even with auth on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,8 +15,8 @@ use super::kv::HeaderOnly;
 use super::types::ResponseHeader;
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Error, MalformedResponse, TransportErrorKind, UsageError};
-use crate::flow::{Flow, Step};
+use crate::error::{Error, MalformedResponse, UsageError};
+use crate::flow::{Flow, Input, Step};
 use crate::operation::{Api, Operation, Replay, Target};
 
 /// `POST /v3/lease/grant`: a new lease of `ttl` seconds (the server may
@@ -309,9 +307,6 @@ impl Operation for LeaseKeepAliveOnce {
     }
 }
 
-/// How often a sleeping [`KeepAlive`] wakes to look at its `stop` flag.
-pub const STOP_CHECK: Duration = Duration::from_millis(100);
-
 /// The wait before retrying a failed keep-alive.
 pub const KEEPALIVE_RETRY: Duration = Duration::from_millis(500);
 
@@ -335,11 +330,10 @@ pub(crate) fn valid_until(sent: Instant, ttl: Duration) -> Instant {
 /// passes with no renewal the flow ends with [`Error::TtlExpired`] (the last
 /// failure as its source); if etcd says the lease is gone, with that error:
 /// **the lease is lost**, and with it every key attached.
-/// Setting the `stop` flag ends it with `Ok(())` within [`STOP_CHECK`]
-/// (or once a keep-alive in flight is answered).
+/// [`Input::Stop`] ends it with `Ok(())` at its next poll: it sleeps until
+/// the next renewal is due, and is woken by its driver when stopped.
 pub struct KeepAlive {
     id: i64,
-    stop: Arc<AtomicBool>,
     call: Option<Call<LeaseKeepAliveOnce>>,
     /// When the keep-alive in flight was sent: etcd renews no earlier.
     sent_at: Option<Instant>,
@@ -362,11 +356,10 @@ impl std::fmt::Debug for KeepAlive {
 }
 
 impl KeepAlive {
-    /// Keeps lease `id` alive until `stop` is set.
-    pub fn new(id: i64, stop: Arc<AtomicBool>) -> Self {
+    /// Keeps lease `id` alive until told to [`Stop`](Input::Stop).
+    pub fn new(id: i64) -> Self {
         KeepAlive {
             id,
-            stop,
             call: None,
             sent_at: None,
             next: None,
@@ -449,10 +442,6 @@ impl Flow for KeepAlive {
                     other => return other.map_pending(),
                 }
             }
-            if self.stop.load(Ordering::Acquire) {
-                self.done = Some(Ok(()));
-                continue;
-            }
             if let Some(expires) = self.expires {
                 if now >= expires {
                     let expired = crate::error::TtlExpired {
@@ -466,10 +455,8 @@ impl Flow for KeepAlive {
             }
             match self.next {
                 Some(at) if now < at => {
-                    // Wake at the renewal time, never past the expiry, and
-                    // often enough to notice `stop` promptly.
-                    let wake = self.expires.map_or(at, |e| at.min(e));
-                    return Step::Sleep(wake.min(now + STOP_CHECK));
+                    // Wake at the renewal time, never past the expiry.
+                    return Step::Sleep(self.expires.map_or(at, |e| at.min(e)));
                 }
                 _ => {
                     // Each keep-alive must end before the lease would.
@@ -482,26 +469,14 @@ impl Flow for KeepAlive {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        if let Some(call) = &mut self.call {
-            call.handle_response(cluster, now, response);
-        }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        if let Some(call) = &mut self.call {
-            call.handle_failure(cluster, now, kind, source);
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.call) {
+            (Input::Stop, _) => {
+                self.call = None;
+                self.done.get_or_insert(Ok(()));
+            }
+            (input, Some(call)) => call.handle(cluster, now, input),
+            (_, None) => {}
         }
     }
 }
@@ -509,6 +484,7 @@ impl Flow for KeepAlive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::TransportErrorKind;
 
     fn answer(status: u16, body: &str) -> http::Response<Bytes> {
         http::Response::builder()
@@ -545,8 +521,7 @@ mod tests {
     #[test]
     fn keeper_renews_at_a_third_and_reports_loss() {
         let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut keeper = KeepAlive::new(7, stop.clone());
+        let mut keeper = KeepAlive::new(7);
         let t0 = Instant::now();
         let Step::Transmit(_) = keeper.poll(&mut cluster, t0) else {
             panic!()
@@ -556,12 +531,13 @@ mod tests {
             t0,
             answer(200, "{\"result\":{\"ID\":\"7\",\"TTL\":\"9\"}}\n"),
         );
-        // It sleeps (waking every STOP_CHECK) until the next keep-alive, due at TTL/3.
+        // It sleeps until the next keep-alive, due at TTL/3, in one go.
         let mut now = t0;
+        let mut sleeps = 0;
         let t1 = loop {
             match keeper.poll(&mut cluster, now) {
                 Step::Sleep(at) => {
-                    assert!(at <= now + STOP_CHECK);
+                    sleeps += 1;
                     now = at;
                 }
                 Step::Transmit(_) => break now,
@@ -569,6 +545,7 @@ mod tests {
             }
         };
         assert_eq!(t1, t0 + Duration::from_secs(3));
+        assert_eq!(sleeps, 1, "no wake-ups to look at a flag");
         keeper.handle_response(
             &mut cluster,
             t1,
@@ -578,15 +555,24 @@ mod tests {
             Step::Done(Err(e)) => assert_eq!(e.as_v3().unwrap().kind, V3ErrorKind::LeaseNotFound),
             other => panic!("{other:?}"),
         }
-        let mut stopped = KeepAlive::new(7, Arc::new(AtomicBool::new(true)));
+        let mut stopped = KeepAlive::new(7);
+        let Step::Transmit(_) = stopped.poll(&mut cluster, t0) else {
+            panic!()
+        };
+        stopped.handle_response(
+            &mut cluster,
+            t0,
+            answer(200, "{\"result\":{\"ID\":\"7\",\"TTL\":\"9\"}}\n"),
+        );
+        assert!(matches!(stopped.poll(&mut cluster, t0), Step::Sleep(_)));
+        stopped.handle(&mut cluster, t0, Input::Stop);
         assert!(matches!(stopped.poll(&mut cluster, t0), Step::Done(Ok(()))));
     }
 
     #[test]
     fn a_lease_counts_from_the_send_and_its_loss_names_the_ttl() {
         let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut keeper = KeepAlive::new(7, stop).granted_ttl(3);
+        let mut keeper = KeepAlive::new(7).granted_ttl(3);
         let t0 = Instant::now();
         let Step::Transmit(_) = keeper.poll(&mut cluster, t0) else {
             panic!()
@@ -651,13 +637,12 @@ mod tests {
             }
         }
         let t0 = Instant::now();
-        let stop = || Arc::new(AtomicBool::new(false));
         // Granted 3 s ago at most: retried until then (less a margin), then lost.
-        let (at, error) = run_failing(KeepAlive::new(7, stop()).granted_ttl(3), t0);
+        let (at, error) = run_failing(KeepAlive::new(7).granted_ttl(3), t0);
         assert!(matches!(error, Error::TtlExpired(_)), "{error:?}");
         assert_eq!(at, t0 + Duration::from_millis(2_700));
         // Without a known TTL, the first keep-alive that fails is the loss.
-        let (at, error) = run_failing(KeepAlive::new(7, stop()), t0);
+        let (at, error) = run_failing(KeepAlive::new(7), t0);
         assert!(matches!(error, Error::Transport(_)), "{error:?}");
         assert!(at <= t0 + Duration::from_millis(500), "{at:?}");
     }

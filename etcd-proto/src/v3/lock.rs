@@ -60,7 +60,7 @@ use super::watch::{EventKind, Watch, WatchItem};
 use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, MalformedResponse, TransportErrorKind, UsageError};
-use crate::flow::{Flow, StreamFlow, StreamStep, Transmit};
+use crate::flow::{Flow, Input, StreamFlow, StreamStep, Transmit};
 use crate::operation::{Api, Operation, Replay, Target};
 
 /// The TTL, in seconds, of a session a client grants for a lock it was not
@@ -887,6 +887,7 @@ impl AcquireMutex {
                 StreamStep::Transmit(transmit) => {
                     return Err(StreamStep::Transmit(self.capped(transmit, now)))
                 }
+                StreamStep::Send(message) => return Err(StreamStep::Send(message)),
                 StreamStep::Sleep(until) => {
                     let until = self.deadline.map_or(until, |d| until.min(d));
                     return Err(StreamStep::Sleep(until));
@@ -987,73 +988,26 @@ impl StreamFlow for AcquireMutex {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        match &mut self.stage {
-            Stage::Claiming(call) => call.handle_response(cluster, now, response),
-            Stage::Proclaiming(call) => call.handle_response(cluster, now, response),
-            Stage::Predecessor(call) => call.handle_response(cluster, now, response),
-            Stage::Watching(watch) => watch.handle_response(cluster, now, response),
-            Stage::Verifying(call) => call.handle_response(cluster, now, response),
-            Stage::Renewing(call, _) => call.handle_response(cluster, now, response),
-            Stage::CleaningUp(Cleanup::Guarded(call), _) => {
-                call.handle_response(cluster, now, response)
-            }
-            Stage::CleaningUp(Cleanup::Blind(call), _) => {
-                call.handle_response(cluster, now, response)
-            }
-            Stage::Start | Stage::Emit(_) | Stage::Done(_) => {}
-        }
-    }
-
-    fn handle_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts) {
-        if let Stage::Watching(watch) = &mut self.stage {
-            watch.handle_head(cluster, now, head);
-        }
-    }
-
-    fn handle_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes) {
-        if let Stage::Watching(watch) = &mut self.stage {
-            watch.handle_data(cluster, now, data);
-        }
-    }
-
-    fn handle_end(&mut self, cluster: &mut Cluster, now: Instant) {
-        if let Stage::Watching(watch) = &mut self.stage {
-            watch.handle_end(cluster, now);
-        }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        match &mut self.stage {
-            Stage::Claiming(call) => call.handle_failure(cluster, now, kind, source),
-            Stage::Proclaiming(call) => call.handle_failure(cluster, now, kind, source),
-            Stage::Predecessor(call) => call.handle_failure(cluster, now, kind, source),
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.stage) {
+            // Left as if dropped: a key claimed goes with the session's lease.
+            (Input::Stop, _) => self.stage = Stage::Done(Some(crate::flow::stopped())),
+            (input, Stage::Claiming(call)) => call.handle(cluster, now, input),
+            (input, Stage::Proclaiming(call)) => call.handle(cluster, now, input),
+            (input, Stage::Predecessor(call)) => call.handle(cluster, now, input),
             // The watch's open request timed out at our deadline: nothing is
             // wrong with the endpoint, and the next poll ends the wait.
-            Stage::Watching(_)
-                if kind == TransportErrorKind::Timeout
+            (Input::Failure(failure), Stage::Watching(_))
+                if failure.kind == TransportErrorKind::Timeout
                     && self.deadline.is_some_and(|d| now >= d) => {}
-            Stage::Watching(watch) => watch.handle_failure(cluster, now, kind, source),
-            Stage::Verifying(call) => call.handle_failure(cluster, now, kind, source),
-            Stage::Renewing(call, _) => call.handle_failure(cluster, now, kind, source),
-            Stage::CleaningUp(Cleanup::Guarded(call), _) => {
-                call.handle_failure(cluster, now, kind, source)
+            (input, Stage::Watching(watch)) => watch.handle(cluster, now, input),
+            (input, Stage::Verifying(call)) => call.handle(cluster, now, input),
+            (input, Stage::Renewing(call, _)) => call.handle(cluster, now, input),
+            (input, Stage::CleaningUp(Cleanup::Guarded(call), _)) => {
+                call.handle(cluster, now, input)
             }
-            Stage::CleaningUp(Cleanup::Blind(call), _) => {
-                call.handle_failure(cluster, now, kind, source)
-            }
-            Stage::Start | Stage::Emit(_) | Stage::Done(_) => {}
+            (input, Stage::CleaningUp(Cleanup::Blind(call), _)) => call.handle(cluster, now, input),
+            (_, Stage::Start | Stage::Emit(_) | Stage::Done(_)) => {}
         }
     }
 }
@@ -1080,7 +1034,7 @@ pub(crate) mod sim {
     use super::super::watch::EventKind;
     use crate::cluster::Cluster;
     use crate::error::{Error, TransportErrorKind};
-    use crate::flow::{Flow, Step, StreamFlow, StreamStep};
+    use crate::flow::{Flow, Input, Step, StreamFlow, StreamStep};
 
     const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -1687,6 +1641,7 @@ pub(crate) mod sim {
                         }
                     }
                     StreamStep::Warn(_) => {}
+                    StreamStep::Send(_) => panic!("nothing is sent on a gateway stream"),
                     StreamStep::Sleep(until) => self.sleeping = Some(until),
                     StreamStep::Emit(item) => {
                         self.items.push(item);
@@ -1737,29 +1692,8 @@ pub(crate) mod sim {
             }
         }
 
-        fn handle_response(
-            &mut self,
-            cluster: &mut Cluster,
-            now: Instant,
-            response: http::Response<Bytes>,
-        ) {
-            self.0.handle_response(cluster, now, response);
-        }
-
-        fn handle_head(&mut self, _: &mut Cluster, _: Instant, _: http::response::Parts) {}
-
-        fn handle_data(&mut self, _: &mut Cluster, _: Instant, _: Bytes) {}
-
-        fn handle_end(&mut self, _: &mut Cluster, _: Instant) {}
-
-        fn handle_failure(
-            &mut self,
-            cluster: &mut Cluster,
-            now: Instant,
-            kind: TransportErrorKind,
-            source: Box<dyn std::error::Error + Send + Sync>,
-        ) {
-            self.0.handle_failure(cluster, now, kind, source);
+        fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+            self.0.handle(cluster, now, input);
         }
     }
 

@@ -3,13 +3,10 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::kv::{Get, RangeResponse};
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::TransportErrorKind;
-use crate::flow::{Flow, StreamFlow, StreamStep};
+use crate::flow::{Flow, Input, StreamFlow, StreamStep};
 
 /// Reads a range in pages of at most `page_size` keys, in key order, all
 /// at the revision of the first page (later writes are not seen; a
@@ -125,34 +122,17 @@ impl StreamFlow for Paginate {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        if let Some(call) = &mut self.call {
-            call.handle_response(cluster, now, response);
-        }
-    }
-
-    fn handle_head(&mut self, _: &mut Cluster, _: Instant, _: http::response::Parts) {}
-
-    fn handle_data(&mut self, _: &mut Cluster, _: Instant, _: Bytes) {}
-
-    fn handle_end(&mut self, _: &mut Cluster, _: Instant) {}
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        match &mut self.call {
-            Some(call) => call.handle_failure(cluster, now, kind, source),
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.call) {
+            // A caller that has read enough pages ends the reading cleanly.
+            (Input::Stop, _) => {
+                (self.call, self.pending, self.next_key) = (None, None, None);
+                self.finished = true;
+            }
+            (input, Some(call)) => call.handle(cluster, now, input),
             // A pager never opens a stream: nothing else can fail.
-            None => self.finished = true,
+            (Input::Failure(_), None) => self.finished = true,
+            (_, None) => {}
         }
     }
 }

@@ -14,8 +14,8 @@ use super::kv::{
 use super::types::{KeyRange, KeyValue, ResponseHeader};
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Contention, Error, MalformedResponse, TransportErrorKind, UsageError};
-use crate::flow::{Flow, Step};
+use crate::error::{Contention, Error, MalformedResponse, UsageError};
+use crate::flow::{Flow, Input, Step};
 use crate::operation::{Api, Operation, Replay, Target};
 
 /// How a [`Compare`] relates the key's field to the given value.
@@ -482,30 +482,12 @@ impl<F: FnMut(Option<&KeyValue>) -> Vec<u8>> Flow for UpdateWith<F> {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        match &mut self.stage {
-            UpdateStage::Read(call) => call.handle_response(cluster, now, response),
-            UpdateStage::Write(call) => call.handle_response(cluster, now, response),
-            _ => {}
-        }
-    }
-
-    fn handle_failure(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        kind: TransportErrorKind,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) {
-        match &mut self.stage {
-            UpdateStage::Read(call) => call.handle_failure(cluster, now, kind, source),
-            UpdateStage::Write(call) => call.handle_failure(cluster, now, kind, source),
-            _ => {}
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match (input, &mut self.stage) {
+            (Input::Stop, _) => self.stage = UpdateStage::Finished(Some(crate::flow::stopped())),
+            (input, UpdateStage::Read(call)) => call.handle(cluster, now, input),
+            (input, UpdateStage::Write(call)) => call.handle(cluster, now, input),
+            (_, UpdateStage::Backoff(_) | UpdateStage::Finished(_)) => {}
         }
     }
 }

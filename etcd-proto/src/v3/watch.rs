@@ -91,7 +91,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{
     Error, MalformedResponse, TransportError, TransportErrorKind, Unavailable, UsageError,
 };
-use crate::flow::{Flow, StreamFlow, StreamStep, Transmit};
+use crate::flow::{Flow, Input, StreamFlow, StreamStep, Transmit};
 use crate::operation::Api;
 
 /// The longest line (one server response) a watch accepts by default: 64 MiB.
@@ -791,18 +791,33 @@ impl StreamFlow for Watch {
         }
     }
 
-    fn handle_response(
-        &mut self,
-        cluster: &mut Cluster,
-        now: Instant,
-        response: http::Response<Bytes>,
-    ) {
-        if let Stage::LoggingIn(call) = &mut self.stage {
-            call.handle_response(cluster, now, response);
+    fn handle(&mut self, cluster: &mut Cluster, now: Instant, input: Input) {
+        match input {
+            // A watch runs until told: stopped, it ends cleanly, and what
+            // it had not handed out yet is no longer wanted.
+            Input::Stop => {
+                self.queue.clear();
+                self.warning = None;
+                self.lines.clear();
+                self.finish(Ok(()));
+            }
+            input if matches!(self.stage, Stage::LoggingIn(_)) => {
+                if let Stage::LoggingIn(call) = &mut self.stage {
+                    call.handle(cluster, now, input);
+                }
+            }
+            Input::Response(_) => {}
+            Input::Head(head) => self.on_head(cluster, now, head),
+            Input::Data(data) => self.on_data(cluster, now, data),
+            Input::End(_) => self.on_end(cluster, now),
+            Input::Failure(failure) => self.on_failure(cluster, now, failure.kind, failure.source),
         }
     }
+}
 
-    fn handle_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts) {
+/// What an open watch stream brings, as [`StreamFlow::handle`] passes it on.
+impl Watch {
+    fn on_head(&mut self, cluster: &mut Cluster, now: Instant, head: http::response::Parts) {
         let Stage::Opening(endpoint) = &self.stage else {
             return;
         };
@@ -823,7 +838,7 @@ impl StreamFlow for Watch {
         };
     }
 
-    fn handle_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes) {
+    fn on_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes) {
         self.quiet_until = Some(now + cluster.idle_timeout());
         match &mut self.stage {
             Stage::Streaming { ended: false, .. } => self.lines.push(&data),
@@ -838,7 +853,7 @@ impl StreamFlow for Watch {
         }
     }
 
-    fn handle_end(&mut self, cluster: &mut Cluster, now: Instant) {
+    fn on_end(&mut self, cluster: &mut Cluster, now: Instant) {
         match &mut self.stage {
             Stage::Streaming { ended, .. } => *ended = true,
             Stage::ErrorBody { .. } => self.after_error_body(cluster, now),
@@ -846,7 +861,7 @@ impl StreamFlow for Watch {
         }
     }
 
-    fn handle_failure(
+    fn on_failure(
         &mut self,
         cluster: &mut Cluster,
         now: Instant,
@@ -854,7 +869,6 @@ impl StreamFlow for Watch {
         source: Box<dyn std::error::Error + Send + Sync>,
     ) {
         match &mut self.stage {
-            Stage::LoggingIn(call) => call.handle_failure(cluster, now, kind, source),
             Stage::Opening(endpoint) => {
                 let endpoint = endpoint.clone();
                 let error = TransportError::new(endpoint.as_str(), kind, source);
@@ -1786,6 +1800,7 @@ mod tests {
                     StreamStep::Transmit(_) => h.respond(200, TOKEN),
                     StreamStep::Read(_) => h.end(),
                     StreamStep::Emit(_) | StreamStep::Warn(_) => {}
+                    StreamStep::Send(_) => panic!("nothing is sent on a gateway stream"),
                 }
             }
         }
