@@ -389,13 +389,6 @@ fn handshake_failure(error: io::Error) -> Error {
     Error::Other(Box::new(TlsFailure(what)))
 }
 
-impl etcd_proto::drive::Entropy for Tcp {
-    fn random(&self) -> u64 {
-        // std's per-process random hash keys, advanced on every call.
-        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
-    }
-}
-
 impl Transport for Tcp {
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.buffers

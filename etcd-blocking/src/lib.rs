@@ -253,7 +253,8 @@ impl Transport for Client {
     }
 
     fn sleep_until(&self, deadline: Instant) {
-        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        // Parked, not slept: a wake (a keep-alive stopped) ends it early.
+        std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
     }
 
     fn now(&self) -> Instant {

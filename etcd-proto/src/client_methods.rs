@@ -231,8 +231,8 @@ macro_rules! __watcher_method {
             &self,
             key: &str,
             options: $crate::v2::WatchOptions,
-        ) -> $crate::drive::Watcher<'_, Self> {
-            $crate::drive::Watcher::new(self, $crate::v2::Watch::new(key, options))
+        ) -> $crate::drive::Watcher<Self> {
+            $crate::drive::Watcher::new(self.clone(), $crate::v2::Watch::new(key, options))
         }
     };
     (async) => {
@@ -365,7 +365,7 @@ macro_rules! client_types {
         /// A v2 lock held by this client ([`Client::lock`]); released on drop.
         pub type LockGuard = $crate::drive::LockGuard<$client>;
         /// A v2 watch as an iterator of events ([`Client::watcher`]).
-        pub type Watcher<'c> = $crate::drive::Watcher<'c, $client>;
+        pub type Watcher = $crate::drive::Watcher<$client>;
         /// A v3 session: a lease kept alive in the background ([`V3::session`]).
         pub type Session = $crate::session::Session<$client>;
         /// A v3 mutex held by a session ([`V3::lock`]).
@@ -373,11 +373,11 @@ macro_rules! client_types {
         /// A v3 election won by a session ([`V3::campaign`]).
         pub type LeaderGuard = $crate::session::LeaderGuard<$client>;
         /// A v3 watch as an iterator of items ([`V3::watch`]).
-        pub type WatchItems<'c> = $crate::drive::StreamIter<'c, $client, $crate::v3::Watch>;
+        pub type WatchItems = $crate::drive::StreamIter<$client, $crate::v3::Watch>;
         /// A v3 range read page by page ([`V3::paginate`]).
-        pub type Pages<'c> = $crate::drive::StreamIter<'c, $client, $crate::v3::Paginate>;
+        pub type Pages = $crate::drive::StreamIter<$client, $crate::v3::Paginate>;
         /// An election's leaders as they change ([`V3::observe`]).
-        pub type Observations<'c> = $crate::drive::StreamIter<'c, $client, $crate::v3::Observe>;
+        pub type Observations = $crate::drive::StreamIter<$client, $crate::v3::Observe>;
         $crate::client_types!(@errors);
     };
     ($client:ty, async) => {

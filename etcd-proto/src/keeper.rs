@@ -1,11 +1,11 @@
 //! Keepers: flows that run in the background until told to stop (a v3
 //! session's [`KeepAlive`](crate::v3::KeepAlive), a v2 lock's
 //! [`KeepLock`](crate::v2::KeepLock)), what their handles share with them,
-//! and the one loop per runtime kind that drives them.
+//! and the one loop that drives them.
 //!
 //! **Stopping is an input.** A handle calls [`Shared::stop`]; the keeper's
-//! driver, asleep until the next renewal, wakes at once (a condition
-//! variable for a thread, a waker for a task) and gives the flow
+//! driver, asleep until the next renewal, wakes at once (its waker: a task
+//! is woken, a thread unparked) and gives the flow
 //! [`Input::Stop`], which ends it at its next poll. Nothing polls a flag:
 //! a keeper wakes only to renew, or to stop. A stop that comes while a
 //! renewal is in flight is given once its outcome is in (the flow contract
@@ -22,7 +22,7 @@ use std::sync::{Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::drive::{exchange_input, AsyncTransport, Transport};
+use crate::drive::{exchange_input, AsyncTransport};
 use crate::error::Error;
 use crate::flow::{Flow, Input, Step};
 
@@ -173,41 +173,12 @@ impl Future for Lost {
     }
 }
 
-/// Runs `flow` until it ends, on a blocking transport: its sleeps end early
-/// when a handle stops it, which reaches the flow as [`Input::Stop`]. An
-/// error it ends with is reported to the handles as the loss.
-pub(crate) fn keep_blocking<T: Transport, F: Flow<Output = ()>>(
-    transport: &T,
-    mut flow: F,
-    shared: &Shared,
-) {
-    let mut told = false;
-    let result = loop {
-        if !told && shared.is_stopped() {
-            told = true;
-            transport.with_cluster(|c| flow.handle(c, transport.now(), Input::Stop));
-        }
-        let step = transport.with_cluster(|c| flow.poll(c, transport.now()));
-        match step {
-            Step::Transmit(transmit) => {
-                let outcome = transport.send(transmit);
-                let input = exchange_input(outcome);
-                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
-            }
-            Step::Sleep(deadline) => {
-                let left = deadline.saturating_duration_since(transport.now());
-                drop(shared.wait(Some(left), |state| !state.stopped));
-            }
-            Step::Done(result) => break result,
-        }
-    };
-    if let Err(error) = result {
-        shared.lose(&error);
-    }
-}
-
-/// [`keep_blocking`] for an async transport: a sleep is raced against the
-/// stop, so a stopped keeper's task ends at once.
+/// Runs `flow` until it ends: a sleep is raced against the stop, so a
+/// stopped keeper ends at once, the stop reaching the flow as
+/// [`Input::Stop`]. An error it ends with is reported to the handles as the
+/// loss. A blocking client runs this on its thread through
+/// [`Ready`](crate::drive::Ready): its sleep parks the thread, and the stop's
+/// wake unparks it.
 pub(crate) async fn keep<T: AsyncTransport, F: Flow<Output = ()> + Send>(
     transport: &T,
     mut flow: F,
@@ -229,10 +200,12 @@ pub(crate) async fn keep<T: AsyncTransport, F: Flow<Output = ()> + Send>(
             Step::Sleep(deadline) => {
                 let mut sleep = std::pin::pin!(transport.sleep_until(deadline));
                 std::future::poll_fn(|cx| {
-                    if sleep.as_mut().poll(cx).is_ready() {
+                    // The stop's waker first: a blocking sleep parks the
+                    // thread inside its poll, and the stop must unpark it.
+                    if shared.poll_until(cx, |state| state.stopped).is_ready() {
                         return Poll::Ready(());
                     }
-                    shared.poll_until(cx, |state| state.stopped)
+                    sleep.as_mut().poll(cx)
                 })
                 .await;
             }

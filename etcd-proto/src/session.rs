@@ -9,7 +9,7 @@
 //! [`KeepAlive`] flow, run in the background through
 //! the transport's `spawn` (a thread, or a task on the client's runtime): a
 //! renewal every third of the TTL, retries every 500 ms while the lease may
-//! still be alive. **When the keep-alive finds the lease gone** (etcd says
+//! still be alive; between them it sleeps, and wakes early only to stop. **When the keep-alive finds the lease gone** (etcd says
 //! so, or its TTL ran out before a renewal got through) **the session is
 //! lost**: [`is_lost`](Session::is_lost) turns true, [`lost_reason`](Session::lost_reason)
 //! says why, callbacks registered with [`on_lost`](Session::on_lost) run,
@@ -42,11 +42,19 @@
 //! a lock a session of its own (what [`MutexGuard::with_lock`] does).
 //!
 //! **A lost session ends a wait.** An acquisition through a session already
-//! lost fails at once with [`MutexError::SessionExpired`]. An async one
-//! still waiting when the session reports its lease lost ends then, with
-//! the same error (the key went with the lease: nothing to clean up). A
-//! blocking one cannot be interrupted in its watch: like Go's Mutex it
-//! finds its key gone when its predecessor's key goes (or at its deadline).
+//! lost fails at once with [`MutexError::SessionExpired`]. One still
+//! waiting when the session reports its lease lost ends then, with the same
+//! error (the key went with the lease: nothing to clean up): an async one
+//! at once, a blocking one after the read of the watch it is blocked in
+//! (a chunk, or the watch's idle timeout at most).
+//!
+//! # One implementation
+//!
+//! The sessions, guards and their waits are written once, as the async
+//! types. The blocking types are those run through
+//! [`Ready`] (see [`crate::drive::ready`]), plus the
+//! one thing only a blocking handle can do: wait in `Drop` (revoke the
+//! lease, release the lock, resign).
 //!
 //! [`Session::campaign`] / [`AsyncSession::campaign`] campaign in an
 //! election and return a [`LeaderGuard`] / [`AsyncLeaderGuard`] that can
@@ -60,9 +68,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::drive::{
-    drive, drive_blocking, run_stream, run_stream_blocking, AsyncTransport, Transport,
-};
+use crate::drive::{block_on, drive, run_stream, AsyncTransport, Ready, Transport};
 use crate::error::Error;
 use crate::v3::lock::DEFAULT_SESSION_TTL;
 use crate::v3::{
@@ -71,7 +77,7 @@ use crate::v3::{
 };
 
 pub use crate::keeper::Lost;
-use crate::keeper::{keep, keep_blocking, Shared};
+use crate::keeper::{keep, Shared};
 
 /// The keep-alive of lease `lease`, granted (or last renewed) with `ttl`
 /// seconds just now.
@@ -152,36 +158,35 @@ fn with_lock_options(timeout: Option<Duration>, ttl: Option<i64>) -> MutexOption
 }
 
 // ---------------------------------------------------------------------------
-// blocking
+// blocking: the async types run through `Ready`, plus what only a blocking
+// handle can do in `Drop` (revoke, release, resign and wait for it)
 
-struct SessionInner<T: Transport> {
-    client: T,
-    lease: i64,
-    ttl: i64,
-    shared: Arc<Shared>,
-    /// Revoked (or being revoked) already.
-    closed: AtomicBool,
+/// The last blocking handle of a session: dropping it revokes the lease.
+struct SessionHandle<T: Transport> {
+    session: AsyncSession<Ready<T>>,
 }
 
-impl<T: Transport> Drop for SessionInner<T> {
+impl<T: Transport> Drop for SessionHandle<T> {
     fn drop(&mut self) {
-        self.shared.stop();
-        if !self.closed.swap(true, Ordering::AcqRel) && !self.shared.is_lost() {
-            let _ = drive_blocking(&self.client, crate::Call::new(LeaseRevoke(self.lease)));
+        self.session.inner.shared.stop();
+        if !self.session.is_lost() {
+            // A session closed already is not revoked twice.
+            let _ = block_on(self.session.revoke());
         }
     }
 }
 
 /// A lease kept alive by a background thread, for a blocking client; see
-/// the [module docs](self). Dropping the last handle revokes the lease.
+/// the [module docs](self): an [`AsyncSession`] run through [`Ready`].
+/// Dropping the last handle revokes the lease.
 pub struct Session<T: Transport> {
-    inner: Arc<SessionInner<T>>,
+    handle: Arc<SessionHandle<T>>,
 }
 
 impl<T: Transport> Clone for Session<T> {
     fn clone(&self) -> Self {
         Session {
-            inner: self.inner.clone(),
+            handle: self.handle.clone(),
         }
     }
 }
@@ -189,9 +194,9 @@ impl<T: Transport> Clone for Session<T> {
 impl<T: Transport> std::fmt::Debug for Session<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("lease", &format_args!("{:x}", self.inner.lease))
-            .field("ttl", &self.inner.ttl)
-            .field("lost", &self.inner.shared.reason())
+            .field("lease", &format_args!("{:x}", self.lease_id()))
+            .field("ttl", &self.ttl())
+            .field("lost", &self.lost_reason())
             .finish_non_exhaustive()
     }
 }
@@ -199,42 +204,28 @@ impl<T: Transport> std::fmt::Debug for Session<T> {
 impl<T: Transport + Clone + Send + 'static> Session<T> {
     /// Grants a lease of `ttl` seconds and keeps it alive in the background.
     pub fn new(client: &T, ttl: i64) -> Result<Self, Error> {
-        let granted = drive_blocking(client, crate::Call::new(LeaseGrant::new(ttl)))?;
-        Ok(Self::start(client, granted.id, granted.ttl))
+        block_on(AsyncSession::new(&Ready(client.clone()), ttl)).map(Self::wrap)
     }
 
     /// Keeps the existing lease `lease` alive (after checking that it is:
     /// a lease that is gone fails with etcd's `LeaseNotFound`).
     pub fn from_lease(client: &T, lease: i64) -> Result<Self, Error> {
-        let renewed = drive_blocking(client, crate::Call::new(LeaseKeepAliveOnce(lease)))?;
-        Ok(Self::start(client, lease, renewed.ttl))
-    }
-
-    fn start(client: &T, lease: i64, ttl: i64) -> Self {
-        let shared = Arc::new(Shared::default());
-        let keeper = keeper(lease, ttl);
-        let (background, watcher) = (client.clone(), shared.clone());
-        client.spawn(move || keep_blocking(&background, keeper, &watcher));
-        Session {
-            inner: Arc::new(SessionInner {
-                client: client.clone(),
-                lease,
-                ttl,
-                shared,
-                closed: AtomicBool::new(false),
-            }),
-        }
+        block_on(AsyncSession::from_lease(&Ready(client.clone()), lease)).map(Self::wrap)
     }
 
     /// Acquires the lock `name` with this session (see [`MutexOptions`]):
     /// blocks until it is ours, the deadline passes ([`MutexError::Timeout`])
-    /// or, for a try-lock, fails at once with [`MutexError::Busy`].
+    /// or, for a try-lock, fails at once with [`MutexError::Busy`]. A wait
+    /// is cut short when the session's lease is lost
+    /// ([`MutexError::SessionExpired`]), within one read of the watch (the
+    /// idle timeout at most).
     pub fn lock(
         &self,
         name: impl Into<Vec<u8>>,
         options: MutexOptions,
     ) -> Result<MutexGuard<T>, Error> {
-        MutexGuard::acquire(self, name, options, false)
+        let guard = block_on(self.handle.session.lock(name, options))?;
+        Ok(MutexGuard::wrap(guard, self.clone()))
     }
 
     /// One look at the lock `name`: `Ok(None)` if someone else holds it
@@ -244,11 +235,8 @@ impl<T: Transport + Clone + Send + 'static> Session<T> {
         name: impl Into<Vec<u8>>,
         options: MutexOptions,
     ) -> Result<Option<MutexGuard<T>>, Error> {
-        match self.lock(name, options.try_lock()) {
-            Ok(guard) => Ok(Some(guard)),
-            Err(e) if is_busy(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let guard = block_on(self.handle.session.try_lock(name, options))?;
+        Ok(guard.map(|guard| MutexGuard::wrap(guard, self.clone())))
     }
 
     /// Campaigns in the election `name` with `value` and waits to lead (see
@@ -259,109 +247,97 @@ impl<T: Transport + Clone + Send + 'static> Session<T> {
         value: impl Into<Vec<u8>>,
         options: MutexOptions,
     ) -> Result<LeaderGuard<T>, Error> {
-        LeaderGuard::campaign(self, name, value, options, false)
-    }
-}
-
-impl<T: Transport> Session<T> {
-    /// The lease ID.
-    pub fn lease_id(&self) -> i64 {
-        self.inner.lease
-    }
-
-    /// The lease's TTL in seconds, as granted.
-    pub fn ttl(&self) -> i64 {
-        self.inner.ttl
-    }
-
-    /// The client the session runs on.
-    pub fn client(&self) -> &T {
-        &self.inner.client
-    }
-
-    /// True once the keep-alive found the lease gone (expired or revoked):
-    /// every key attached to it is gone too.
-    pub fn is_lost(&self) -> bool {
-        self.inner.shared.is_lost()
-    }
-
-    /// Why the lease was lost, if it was.
-    pub fn lost_reason(&self) -> Option<String> {
-        self.inner.shared.reason()
-    }
-
-    /// Runs `callback` (with the reason) once the lease is lost — on the
-    /// keep-alive's thread, or at once if it is lost already. Never run if
-    /// the session is closed or stopped first.
-    pub fn on_lost(&self, callback: impl FnOnce(&str) + Send + 'static) {
-        self.inner.shared.on_lost(Box::new(callback));
-    }
-
-    /// Blocks until the lease is lost (true) or `timeout` passes (false).
-    pub fn wait_lost(&self, timeout: Option<Duration>) -> bool {
-        self.inner.shared.wait_lost(timeout)
-    }
-
-    /// Stops keeping the lease alive (Go's `Orphan`): it runs out one TTL
-    /// after its last renewal. Dropping the session still revokes it.
-    pub fn stop_keepalive(&self) {
-        self.inner.shared.stop();
+        let guard = block_on(self.handle.session.campaign(name, value, options))?;
+        Ok(LeaderGuard::wrap(guard, self.clone()))
     }
 
     /// Stops the keep-alive and revokes the lease, deleting its keys (every
     /// lock and election key of this session). A lease already gone is
     /// no error.
     pub fn close(self) -> Result<(), Error> {
-        self.inner.shared.stop();
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
+        block_on(self.handle.session.clone().close())
+    }
+}
+
+impl<T: Transport> Session<T> {
+    fn wrap(session: AsyncSession<Ready<T>>) -> Self {
+        Session {
+            handle: Arc::new(SessionHandle { session }),
         }
-        revoked(drive_blocking(
-            &self.inner.client,
-            crate::Call::new(LeaseRevoke(self.inner.lease)),
-        ))
+    }
+
+    /// The lease ID.
+    pub fn lease_id(&self) -> i64 {
+        self.handle.session.lease_id()
+    }
+
+    /// The lease's TTL in seconds, as granted.
+    pub fn ttl(&self) -> i64 {
+        self.handle.session.ttl()
+    }
+
+    /// The client the session runs on.
+    pub fn client(&self) -> &T {
+        &self.handle.session.client().0
+    }
+
+    /// True once the keep-alive found the lease gone (expired or revoked):
+    /// every key attached to it is gone too.
+    pub fn is_lost(&self) -> bool {
+        self.handle.session.is_lost()
+    }
+
+    /// Why the lease was lost, if it was.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.handle.session.lost_reason()
+    }
+
+    /// Runs `callback` (with the reason) once the lease is lost — on the
+    /// keep-alive's thread, or at once if it is lost already. Never run if
+    /// the session is closed or stopped first.
+    pub fn on_lost(&self, callback: impl FnOnce(&str) + Send + 'static) {
+        self.handle.session.on_lost(callback);
+    }
+
+    /// Blocks until the lease is lost (true) or `timeout` passes (false).
+    pub fn wait_lost(&self, timeout: Option<Duration>) -> bool {
+        self.handle.session.inner.shared.wait_lost(timeout)
+    }
+
+    /// Stops keeping the lease alive (Go's `Orphan`): it runs out one TTL
+    /// after its last renewal. Dropping the session still revokes it.
+    pub fn stop_keepalive(&self) {
+        self.handle.session.stop_keepalive();
     }
 }
 
 /// A v3 lock held through a blocking client's [`Session`]; see the
-/// [module docs](self). **Dropping the guard releases the lock** (a
-/// delete guarded by our key's create revision); [`release`](Self::release)
-/// does the same and reports the outcome.
+/// [module docs](self): an [`AsyncMutexGuard`] run through [`Ready`].
+/// **Dropping the guard releases the lock** (a delete guarded by our key's
+/// create revision); [`release`](Self::release) does the same and reports
+/// the outcome.
 pub struct MutexGuard<T: Transport> {
+    /// `None` once released.
+    guard: Option<AsyncMutexGuard<Ready<T>>>,
+    /// Its session's blocking handle: the lease outlives the guard.
     session: Session<T>,
-    held: HeldMutex,
-    owns_session: bool,
-    released: bool,
 }
 
 impl<T: Transport> std::fmt::Debug for MutexGuard<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MutexGuard")
-            .field("held", &self.held)
+            .field("held", &self.guard.as_ref().map(|g| g.held()))
             .field("session", &self.session)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Transport + Clone + Send + 'static> MutexGuard<T> {
-    fn acquire(
-        session: &Session<T>,
-        name: impl Into<Vec<u8>>,
-        options: MutexOptions,
-        owns_session: bool,
-    ) -> Result<Self, Error> {
-        let flow = AcquireMutex::new(name, session.lease_id(), options);
-        still_held(&session.inner.shared, flow.key())?;
-        let held = run_stream_blocking(session.client(), flow)?;
-        if held.hold == Hold::MaxTtl {
-            session.stop_keepalive();
+    fn wrap(guard: AsyncMutexGuard<Ready<T>>, session: Session<T>) -> Self {
+        MutexGuard {
+            guard: Some(guard),
+            session,
         }
-        Ok(MutexGuard {
-            session: session.clone(),
-            held,
-            owns_session,
-            released: false,
-        })
     }
 
     /// Acquires the lock `name` on a session of its own, granted with
@@ -371,9 +347,13 @@ impl<T: Transport + Clone + Send + 'static> MutexGuard<T> {
         name: impl Into<Vec<u8>>,
         options: MutexOptions,
     ) -> Result<Self, Error> {
-        let session = Session::new(client, options.ttl_seconds())?;
-        // On failure the session's last handle drops here: its lease is revoked.
-        Self::acquire(&session, name, options, true)
+        let guard = block_on(AsyncMutexGuard::acquire_with_own_session(
+            &Ready(client.clone()),
+            name,
+            options,
+        ))?;
+        let session = Session::wrap(guard.session().clone());
+        Ok(Self::wrap(guard, session))
     }
 
     /// etcetra's `with_lock(name, timeout, ttl)`: acquires the lock `name`
@@ -393,19 +373,24 @@ impl<T: Transport + Clone + Send + 'static> MutexGuard<T> {
 }
 
 impl<T: Transport> MutexGuard<T> {
+    fn guard(&self) -> &AsyncMutexGuard<Ready<T>> {
+        // Taken only by `release` and `drop`, which consume the guard.
+        self.guard.as_ref().expect("a live guard holds its lock")
+    }
+
     /// The lock: prefix, key, fencing token, lease, header.
     pub fn held(&self) -> &HeldMutex {
-        &self.held
+        self.guard().held()
     }
 
     /// Our key, `<name>/<lease hex>`.
     pub fn key(&self) -> &[u8] {
-        &self.held.key
+        self.guard().key()
     }
 
     /// The fencing token: our key's create revision.
     pub fn fencing_token(&self) -> i64 {
-        self.held.create_revision
+        self.guard().fencing_token()
     }
 
     /// The session holding the lock.
@@ -420,73 +405,53 @@ impl<T: Transport> MutexGuard<T> {
 
     /// Asks etcd whether we still hold the lock.
     pub fn is_held(&self) -> Result<bool, Error> {
-        drive_blocking(self.session.client(), self.held.check())
+        block_on(self.guard().is_held())
     }
 
     /// Releases the lock: deletes our key if it is still this acquisition's
     /// (`Ok(false)`: it was already gone), then closes the session if the
     /// guard made it.
     pub fn release(mut self) -> Result<bool, Error> {
-        self.released = true;
-        let released = drive_blocking(self.session.client(), self.held.release());
-        if self.owns_session {
-            let closed = self.session.clone().close();
-            let released = released?;
-            closed?;
-            return Ok(released);
+        match self.guard.take() {
+            Some(guard) => block_on(guard.release()),
+            None => Ok(false),
         }
-        released
     }
 }
 
 impl<T: Transport> Drop for MutexGuard<T> {
     fn drop(&mut self) {
-        if !self.released {
-            let _ = drive_blocking(self.session.client(), self.held.release());
+        if let Some(guard) = self.guard.take() {
+            let _ = block_on(guard.release());
         }
-        // An own session is closed when this, its last handle, drops.
     }
 }
 
-/// Leadership held through a blocking client's [`Session`]. **Dropping the
-/// guard resigns**; [`resign`](Self::resign) does the same and reports the
+/// Leadership held through a blocking client's [`Session`]: an
+/// [`AsyncLeaderGuard`] run through [`Ready`]. **Dropping the guard
+/// resigns**; [`resign`](Self::resign) does the same and reports the
 /// outcome.
 pub struct LeaderGuard<T: Transport> {
+    /// `None` once resigned.
+    guard: Option<AsyncLeaderGuard<Ready<T>>>,
     session: Session<T>,
-    leadership: Leadership,
-    owns_session: bool,
-    resigned: bool,
 }
 
 impl<T: Transport> std::fmt::Debug for LeaderGuard<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeaderGuard")
-            .field("leadership", &self.leadership)
+            .field("leadership", &self.guard.as_ref().map(|g| g.leadership()))
             .field("session", &self.session)
             .finish_non_exhaustive()
     }
 }
 
 impl<T: Transport + Clone + Send + 'static> LeaderGuard<T> {
-    fn campaign(
-        session: &Session<T>,
-        name: impl Into<Vec<u8>>,
-        value: impl Into<Vec<u8>>,
-        options: MutexOptions,
-        owns_session: bool,
-    ) -> Result<Self, Error> {
-        let flow = Election::new(name).campaign(session.lease_id(), value, options.clone());
-        still_held(&session.inner.shared, flow.key())?;
-        let leadership = run_stream_blocking(session.client(), flow)?;
-        if options.hold_mode() == Hold::MaxTtl {
-            session.stop_keepalive();
+    fn wrap(guard: AsyncLeaderGuard<Ready<T>>, session: Session<T>) -> Self {
+        LeaderGuard {
+            guard: Some(guard),
+            session,
         }
-        Ok(LeaderGuard {
-            session: session.clone(),
-            leadership,
-            owns_session,
-            resigned: false,
-        })
     }
 
     /// Campaigns in the election `name` with `value` on a session of its
@@ -497,20 +462,45 @@ impl<T: Transport + Clone + Send + 'static> LeaderGuard<T> {
         value: impl Into<Vec<u8>>,
         options: MutexOptions,
     ) -> Result<Self, Error> {
-        let session = Session::new(client, options.ttl_seconds())?;
-        Self::campaign(&session, name, value, options, true)
+        let guard = block_on(AsyncLeaderGuard::campaign_with_own_session(
+            &Ready(client.clone()),
+            name,
+            value,
+            options,
+        ))?;
+        let session = Session::wrap(guard.session().clone());
+        Ok(Self::wrap(guard, session))
+    }
+
+    /// Sets a new value, only while we still lead ([`MutexError::NotHeld`]
+    /// otherwise).
+    pub fn proclaim(&mut self, value: impl Into<Vec<u8>>) -> Result<ResponseHeader, Error> {
+        match self.guard.as_mut() {
+            Some(guard) => block_on(guard.proclaim(value)),
+            None => Err(crate::error::UsageError::FlowOutOfOrder {
+                expected: "a leader guard that has not resigned",
+            }
+            .into()),
+        }
     }
 }
 
 impl<T: Transport> LeaderGuard<T> {
+    fn guard(&self) -> &AsyncLeaderGuard<Ready<T>> {
+        // Taken only by `resign` and `drop`, which consume the guard.
+        self.guard
+            .as_ref()
+            .expect("a live guard holds its leadership")
+    }
+
     /// Our leadership: key, value, create revision, lease.
     pub fn leadership(&self) -> &Leadership {
-        &self.leadership
+        self.guard().leadership()
     }
 
     /// The value we proclaimed last.
     pub fn value(&self) -> &[u8] {
-        &self.leadership.value
+        self.guard().value()
     }
 
     /// The session holding the leadership.
@@ -525,40 +515,23 @@ impl<T: Transport> LeaderGuard<T> {
 
     /// Asks etcd whether we still lead.
     pub fn is_leader(&self) -> Result<bool, Error> {
-        drive_blocking(self.session.client(), self.leadership.check())
-    }
-
-    /// Sets a new value, only while we still lead ([`MutexError::NotHeld`]
-    /// otherwise).
-    pub fn proclaim(&mut self, value: impl Into<Vec<u8>>) -> Result<ResponseHeader, Error> {
-        let value = value.into();
-        let header = drive_blocking(
-            self.session.client(),
-            self.leadership.proclaim(value.clone()),
-        )?;
-        self.leadership.value = value;
-        Ok(header)
+        block_on(self.guard().is_leader())
     }
 
     /// Resigns: deletes our key if it is still this campaign's (`Ok(false)`:
     /// it was already gone), then closes the session if the guard made it.
     pub fn resign(mut self) -> Result<bool, Error> {
-        self.resigned = true;
-        let resigned = drive_blocking(self.session.client(), self.leadership.resign());
-        if self.owns_session {
-            let closed = self.session.clone().close();
-            let resigned = resigned?;
-            closed?;
-            return Ok(resigned);
+        match self.guard.take() {
+            Some(guard) => block_on(guard.resign()),
+            None => Ok(false),
         }
-        resigned
     }
 }
 
 impl<T: Transport> Drop for LeaderGuard<T> {
     fn drop(&mut self) {
-        if !self.resigned {
-            let _ = drive_blocking(self.session.client(), self.leadership.resign());
+        if let Some(guard) = self.guard.take() {
+            let _ = block_on(guard.resign());
         }
     }
 }
@@ -607,7 +580,7 @@ impl<T> std::fmt::Debug for AsyncSession<T> {
     }
 }
 
-impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncSession<T> {
+impl<T: AsyncTransport + Clone + Send + 'static> AsyncSession<T> {
     /// Grants a lease of `ttl` seconds and keeps it alive in the background.
     pub async fn new(client: &T, ttl: i64) -> Result<Self, Error> {
         let granted = drive(client, crate::Call::new(LeaseGrant::new(ttl))).await?;
@@ -634,22 +607,6 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncSession<T> {
                 closed: AtomicBool::new(false),
             }),
         }
-    }
-
-    /// Stops the keep-alive and revokes the lease, deleting its keys. A
-    /// lease already gone is no error.
-    pub async fn close(self) -> Result<(), Error> {
-        self.inner.shared.stop();
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        revoked(
-            drive(
-                &self.inner.client,
-                crate::Call::new(LeaseRevoke(self.inner.lease)),
-            )
-            .await,
-        )
     }
 
     /// Acquires the lock `name` with this session; see [`Session::lock`].
@@ -682,6 +639,24 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncSession<T> {
         options: MutexOptions,
     ) -> Result<AsyncLeaderGuard<T>, Error> {
         AsyncLeaderGuard::campaign(self, name.into(), value.into(), options, false).await
+    }
+}
+
+impl<T: AsyncTransport> AsyncSession<T> {
+    /// Stops the keep-alive and revokes the lease, deleting its keys. A
+    /// lease already gone is no error.
+    pub async fn close(self) -> Result<(), Error> {
+        self.revoke().await
+    }
+
+    /// [`close`](Self::close) through any handle: once per session.
+    async fn revoke(&self) -> Result<(), Error> {
+        self.inner.shared.stop();
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let revoke = crate::Call::new(LeaseRevoke(self.inner.lease));
+        revoked(drive(&self.inner.client, revoke).await)
     }
 }
 
@@ -750,7 +725,7 @@ impl<T> std::fmt::Debug for AsyncMutexGuard<T> {
     }
 }
 
-impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncMutexGuard<T> {
+impl<T: AsyncTransport + Clone + Send + 'static> AsyncMutexGuard<T> {
     async fn acquire(
         session: &AsyncSession<T>,
         name: Vec<u8>,
@@ -796,7 +771,9 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncMutexGuard<T> {
     ) -> Result<Self, Error> {
         Self::acquire_with_own_session(client, name, with_lock_options(timeout, ttl)).await
     }
+}
 
+impl<T: AsyncTransport> AsyncMutexGuard<T> {
     /// Asks etcd whether we still hold the lock.
     pub async fn is_held(&self) -> Result<bool, Error> {
         drive(self.session.client(), self.held.check()).await
@@ -862,7 +839,7 @@ impl<T> std::fmt::Debug for AsyncLeaderGuard<T> {
     }
 }
 
-impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncLeaderGuard<T> {
+impl<T: AsyncTransport + Clone + Send + 'static> AsyncLeaderGuard<T> {
     async fn campaign(
         session: &AsyncSession<T>,
         name: Vec<u8>,
@@ -901,7 +878,9 @@ impl<T: AsyncTransport + Clone + Send + Sync + 'static> AsyncLeaderGuard<T> {
             }
         }
     }
+}
 
+impl<T: AsyncTransport> AsyncLeaderGuard<T> {
     /// Asks etcd whether we still lead.
     pub async fn is_leader(&self) -> Result<bool, Error> {
         drive(self.session.client(), self.leadership.check()).await

@@ -20,22 +20,27 @@ macro_rules! v3_methods {
         impl $client {
             /// The etcd v3 API (through the JSON gateway, on by default in
             /// every etcd 3.x): `client.v3().put("k", "v")`.
-            pub fn v3(&self) -> V3<'_> {
-                V3 { client: self }
+            pub fn v3(&self) -> V3 {
+                V3 {
+                    client: self.clone(),
+                }
             }
         }
 
         /// The etcd v3 API of a client; see [`etcd_proto::v3`] for every
-        /// operation and its options. Get one with `client.v3()`.
-        #[derive(Debug, Clone, Copy)]
-        pub struct V3<'c> {
-            client: &'c $client,
+        /// operation and its options. Get one with `client.v3()`. It owns a
+        /// clone of the client (a cheap handle on the same connections and
+        /// cluster state), so it can be kept, cloned and moved into a
+        /// thread or a task.
+        #[derive(Debug, Clone)]
+        pub struct V3 {
+            client: $client,
         }
 
-        impl<'c> V3<'c> {
+        impl V3 {
             /// The client this handle runs on.
-            pub fn client(&self) -> &'c $client {
-                self.client
+            pub fn client(&self) -> &$client {
+                &self.client
             }
 
             /// Reads one key; `None` if it does not exist. Linearizable.
@@ -130,7 +135,7 @@ macro_rules! v3_methods {
             where
                 F: FnMut(Option<&$crate::v3::KeyValue>) -> Vec<u8> + Send,
             {
-                $crate::__finish!($($asyncness)?; self.client.run($crate::v3::UpdateWith::new(key, f, $crate::drive::Entropy::random(self.client))))
+                $crate::__finish!($($asyncness)?; self.client.run($crate::v3::UpdateWith::new(key, f, $crate::drive::Entropy::random(&self.client))))
             }
 
             /// Discards history before `revision`.

@@ -9,7 +9,7 @@
 #[macro_export]
 macro_rules! v3_runtime_methods {
     ($client:ty) => {
-        impl<'c> V3<'c> {
+        impl V3 {
             /// Watches a key, prefix or range; see [`Watch`]($crate::v3::Watch)
             /// for the options and guarantees. An iterator of
             /// [`WatchItem`]($crate::v3::WatchItem)s that resumes by itself
@@ -17,8 +17,8 @@ macro_rules! v3_runtime_methods {
             pub fn watch(
                 &self,
                 watch: $crate::v3::Watch,
-            ) -> $crate::drive::StreamIter<'c, $client, $crate::v3::Watch> {
-                $crate::drive::StreamIter::new(self.client, watch)
+            ) -> $crate::drive::StreamIter<$client, $crate::v3::Watch> {
+                $crate::drive::StreamIter::new(self.client.clone(), watch)
             }
 
             /// Reads a large range page by page, all pages at one revision;
@@ -27,15 +27,15 @@ macro_rules! v3_runtime_methods {
                 &self,
                 range: impl Into<$crate::v3::KeyRange>,
                 page_size: i64,
-            ) -> $crate::drive::StreamIter<'c, $client, $crate::v3::Paginate> {
+            ) -> $crate::drive::StreamIter<$client, $crate::v3::Paginate> {
                 $crate::drive::StreamIter::new(
-                    self.client,
+                    self.client.clone(),
                     $crate::v3::Paginate::new(range, page_size),
                 )
             }
         }
 
-        impl<'c> V3<'c> {
+        impl V3 {
             /// A session: a lease of `ttl` seconds kept alive by a background
             /// thread until closed or dropped (dropping the last handle revokes
             /// it); see [`session`]($crate::session).
@@ -43,7 +43,7 @@ macro_rules! v3_runtime_methods {
                 &self,
                 ttl: i64,
             ) -> Result<$crate::session::Session<$client>, $crate::Error> {
-                $crate::session::Session::new(self.client, ttl)
+                $crate::session::Session::new(&self.client, ttl)
             }
 
             /// A session keeping the existing lease `lease` alive.
@@ -51,7 +51,7 @@ macro_rules! v3_runtime_methods {
                 &self,
                 lease: i64,
             ) -> Result<$crate::session::Session<$client>, $crate::Error> {
-                $crate::session::Session::from_lease(self.client, lease)
+                $crate::session::Session::from_lease(&self.client, lease)
             }
 
             /// Acquires the v3 lock `name` (Go's `concurrency.Mutex`; see
@@ -64,7 +64,7 @@ macro_rules! v3_runtime_methods {
                 name: impl Into<Vec<u8>>,
                 options: $crate::v3::MutexOptions,
             ) -> Result<$crate::session::MutexGuard<$client>, $crate::Error> {
-                $crate::session::MutexGuard::acquire_with_own_session(self.client, name, options)
+                $crate::session::MutexGuard::acquire_with_own_session(&self.client, name, options)
             }
 
             /// One look at the v3 lock `name`: `Ok(None)` if another session
@@ -75,7 +75,7 @@ macro_rules! v3_runtime_methods {
                 options: $crate::v3::MutexOptions,
             ) -> Result<Option<$crate::session::MutexGuard<$client>>, $crate::Error> {
                 match $crate::session::MutexGuard::acquire_with_own_session(
-                    self.client,
+                    &self.client,
                     name,
                     options.try_lock(),
                 ) {
@@ -95,7 +95,7 @@ macro_rules! v3_runtime_methods {
                 timeout: Option<std::time::Duration>,
                 ttl: Option<i64>,
             ) -> Result<$crate::session::MutexGuard<$client>, $crate::Error> {
-                $crate::session::MutexGuard::with_lock(self.client, name, timeout, ttl)
+                $crate::session::MutexGuard::with_lock(&self.client, name, timeout, ttl)
             }
 
             /// Campaigns in the election `name` with `value` on a session of
@@ -109,7 +109,7 @@ macro_rules! v3_runtime_methods {
                 options: $crate::v3::MutexOptions,
             ) -> Result<$crate::session::LeaderGuard<$client>, $crate::Error> {
                 $crate::session::LeaderGuard::campaign_with_own_session(
-                    self.client,
+                    &self.client,
                     name,
                     value,
                     options,
@@ -121,7 +121,10 @@ macro_rules! v3_runtime_methods {
                 &self,
                 name: impl Into<Vec<u8>>,
             ) -> Result<Option<$crate::v3::KeyValue>, $crate::Error> {
-                $crate::drive::drive_blocking(self.client, $crate::v3::Election::new(name).leader())
+                $crate::drive::drive_blocking(
+                    &self.client,
+                    $crate::v3::Election::new(name).leader(),
+                )
             }
 
             /// The leader of the election `name` each time it changes (a new
@@ -130,16 +133,16 @@ macro_rules! v3_runtime_methods {
             pub fn observe(
                 &self,
                 name: impl Into<Vec<u8>>,
-            ) -> $crate::drive::StreamIter<'c, $client, $crate::v3::Observe> {
+            ) -> $crate::drive::StreamIter<$client, $crate::v3::Observe> {
                 $crate::drive::StreamIter::new(
-                    self.client,
+                    self.client.clone(),
                     $crate::v3::Election::new(name).observe(),
                 )
             }
         }
     };
     ($client:ty, async) => {
-        impl<'c> V3<'c> {
+        impl V3 {
             /// Watches a key, prefix or range; see [`Watch`]($crate::v3::Watch)
             /// for the options and guarantees. A `Stream` of
             /// [`WatchItem`]($crate::v3::WatchItem)s that resumes by itself
@@ -165,14 +168,14 @@ macro_rules! v3_runtime_methods {
             }
         }
 
-        impl<'c> V3<'c> {
+        impl V3 {
             /// A session: a lease of `ttl` seconds kept alive by a background
             /// task until closed (`close().await`); see [`session`]($crate::session).
             pub async fn session(
                 &self,
                 ttl: i64,
             ) -> Result<$crate::session::AsyncSession<$client>, $crate::Error> {
-                $crate::session::AsyncSession::new(self.client, ttl).await
+                $crate::session::AsyncSession::new(&self.client, ttl).await
             }
 
             /// A session keeping the existing lease `lease` alive.
@@ -180,7 +183,7 @@ macro_rules! v3_runtime_methods {
                 &self,
                 lease: i64,
             ) -> Result<$crate::session::AsyncSession<$client>, $crate::Error> {
-                $crate::session::AsyncSession::from_lease(self.client, lease).await
+                $crate::session::AsyncSession::from_lease(&self.client, lease).await
             }
 
             /// Acquires the v3 lock `name` (Go's `concurrency.Mutex`; see
@@ -194,7 +197,7 @@ macro_rules! v3_runtime_methods {
                 options: $crate::v3::MutexOptions,
             ) -> Result<$crate::session::AsyncMutexGuard<$client>, $crate::Error> {
                 $crate::session::AsyncMutexGuard::acquire_with_own_session(
-                    self.client,
+                    &self.client,
                     name,
                     options,
                 )
@@ -209,7 +212,7 @@ macro_rules! v3_runtime_methods {
                 options: $crate::v3::MutexOptions,
             ) -> Result<Option<$crate::session::AsyncMutexGuard<$client>>, $crate::Error> {
                 match $crate::session::AsyncMutexGuard::acquire_with_own_session(
-                    self.client,
+                    &self.client,
                     name,
                     options.try_lock(),
                 )
@@ -231,7 +234,7 @@ macro_rules! v3_runtime_methods {
                 timeout: Option<std::time::Duration>,
                 ttl: Option<i64>,
             ) -> Result<$crate::session::AsyncMutexGuard<$client>, $crate::Error> {
-                $crate::session::AsyncMutexGuard::with_lock(self.client, name, timeout, ttl).await
+                $crate::session::AsyncMutexGuard::with_lock(&self.client, name, timeout, ttl).await
             }
 
             /// Campaigns in the election `name` with `value` on a session of
@@ -244,7 +247,7 @@ macro_rules! v3_runtime_methods {
                 options: $crate::v3::MutexOptions,
             ) -> Result<$crate::session::AsyncLeaderGuard<$client>, $crate::Error> {
                 $crate::session::AsyncLeaderGuard::campaign_with_own_session(
-                    self.client,
+                    &self.client,
                     name,
                     value,
                     options,
@@ -257,7 +260,7 @@ macro_rules! v3_runtime_methods {
                 &self,
                 name: impl Into<Vec<u8>>,
             ) -> Result<Option<$crate::v3::KeyValue>, $crate::Error> {
-                $crate::drive::drive(self.client, $crate::v3::Election::new(name).leader()).await
+                $crate::drive::drive(&self.client, $crate::v3::Election::new(name).leader()).await
             }
 
             /// The leader of the election `name` each time it changes (a new

@@ -808,7 +808,7 @@ fn held(k: &str, uuid: &str, index: u64, ttl: u64) -> HeldLock {
         uuid: uuid.to_owned(),
         index,
         ttl,
-        hold: Hold::Refreshed,
+        hold: Hold::KeepAlive,
     }
 }
 
@@ -877,7 +877,7 @@ fn options_shape_the_path_and_ttl() {
     assert_eq!(lock.ttl, 1);
     assert_eq!(lock.refresh_interval(), millis(333));
     assert_eq!(LockOptions::new().ttl(7).ttl_seconds(), 7);
-    assert_eq!(LockOptions::new().hold_mode(), Hold::Refreshed);
+    assert_eq!(LockOptions::new().hold_mode(), Hold::KeepAlive);
 }
 
 #[test]
@@ -901,7 +901,7 @@ fn a_hard_maximum_lock_refreshes_once_at_acquisition() {
         "LIST" => Fault::Slow(secs(5)),
         _ => Fault::Serve,
     });
-    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(30).hold(Hold::Max), 6);
+    let mut flow = AcquireLock::new("n", LockOptions::new().ttl(30).hold(Hold::MaxTtl), 6);
     let uuid = flow.uuid().to_owned();
     let lock = sim.run(&mut flow).unwrap().unwrap();
     assert_eq!(kinds(&sim.sent), ["POST", "LIST", "PUT"]);
@@ -918,7 +918,7 @@ fn a_hard_maximum_lock_refreshes_once_at_acquisition() {
     assert_eq!(
         lock,
         HeldLock {
-            hold: Hold::Max,
+            hold: Hold::MaxTtl,
             ..held(&key(12), &uuid, 12, 30)
         }
     );
@@ -932,7 +932,7 @@ fn a_hard_maximum_refresh_that_finds_the_key_gone_is_expired() {
             "PUT" => Fault::Reply(etcd_error(status, code, "gone", &sent.key, model.index)),
             _ => Fault::Serve,
         });
-        let mut flow = AcquireLock::new("n", LockOptions::new().hold(Hold::Max), 7);
+        let mut flow = AcquireLock::new("n", LockOptions::new().hold(Hold::MaxTtl), 7);
         assert_eq!(lock_error(sim.run(&mut flow)), expired(&key(12)));
         assert_eq!(
             kinds(&sim.sent),
@@ -2011,7 +2011,11 @@ impl Arena {
                 let mut options = LockOptions::new()
                     .ttl(plan.ttl)
                     .blocking(plan.blocking)
-                    .hold(if plan.max { Hold::Max } else { Hold::Refreshed });
+                    .hold(if plan.max {
+                        Hold::MaxTtl
+                    } else {
+                        Hold::KeepAlive
+                    });
                 if let Some(t) = plan.timeout {
                     options = options.timeout(t);
                 }

@@ -76,7 +76,7 @@ impl Transport {
 /// A client of one transport, with the common client API.
 // One per test: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum TestClient {
     /// See [`Transport::Blocking`].
     Blocking(etcd_blocking::Client),
@@ -532,12 +532,19 @@ impl Env {
     /// A new client of the transport under test, to `urls`, with a 10 s
     /// request timeout and [`Env::tls`].
     pub fn client_for(&self, urls: &[String]) -> TestClient {
-        self.transport.connect_config(Config {
+        self.client_with(urls, |_| {})
+    }
+
+    /// [`client_for`](Self::client_for), its settings changed by `tweak`.
+    pub fn client_with(&self, urls: &[String], tweak: impl FnOnce(&mut Config)) -> TestClient {
+        let mut config = Config {
             endpoints: urls.to_vec(),
             request_timeout: Some(Duration::from_secs(10)),
             tls: self.tls(),
             ..Config::default()
-        })
+        };
+        tweak(&mut config);
+        self.transport.connect_config(config)
     }
 }
 

@@ -148,7 +148,7 @@ etcd_tests::scenarios! {
     fn hard_maximum_hold_expires(client, env) {
         let other = env.client_for(&env.urls());
         let took = client
-            .with_lock("max", LockOptions::new().ttl(1).hold(Hold::Max), || {
+            .with_lock("max", LockOptions::new().ttl(1).hold(Hold::MaxTtl), || {
                 let started = Instant::now();
                 other.with_lock("max", LockOptions::new().timeout(Duration::from_secs(10)), || ()).unwrap();
                 started.elapsed()

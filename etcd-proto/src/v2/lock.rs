@@ -91,11 +91,13 @@ impl std::error::Error for LockError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
     /// The holder refreshes the TTL while it holds the lock (the default); if
-    /// the holder dies, the lock frees itself at most one TTL later.
-    Refreshed,
+    /// the holder dies, the lock frees itself at most one TTL later. The
+    /// same name as v3's [`Hold::KeepAlive`](crate::v3::Hold::KeepAlive).
+    KeepAlive,
     /// The TTL is a hard maximum: the lock frees itself one TTL after it was
-    /// acquired, held or not (etcetra's `ttl`).
-    Max,
+    /// acquired, held or not (etcetra's `ttl`); v3's
+    /// [`Hold::MaxTtl`](crate::v3::Hold::MaxTtl).
+    MaxTtl,
 }
 
 /// Options of a lock.
@@ -114,7 +116,7 @@ impl Default for LockOptions {
         LockOptions {
             prefix: DEFAULT_LOCK_PREFIX.to_owned(),
             ttl: DEFAULT_LOCK_TTL,
-            hold: Hold::Refreshed,
+            hold: Hold::KeepAlive,
             blocking: true,
             timeout: None,
             uuid: None,
@@ -194,7 +196,7 @@ pub struct HeldLock {
 }
 
 impl HeldLock {
-    /// How often a [`Hold::Refreshed`] lock should be refreshed: a third of its TTL.
+    /// How often a [`Hold::KeepAlive`] lock should be refreshed: a third of its TTL.
     pub fn refresh_interval(&self) -> Duration {
         refresh_interval(self.ttl)
     }
@@ -597,7 +599,7 @@ impl AcquireLock {
         };
         if position == 0 {
             // Acquired. A hard-maximum TTL counts from now: refresh it once.
-            if self.options.hold == Hold::Max {
+            if self.options.hold == Hold::MaxTtl {
                 if let Some(held) = self.held() {
                     return Stage::Finishing(held.refresh().with_deadline(self.deadline));
                 }
@@ -756,7 +758,7 @@ impl Flow for AcquireLock {
     }
 }
 
-/// The flow that keeps a [`Hold::Refreshed`] lock's TTL fresh until told to
+/// The flow that keeps a [`Hold::KeepAlive`] lock's TTL fresh until told to
 /// stop: it refreshes every third of the TTL and checks `stop` at least
 /// every 100 ms.
 ///

@@ -384,9 +384,9 @@ impl StreamFlow for Observe {
 mod tests {
     use std::time::Duration;
 
-    use super::super::lock::sim::{Driver, Sim, Unary};
     use super::super::lock::{session_key, MutexError};
     use super::*;
+    use crate::v3::sim::{Driver, Sim, Unary};
 
     fn campaign(lease: i64, value: &str) -> Driver<Campaign> {
         Driver::new(Election::new("e").campaign(lease, value, MutexOptions::new()))

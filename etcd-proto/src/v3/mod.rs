@@ -23,6 +23,8 @@ pub mod lock;
 pub mod maintenance;
 pub mod paginate;
 pub mod server_lock;
+#[cfg(test)]
+pub(crate) mod sim;
 pub mod txn;
 mod types;
 pub mod watch;

@@ -1,10 +1,13 @@
-//! The one loop that runs a [`Flow`] over a transport, written once for every
-//! client: blocking ([`drive_blocking`]) and async ([`drive`]).
+//! The one loop that runs a [`Flow`] over a transport, written once, as
+//! async code ([`drive`]): a blocking client runs the same code through
+//! [`Ready`] and [`block_on`] ([`drive_blocking`] is one line; see
+//! [`ready`] for how).
 //!
 //! A transport implements [`Transport`] or [`AsyncTransport`]: one HTTP
-//! exchange, a way to wait, the clock and access to its shared [`Cluster`].
-//! These functions do the rest. They read the clock only through the
-//! transport and spawn nothing, so this module stays free of any runtime.
+//! exchange, a way to wait, the clock, random bits and access to its shared
+//! [`Cluster`]. These functions do the rest. They read the clock only
+//! through the transport and spawn nothing, so this module stays free of
+//! any runtime.
 //!
 //! # Streamed responses
 //!
@@ -17,9 +20,9 @@
 //!
 //! - [`run_stream_blocking`] / [`run_stream`]: the first item, then the
 //!   stream is closed;
-//! - [`StreamIter`] (blocking [`Iterator`]) and [`FlowStream`] (async
-//!   [`Stream`](futures_core::Stream)): every item, the open body kept
-//!   between items. A flow that ends with an error yields it as one last
+//! - [`StreamIter`] (blocking [`Iterator`], a thin wrapper that runs the
+//!   async driver) and [`FlowStream`] (async [`Stream`](futures_core::Stream)):
+//!   every item, the open body kept between items. A flow that ends with an error yields it as one last
 //!   `Err` item; dropping either closes the open body.
 //!
 //! Following the [`StreamFlow`] contract, a driver closes the open body as
@@ -34,6 +37,10 @@ use bytes::Bytes;
 use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind, UsageError};
 use crate::flow::{Flow, Input, Step, StreamFlow, StreamStep, Transmit};
+
+pub mod ready;
+use ready::ReadyDatagram;
+pub use ready::{block_on, Ready, ReadyBody};
 
 pub use crate::flow::ExchangeFailure;
 
@@ -55,10 +62,13 @@ pub trait Entropy {
 }
 
 /// What a blocking transport provides.
-pub trait Transport: Entropy {
+pub trait Transport: Entropy + Sync {
     /// Sends the request and reads the complete response, within `transmit.timeout`.
     fn send(&self, transmit: Transmit) -> Exchange;
-    /// Blocks until `deadline`.
+    /// Blocks until `deadline`, or until the thread is unparked (a wake:
+    /// a keep-alive stopped): `std::thread::park_timeout`. Returning early
+    /// is fine, the driver polls again; sleeping through a wake delays a
+    /// stop until the next renewal.
     fn sleep_until(&self, deadline: Instant);
     /// The current time.
     fn now(&self) -> Instant;
@@ -132,27 +142,15 @@ pub trait AsyncTransport: Sync + Entropy {
     ) -> impl Future<Output = Result<(http::response::Parts, Self::Body), ExchangeFailure>> + Send;
 }
 
-/// Runs `flow` to completion on a blocking transport.
-pub fn drive_blocking<T: Transport, F: Flow>(
-    transport: &T,
-    mut flow: F,
-) -> Result<F::Output, Error> {
-    loop {
-        let step = transport.with_cluster(|c| flow.poll(c, transport.now()));
-        match step {
-            Step::Transmit(transmit) => {
-                let input = exchange_input(transport.send(transmit));
-                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
-            }
-            Step::Sleep(deadline) => transport.sleep_until(deadline),
-            Step::Done(result) => return result,
-        }
-    }
+/// Runs `flow` to completion on a blocking transport: [`drive`] through
+/// [`Ready`].
+pub fn drive_blocking<T: Transport, F: Flow>(transport: &T, flow: F) -> Result<F::Output, Error> {
+    block_on(drive(&Ready(transport), flow))
 }
 
 /// Runs `flow` to completion on an async transport. The future is `Send`
 /// when the flow is.
-pub async fn drive<T: AsyncTransport, F: Flow + Send>(
+pub async fn drive<T: AsyncTransport, F: Flow>(
     transport: &T,
     mut flow: F,
 ) -> Result<F::Output, Error> {
@@ -261,47 +259,8 @@ fn stream_plan<I, B>(step: StreamStep<I>, body: &mut Option<B>) -> Result<Stream
     }
 }
 
-/// Drives `flow` on a blocking transport up to its next item or its end.
-fn next_blocking<T: Transport, F: StreamFlow>(
-    transport: &T,
-    flow: &mut F,
-    body: &mut Option<T::Body>,
-) -> Yielded<F::Item> {
-    loop {
-        let step = transport.with_cluster(|c| flow.poll(c, transport.now()));
-        let plan = match stream_plan(step, body) {
-            Ok(plan) => plan,
-            Err(yielded) => return yielded,
-        };
-        match plan {
-            StreamPlan::Transmit(transmit) => {
-                let input = exchange_input(transport.send(transmit));
-                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
-            }
-            StreamPlan::Open(transmit) => {
-                let input = head_input(transport.open(transmit).map(|(head, opened)| {
-                    *body = Some(opened);
-                    head
-                }));
-                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
-            }
-            StreamPlan::Read(until) => {
-                let Some(open) = body.as_mut() else {
-                    continue; // `stream_plan` checked: unreachable
-                };
-                let input = chunk_input(open.next_chunk(until), body);
-                transport.with_cluster(|c| flow.handle(c, transport.now(), input));
-            }
-            StreamPlan::CannotSend => {
-                transport.with_cluster(|c| flow.handle(c, transport.now(), cannot_send()));
-            }
-            StreamPlan::Sleep(deadline) => transport.sleep_until(deadline),
-        }
-    }
-}
-
 /// Drives `flow` on an async transport up to its next item or its end.
-async fn next_async<T: AsyncTransport, F: StreamFlow + Send>(
+async fn next_async<T: AsyncTransport, F: StreamFlow>(
     transport: &T,
     flow: &mut F,
     body: &mut Option<T::Body>,
@@ -356,15 +315,14 @@ fn first_item<I>(yielded: Yielded<I>) -> Result<I, Error> {
 /// [`UsageError::FlowOutOfOrder`].
 pub fn run_stream_blocking<T: Transport, F: StreamFlow>(
     transport: &T,
-    mut flow: F,
+    flow: F,
 ) -> Result<F::Item, Error> {
-    let mut body = None;
-    first_item(next_blocking(transport, &mut flow, &mut body))
+    block_on(run_stream(&Ready(transport), flow))
 }
 
 /// Runs a [`StreamFlow`] on an async transport until its first item, as
 /// [`run_stream_blocking`] does. The future is `Send` when the flow is.
-pub async fn run_stream<T: AsyncTransport, F: StreamFlow + Send>(
+pub async fn run_stream<T: AsyncTransport, F: StreamFlow>(
     transport: &T,
     mut flow: F,
 ) -> Result<F::Item, Error> {
@@ -377,16 +335,17 @@ pub async fn run_stream<T: AsyncTransport, F: StreamFlow + Send>(
 /// error yields it as a last `Err` item; after the end, `next()` is `None`.
 /// A flow's warning (`StreamStep::Warn`) is an `Err` item that is not the last.
 ///
-/// The open response body is kept between calls to `next()`; dropping the
-/// iterator closes it (and its connection).
-pub struct StreamIter<'c, T: Transport, F: StreamFlow> {
-    transport: &'c T,
+/// It owns its transport (a client is a cheap handle: pass a clone, or a
+/// reference). The open response body is kept between calls to `next()`;
+/// dropping the iterator closes it (and its connection).
+pub struct StreamIter<T: Transport, F: StreamFlow> {
+    transport: T,
     flow: F,
-    body: Option<T::Body>,
+    body: Option<ReadyBody<T::Body>>,
     done: bool,
 }
 
-impl<T: Transport, F: StreamFlow> std::fmt::Debug for StreamIter<'_, T, F> {
+impl<T: Transport, F: StreamFlow> std::fmt::Debug for StreamIter<T, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamIter")
             .field("open", &self.body.is_some())
@@ -395,10 +354,10 @@ impl<T: Transport, F: StreamFlow> std::fmt::Debug for StreamIter<'_, T, F> {
     }
 }
 
-impl<'c, T: Transport, F: StreamFlow> StreamIter<'c, T, F> {
+impl<T: Transport, F: StreamFlow> StreamIter<T, F> {
     /// An iterator driving `flow` on `transport`. Nothing is sent before the
     /// first `next()`.
-    pub fn new(transport: &'c T, flow: F) -> Self {
+    pub fn new(transport: T, flow: F) -> Self {
         StreamIter {
             transport,
             flow,
@@ -423,14 +382,15 @@ impl<'c, T: Transport, F: StreamFlow> StreamIter<'c, T, F> {
     }
 }
 
-impl<T: Transport, F: StreamFlow> Iterator for StreamIter<'_, T, F> {
+impl<T: Transport, F: StreamFlow> Iterator for StreamIter<T, F> {
     type Item = Result<F::Item, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
         }
-        match next_blocking(self.transport, &mut self.flow, &mut self.body) {
+        let transport = Ready(&self.transport);
+        match block_on(next_async(&transport, &mut self.flow, &mut self.body)) {
             Yielded::Item(item) => Some(Ok(item)),
             Yielded::Warning(error) => Some(Err(error)),
             Yielded::Failed(error) => {
@@ -447,7 +407,7 @@ impl<T: Transport, F: StreamFlow> Iterator for StreamIter<'_, T, F> {
     }
 }
 
-impl<T: Transport, F: StreamFlow> std::iter::FusedIterator for StreamIter<'_, T, F> {}
+impl<T: Transport, F: StreamFlow> std::iter::FusedIterator for StreamIter<T, F> {}
 
 /// The future a [`FlowStream`] polls: it owns the flow and its open body
 /// while it runs, and hands them back with what it got.
@@ -508,7 +468,7 @@ impl<T: AsyncTransport, F: StreamFlow> FlowStream<T, F> {
 
 impl<T, F> futures_core::Stream for FlowStream<T, F>
 where
-    T: AsyncTransport + Clone + Send + Sync + 'static,
+    T: AsyncTransport + Clone + Send + 'static,
     F: StreamFlow + Send + 'static,
     F::Item: Send,
 {
@@ -554,7 +514,7 @@ where
 
 impl<T, F> futures_core::FusedStream for FlowStream<T, F>
 where
-    T: AsyncTransport + Clone + Send + Sync + 'static,
+    T: AsyncTransport + Clone + Send + 'static,
     F: StreamFlow + Send + 'static,
     F::Item: Send,
 {
@@ -579,15 +539,17 @@ impl<T: Transport> BlockingRun for T {
 /// next [`WatchEvent`](crate::v2::WatchEvent). It never ends; an `Err` item
 /// (every endpoint failed, say) can be followed by more items, resuming from
 /// the same index.
+///
+/// It owns its client (a cheap handle: pass a clone, or a reference).
 #[derive(Debug)]
-pub struct Watcher<'c, C> {
-    client: &'c C,
+pub struct Watcher<C> {
+    client: C,
     watch: crate::v2::Watch,
 }
 
-impl<'c, C: BlockingRun> Watcher<'c, C> {
+impl<C: BlockingRun> Watcher<C> {
     /// A watcher driving `watch` on `client`.
-    pub fn new(client: &'c C, watch: crate::v2::Watch) -> Self {
+    pub fn new(client: C, watch: crate::v2::Watch) -> Self {
         Watcher { client, watch }
     }
 
@@ -597,7 +559,7 @@ impl<'c, C: BlockingRun> Watcher<'c, C> {
     }
 }
 
-impl<C: BlockingRun> Iterator for Watcher<'_, C> {
+impl<C: BlockingRun> Iterator for Watcher<C> {
     type Item = Result<crate::v2::WatchEvent, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -686,7 +648,7 @@ impl<T: AsyncTransport + Clone + Send + 'static> futures_core::Stream for WatchS
 
 /// A lock held through an async client; see [`crate::v2::lock`].
 ///
-/// For a [`Hold::Refreshed`](crate::v2::Hold::Refreshed) lock a background
+/// For a [`Hold::KeepAlive`](crate::v2::Hold::KeepAlive) lock a background
 /// task (spawned through [`AsyncTransport::spawn`]) refreshes the TTL while
 /// the guard lives. **Release it with [`release`](Self::release)`.await`.**
 /// Dropping the guard without releasing stops the refreshing at once; the
@@ -720,7 +682,7 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
             return Err(crate::v2::LockError::Busy { path }.into());
         };
         let shared = std::sync::Arc::new(crate::keeper::Shared::default());
-        if lock.hold == crate::v2::Hold::Refreshed {
+        if lock.hold == crate::v2::Hold::KeepAlive {
             let keeper = crate::v2::KeepLock::new(lock.clone());
             let (background, signal) = (client.clone(), shared.clone());
             client.spawn(async move { crate::keeper::keep(&background, keeper, &signal).await });
@@ -731,7 +693,9 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
             keeper: shared,
         })
     }
+}
 
+impl<T> AsyncLockGuard<T> {
     /// The lock: its key, uuid and fencing token.
     pub fn lock(&self) -> &crate::v2::HeldLock {
         &self.lock
@@ -760,7 +724,9 @@ impl<T: AsyncTransport + Clone + Send + 'static> AsyncLockGuard<T> {
     pub fn on_lost(&self, callback: impl FnOnce(&str) + Send + 'static) {
         self.keeper.on_lost(Box::new(callback));
     }
+}
 
+impl<T: AsyncTransport> AsyncLockGuard<T> {
     /// Asks etcd whether we still hold the lock.
     pub async fn is_acquired(&self) -> Result<bool, Error> {
         drive(&self.client, self.lock.check()).await
@@ -780,24 +746,24 @@ impl<T> Drop for AsyncLockGuard<T> {
     }
 }
 
-/// A lock held through a blocking client; see [`crate::v2::lock`].
+/// A lock held through a blocking client; see [`crate::v2::lock`]. The
+/// [`AsyncLockGuard`] run through [`Ready`], plus what only a blocking
+/// guard can do: **dropping it releases the lock** (a guarded
+/// compare-and-delete); [`release`](Self::release) does the same and
+/// reports the outcome.
 ///
-/// For a [`Hold::Refreshed`](crate::v2::Hold::Refreshed) lock a background
+/// For a [`Hold::KeepAlive`](crate::v2::Hold::KeepAlive) lock a background
 /// thread (spawned through [`Transport::spawn`]) refreshes the TTL while the
-/// guard lives. **Dropping the guard releases the lock** (a guarded
-/// compare-and-delete); [`release`](Self::release) does the same and reports
-/// the outcome.
+/// guard lives.
 pub struct LockGuard<C: Transport> {
-    client: C,
-    lock: crate::v2::HeldLock,
-    keeper: std::sync::Arc<crate::keeper::Shared>,
-    released: bool,
+    /// `None` once released.
+    guard: Option<AsyncLockGuard<Ready<C>>>,
 }
 
 impl<C: Transport> std::fmt::Debug for LockGuard<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockGuard")
-            .field("lock", &self.lock)
+            .field("lock", &self.guard.as_ref().map(|g| &g.lock))
             .finish_non_exhaustive()
     }
 }
@@ -806,81 +772,75 @@ impl<C: Transport + Clone + Send + 'static> LockGuard<C> {
     /// Acquires the lock `name`. A non-blocking attempt on a held lock fails
     /// with [`LockError::Busy`](crate::v2::LockError::Busy), leaving no key behind.
     pub fn acquire(client: &C, name: &str, options: crate::v2::LockOptions) -> Result<Self, Error> {
-        let flow = crate::v2::AcquireLock::new(name, options, client.random_u128());
-        let path = flow.path().to_owned();
-        let Some(lock) = drive_blocking(client, flow)? else {
-            return Err(crate::v2::LockError::Busy { path }.into());
-        };
-        let shared = std::sync::Arc::new(crate::keeper::Shared::default());
-        if lock.hold == crate::v2::Hold::Refreshed {
-            let keeper = crate::v2::KeepLock::new(lock.clone());
-            let (background, signal) = (client.clone(), shared.clone());
-            client.spawn(move || crate::keeper::keep_blocking(&background, keeper, &signal));
-        }
-        Ok(LockGuard {
-            client: client.clone(),
-            lock,
-            keeper: shared,
-            released: false,
-        })
+        let guard = block_on(AsyncLockGuard::acquire(
+            &Ready(client.clone()),
+            name,
+            options,
+        ))?;
+        Ok(LockGuard { guard: Some(guard) })
     }
 }
 
 impl<C: Transport> LockGuard<C> {
+    /// Asks etcd whether we still hold the lock.
+    pub fn is_acquired(&self) -> Result<bool, Error> {
+        block_on(self.held().is_acquired())
+    }
+
+    /// Stops refreshing and deletes our key (only if it is still ours).
+    /// `Ok(false)`: it was already gone.
+    pub fn release(mut self) -> Result<bool, Error> {
+        match self.guard.take() {
+            Some(guard) => block_on(guard.release()),
+            None => Ok(false),
+        }
+    }
+
+    fn held(&self) -> &AsyncLockGuard<Ready<C>> {
+        // Taken only by `release` and `drop`, which consume the guard.
+        self.guard.as_ref().expect("a live guard holds its lock")
+    }
+
     /// The lock: its key, uuid and fencing token.
     pub fn lock(&self) -> &crate::v2::HeldLock {
-        &self.lock
+        self.held().lock()
     }
 
     /// The fencing token: our key's `createdIndex`, growing with every acquisition.
     pub fn fencing_token(&self) -> u64 {
-        self.lock.index
+        self.held().fencing_token()
     }
 
     /// True once the refresher found our key gone, or could not refresh it
     /// within its TTL (less a margin, so the holder learns first): the lock
     /// must be taken as no longer ours.
     pub fn is_lost(&self) -> bool {
-        self.keeper.is_lost()
+        self.held().is_lost()
     }
 
     /// Why the lock was lost (`None` while it is held), e.g. "lock key
     /// /_locks/n/13: its TTL (5s) ran out without a successful renewal".
     pub fn lost_reason(&self) -> Option<String> {
-        self.keeper.reason()
+        self.held().lost_reason()
     }
 
     /// Runs `callback` with the reason once the lock is lost (at once if it
-    /// already is), on the refresher's thread or task.
+    /// already is), on the refresher's thread.
     pub fn on_lost(&self, callback: impl FnOnce(&str) + Send + 'static) {
-        self.keeper.on_lost(Box::new(callback));
-    }
-
-    /// Asks etcd whether we still hold the lock.
-    pub fn is_acquired(&self) -> Result<bool, Error> {
-        drive_blocking(&self.client, self.lock.check())
-    }
-
-    /// Stops refreshing and deletes our key (only if it is still ours).
-    /// `Ok(false)`: it was already gone.
-    pub fn release(mut self) -> Result<bool, Error> {
-        self.released = true;
-        self.keeper.stop();
-        drive_blocking(&self.client, self.lock.release())
+        self.held().on_lost(callback);
     }
 }
 
 impl<C: Transport> Drop for LockGuard<C> {
     fn drop(&mut self) {
-        self.keeper.stop();
-        if !self.released {
-            let _ = drive_blocking(&self.client, self.lock.release());
+        if let Some(guard) = self.guard.take() {
+            let _ = block_on(guard.release());
         }
     }
 }
 
 /// A UDP socket connected to a DNS server, as a blocking transport provides it.
-pub trait Datagram: Entropy {
+pub trait Datagram: Entropy + Sync {
     /// Sends one datagram.
     fn send(&self, bytes: &[u8]) -> std::io::Result<()>;
     /// Receives one datagram within `timeout`; `Ok(None)` when none came.
@@ -914,7 +874,7 @@ enum DiscoveryStep {
     Receive(std::time::Duration),
 }
 
-/// The shared decision of both discovery loops: the result, a query to
+/// The discovery loop's decision: the result, a query to
 /// send (restarting the attempt's clock), or how long to wait for an answer.
 fn discovery_step(
     discovery: &mut crate::srv::SrvDiscovery,
@@ -940,22 +900,12 @@ pub fn discover_blocking(
     server: std::net::SocketAddr,
     per_attempt: std::time::Duration,
 ) -> Result<Vec<String>, crate::srv::DiscoveryError> {
-    let io_error = |e: std::io::Error| crate::srv::DiscoveryError::io(domain, server, &e);
-    let mut discovery = crate::srv::SrvDiscovery::new(domain, socket.random() as u16);
-    let mut buffer = vec![0; crate::srv::MAX_DATAGRAM];
-    let mut attempt_ends = socket.now();
-    loop {
-        match discovery_step(&mut discovery, &mut attempt_ends, per_attempt, socket.now()) {
-            DiscoveryStep::Done(result) => return result,
-            DiscoveryStep::Send(query) => socket.send(&query).map_err(io_error)?,
-            DiscoveryStep::Receive(left) => match socket.recv_timeout(&mut buffer, left) {
-                Ok(Some(n)) => discovery.handle_datagram(&buffer[..n]),
-                Ok(None) => discovery.handle_timeout(),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_error(e)),
-            },
-        }
-    }
+    block_on(discover(
+        &ReadyDatagram(socket),
+        domain,
+        server,
+        per_attempt,
+    ))
 }
 
 /// Runs DNS SRV discovery for `domain` over an async socket connected to
