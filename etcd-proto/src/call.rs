@@ -69,6 +69,21 @@ const MAX_LOGINS: u32 = 2;
 ///   `revision of auth store is old` or `user name is empty` is replayed
 ///   once after a fresh token (it took no effect, so even a write may be).
 ///   A wrong password ends the call with that error.
+///
+/// # States
+///
+/// ```text
+///             ┌──────────── response / failure ─────────────┐
+///             ▼                                             │
+///  new ──▶ Ready ──member list due──▶ Syncing ──────────────┤
+///          │  ▲  ──v3 token needed──▶ LoggingIn ────────────┤ (wrong password: Finished)
+///          │  │  ──attempt─────────▶ InFlight ──────────────┘ retry elsewhere, redirect,
+///          │  │                        │                      stale token
+///          │  └─ at `until` ─ Backoff ◀┤ round exhausted, time left
+///          │                           │
+///          └──▶ Finished ◀─────────────┘ answered; or given up (deadline,
+///               (result once)            a write that may have applied)
+/// ```
 #[derive(Debug)]
 pub struct Call<O: Operation> {
     op: O,

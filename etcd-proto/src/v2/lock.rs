@@ -387,6 +387,22 @@ fn lost_key(e: &Error) -> bool {
 
 /// The flow of one lock acquisition; see the [module docs](self). Output:
 /// `Some(lock)` when held, `None` when a non-blocking attempt found it busy.
+///
+/// # States
+///
+/// ```text
+///  Start ─▶ Appending ─(our key)─▶ Listing ─(ours is first)─────────────────▶ Done(held)
+///    │       (POST, TTL)            ▲  │ ─(Hold::MaxTtl, first)─▶ Finishing ─▶ Done(held)
+///    │ adopt a uuid                 │  │
+///    └──────────────────────────────┘  └─(a key before ours)─▶ WatchFrom ─▶ Waiting
+///                                   ▲                                       │  │
+///                                   └──(the predecessor changed or went)────┘  │
+///                                                      refresh due ▼           │
+///                                   Refreshing (our TTL, then back to Waiting) ◀┘
+///
+///  busy (non-blocking), deadline, lost append, failure ─▶ Cleanup ─▶ Done(error or None)
+///                                                  (deletes our key)
+/// ```
 #[derive(Debug)]
 pub struct AcquireLock {
     path: String,

@@ -219,6 +219,21 @@ impl Watch {
 
 /// The flow that yields one [`WatchEvent`] of a [`Watch`] and hands the watch
 /// back: its output is `(watch, result)`, so a failure loses no state.
+///
+/// # States
+///
+/// ```text
+///  Start ─(from now)─▶ Anchoring ─(index pinned)─┐
+///    │                                           ▼
+///    └─(from an index)──────────────────────▶ Polling ─(an event)──────────▶ Done(event)
+///                                             ▲  │ │
+///            (checked: poll again, same index)│  │ └─(401 event index cleared)─▶ Resyncing
+///                                             │  ▼                               │ (a read: the
+///                                           Checking ◀─(the poll ran out)        │  node as an
+///                                        (a quorum read: fails over)             ▼  event)
+///                                                                          Done(event)
+///  failure that no retry fixes, Stop ─▶ Done(error)
+/// ```
 #[derive(Debug)]
 pub struct NextEvent {
     watch: Option<Watch>,

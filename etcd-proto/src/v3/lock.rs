@@ -559,6 +559,23 @@ enum Stage {
 /// deadline passed: whatever step it cut short), [`MutexError::SessionExpired`]
 /// (our key vanished), or what a request failed with; in every case but an
 /// expired session the flow deletes its own key before it ends.
+///
+/// # States
+///
+/// ```text
+///  Start ─▶ Claiming ─(ours, value differs)─▶ Proclaiming ─┐
+///              │ (txn: create our key or read it)          │
+///              ├──(our key is the oldest)──────────────────┼──▶ Renewing ──┐ (Hold::MaxTtl)
+///              │                                           │               ▼
+///              └──(an older key exists)──▶ Predecessor ◀───┘ ...........▶ Emit ─▶ Done
+///                                           │    ▲                        ▲
+///                          (newest older key)    │ (it was deleted)       │
+///                                           ▼    │                        │
+///                                         Watching ──(no older key)──▶ Verifying
+///
+///  any waiting stage ──(deadline, try-lock busy, failure)──▶ CleaningUp ─▶ Done(error)
+///  our key gone ──▶ Done(SessionExpired)             (deletes our key)
+/// ```
 #[derive(Debug)]
 pub struct AcquireMutex {
     prefix: Vec<u8>,

@@ -174,6 +174,22 @@ pub enum EventKind {
 /// Cloning gives the same watch (settings, position, undelivered items)
 /// without its connection: the clone opens a stream of its own, from
 /// [`next_revision`](Self::next_revision), even if the original had ended.
+///
+/// # States
+///
+/// ```text
+///          ┌─(token needed)─▶ LoggingIn ─(token)─┐
+///          │                                     ▼
+///  new ─▶ Ready ─────────Open─────────────▶ Opening ──(200 head)──▶ Streaming ─▶ lines → items
+///          ▲  ▲                                │                    │   │
+///          │  │                          (other head)                │   └ silence past the idle
+///          │  │                                ▼                    │     timeout: Ready (same member)
+///          │  └──(at `until`)── Backoff ◀── ErrorBody ◀─────────────┘ cut, ended, error line:
+///          │                      ▲      (read to the end)            next member or Backoff
+///          └──────────────────────┘ every member failed this round: a Warn, then Backoff
+///
+///  cancelled by etcd, compacted, Stop ──▶ Done
+/// ```
 #[derive(Debug)]
 pub struct Watch {
     range: KeyRange,
