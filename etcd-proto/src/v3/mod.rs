@@ -23,8 +23,9 @@ pub mod lock;
 pub mod maintenance;
 pub mod paginate;
 pub mod server_lock;
-#[cfg(test)]
-pub(crate) mod sim;
+#[cfg(any(test, feature = "testkit"))]
+#[doc(hidden)]
+pub mod sim;
 pub mod txn;
 mod types;
 pub mod watch;

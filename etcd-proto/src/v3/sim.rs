@@ -7,16 +7,25 @@
 //! `lease/revoke`, and streams `watch` lines (`created`, then one line per
 //! revision of matching events). Time moves only when every actor is
 //! waiting: to the next sleep, read timeout, lease expiry or scripted event.
+//!
+//! Built for the unit tests, and with the `testkit` feature for the fuzzer
+//! ([`lock_contention`]); not a stable API.
 
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::lock::{AcquireMutex, HeldMutex, MutexError, MutexOptions, ReleaseMutex};
 use super::types::{KeyValue, SortOrder};
 use super::watch::EventKind;
+use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, TransportErrorKind};
 use crate::flow::{Flow, Input, Step, StreamFlow, StreamStep};
@@ -756,4 +765,278 @@ impl Sim {
             self.now = next;
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The lock recipe's property, for the unit test and the fuzzer: mutual
+// exclusion under random contention, expiries and lost answers.
+
+/// Chance: the bytes of a tape first (a fuzzer's input), then a xorshift
+/// generator seeded from them.
+struct Rng {
+    state: u64,
+    tape: Vec<u8>,
+}
+
+impl Rng {
+    fn new(tape: &[u8]) -> Rng {
+        let seed = tape.iter().fold(0x9e37_79b9_7f4a_7c15_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut tape = tape.to_vec();
+        tape.reverse();
+        Rng {
+            state: seed | 1,
+            tape,
+        }
+    }
+
+    fn seeded(seed: u64) -> Rng {
+        Rng {
+            state: seed | 1,
+            tape: Vec::new(),
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        if let Some(byte) = self.tape.pop() {
+            // One tape byte decides a whole draw: a fuzzer steers each choice.
+            return u64::from(byte).wrapping_mul(0x0101_0101_0101_0101);
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    fn millis(&mut self, max: u64) -> Duration {
+        Duration::from_millis(self.below(max))
+    }
+}
+
+/// Current believers: (key, create revision).
+type Holders = Rc<RefCell<Vec<(Vec<u8>, i64)>>>;
+
+struct Contender {
+    lease: i64,
+    starts: Instant,
+    dies: Option<Instant>,
+    hold_for: Duration,
+    options: Option<MutexOptions>,
+    faults: Option<crate::v3::sim::Faults>,
+    acquiring: Option<Driver<AcquireMutex>>,
+    held: Option<(HeldMutex, Instant)>,
+    releasing: Option<Driver<Unary<Call<ReleaseMutex>>>>,
+    outcome: Option<Result<bool, String>>,
+    holders: Holders,
+    last_now: Instant,
+}
+
+fn check_exclusion(store: &Store, holders: &Holders) {
+    let present = holders
+        .borrow()
+        .iter()
+        .filter(|(key, rev)| {
+            store
+                .kvs
+                .get(key)
+                .is_some_and(|kv| kv.create_revision == *rev)
+        })
+        .count();
+    assert!(present <= 1, "{present} holders with their keys present");
+}
+
+impl Actor for Contender {
+    fn advance(&mut self, store: &mut Store, now: Instant) -> bool {
+        self.last_now = now;
+        if self.dies.is_none_or(|d| now < d) {
+            store.keep_alive(self.lease, now);
+        }
+        check_exclusion(store, &self.holders);
+        if now < self.starts || self.outcome.is_some() {
+            return false;
+        }
+        let mut progressed = false;
+        if let Some(options) = self.options.take() {
+            let mut driver = Driver::new(AcquireMutex::new("n", self.lease, options));
+            driver.pause_on_item = true;
+            if let Some(faults) = self.faults.take() {
+                driver.faults = faults;
+            }
+            self.acquiring = Some(driver);
+            progressed = true;
+        }
+        if let Some(driver) = &mut self.acquiring {
+            progressed |= driver.advance(store, now);
+            if let Some(held) = driver.items.pop() {
+                // The lock is ours only if our key is the oldest, and no
+                // other believer's key is still there.
+                let queue = store.queue(b"n/");
+                assert_eq!(
+                    queue.first().map(|kv| (&kv.key, kv.create_revision)),
+                    Some((&held.key, held.create_revision))
+                );
+                self.holders
+                    .borrow_mut()
+                    .push((held.key.clone(), held.create_revision));
+                check_exclusion(store, &self.holders);
+                self.held = Some((held, now + self.hold_for));
+                driver.resume();
+                progressed = true;
+                progressed |= driver.advance(store, now);
+            }
+            if let Some(result) = &driver.result {
+                match result {
+                    Ok(()) => assert!(self.held.is_some()),
+                    Err(Error::Mutex(
+                        MutexError::Busy { .. }
+                        | MutexError::Timeout { .. }
+                        | MutexError::SessionExpired { .. },
+                    )) => {
+                        self.outcome = Some(Err(result.as_ref().unwrap_err().to_string()));
+                    }
+                    // Every retry of a request lost its answer.
+                    Err(Error::Transport(_) | Error::Unavailable(_)) => {
+                        self.outcome = Some(Err(result.as_ref().unwrap_err().to_string()));
+                    }
+                    Err(other) => panic!("unexpected error {other}"),
+                }
+                self.acquiring = None;
+            }
+        }
+        if let Some((held, until)) = &self.held {
+            if self.releasing.is_none() && now >= *until {
+                let key = held.key.clone();
+                self.holders.borrow_mut().retain(|(k, _)| *k != key);
+                self.releasing = Some(Driver::new(Unary::new(held.release())));
+                progressed = true;
+            }
+        }
+        if let Some(driver) = &mut self.releasing {
+            progressed |= driver.advance(store, now);
+            if driver.done() {
+                self.outcome = Some(Ok(driver.items.first().copied().unwrap_or(false)));
+                self.releasing = None;
+                self.held = None;
+            }
+        }
+        progressed
+    }
+
+    fn wake(&self) -> Option<Instant> {
+        let keeper = self
+            .dies
+            .is_none_or(|d| self.last_now < d)
+            .then(|| self.last_now + Duration::from_millis(700));
+        let own = [
+            (self.last_now < self.starts).then_some(self.starts),
+            self.dies.filter(|d| *d > self.last_now),
+            self.held
+                .as_ref()
+                .filter(|_| self.releasing.is_none())
+                .map(|(_, until)| *until),
+            self.acquiring.as_ref().and_then(|d| d.wake()),
+            self.releasing.as_ref().and_then(|d| d.wake()),
+        ];
+        own.into_iter()
+            .flatten()
+            .chain(keeper.filter(|_| self.outcome.is_none()))
+            .min()
+    }
+}
+
+/// One run of 2 to 5 contenders for one lock on the simulated etcd, every
+/// choice (TTLs, try-locks, deadlines, start times, holding times, deaths
+/// of holders, lost answers) drawn from `tape`, then from a generator
+/// seeded by it. Panics if two holders ever believe they hold the lock with
+/// their keys present, if a holder's key is not the oldest, if a contender
+/// never finishes, or if a live session leaves a key behind. Returns the
+/// counts of outcomes: acquired, busy, timed out, session expired, failed
+/// requests.
+pub fn lock_contention(tape: &[u8]) -> [usize; 5] {
+    let seed = tape
+        .iter()
+        .fold(0u64, |h, b| h.rotate_left(8) ^ u64::from(*b));
+    let mut rng = Rng::new(tape);
+    let mut sim = Sim::new();
+    let holders: Holders = Rc::default();
+    let n = 2 + rng.below(4) as usize;
+    let mut contenders: Vec<Contender> = (0..n)
+        .map(|_| {
+            let ttl = 2 + rng.below(4) as i64;
+            let lease = sim.store.grant(ttl, sim.now);
+            let mut options = MutexOptions::new();
+            if rng.chance(20) {
+                options = options.try_lock();
+            }
+            if rng.chance(40) {
+                options = options.timeout(rng.millis(5000) + Duration::from_millis(100));
+            }
+            let fault_seed = rng.next() | 1;
+            let lossy = rng.chance(30);
+            let mut faults = Rng::seeded(fault_seed);
+            Contender {
+                lease,
+                starts: sim.now + rng.millis(3000),
+                dies: rng.chance(20).then(|| sim.now + rng.millis(8000)),
+                hold_for: rng.millis(3000),
+                options: Some(options),
+                faults: Some(Box::new(move |_| {
+                    if lossy && faults.chance(15) {
+                        Fault::LoseAnswer
+                    } else {
+                        Fault::None
+                    }
+                })),
+                acquiring: None,
+                held: None,
+                releasing: None,
+                outcome: None,
+                holders: holders.clone(),
+                last_now: sim.now,
+            }
+        })
+        .collect();
+    let mut actors: Vec<&mut dyn Actor> =
+        contenders.iter_mut().map(|c| c as &mut dyn Actor).collect();
+    sim.run_for(Duration::from_secs(120), &mut actors);
+    drop(actors);
+    for (i, c) in contenders.iter().enumerate() {
+        assert!(
+            c.outcome.is_some(),
+            "seed {seed}: contender {i} never finished"
+        );
+    }
+    // Sessions end: nothing may be left under the prefix but keys of
+    // sessions still alive, and those were all released or cleaned up.
+    for c in &contenders {
+        if c.dies.is_none() {
+            assert!(
+                store_has_no_key_of(&sim.store, c.lease),
+                "seed {seed}: a live session left its key behind: {:?}",
+                sim.store.queue(b"n/")
+            );
+        }
+    }
+    let mut tally = [0; 5];
+    for c in &contenders {
+        let slot = match c.outcome.as_ref().unwrap() {
+            Ok(_) => 0,
+            Err(e) if e.contains("held by another") => 1,
+            Err(e) if e.contains("timed out waiting") => 2,
+            Err(e) if e.contains("vanished") => 3,
+            Err(_) => 4,
+        };
+        tally[slot] += 1;
+    }
+    tally
+}
+
+fn store_has_no_key_of(store: &Store, lease: i64) -> bool {
+    store.kvs.values().all(|kv| kv.lease != lease)
 }
