@@ -230,6 +230,19 @@ enum Yielded<I> {
     Ended,
 }
 
+impl<I> Yielded<I> {
+    /// What an iterator or a stream of the flow's items gives next, and
+    /// whether that was the end.
+    fn into_next(self) -> (Option<Result<I, Error>>, bool) {
+        match self {
+            Yielded::Item(item) => (Some(Ok(item)), false),
+            Yielded::Warning(error) => (Some(Err(error)), false),
+            Yielded::Failed(error) => (Some(Err(error)), true),
+            Yielded::Ended => (None, true),
+        }
+    }
+}
+
 /// Sorts a stream flow's step into work for the driver or something for the
 /// caller. Per the [`StreamFlow`] contract, any step but `Read`, `Send`,
 /// `Emit` and `Warn` closes the open body first.
@@ -390,20 +403,13 @@ impl<T: Transport, F: StreamFlow> Iterator for StreamIter<T, F> {
             return None;
         }
         let transport = Ready(&self.transport);
-        match block_on(next_async(&transport, &mut self.flow, &mut self.body)) {
-            Yielded::Item(item) => Some(Ok(item)),
-            Yielded::Warning(error) => Some(Err(error)),
-            Yielded::Failed(error) => {
-                self.done = true;
-                self.body = None;
-                Some(Err(error))
-            }
-            Yielded::Ended => {
-                self.done = true;
-                self.body = None;
-                None
-            }
+        let yielded = block_on(next_async(&transport, &mut self.flow, &mut self.body));
+        let (item, done) = yielded.into_next();
+        if done {
+            self.done = true;
+            self.body = None;
         }
+        item
     }
 }
 
@@ -499,12 +505,7 @@ where
             return std::task::Poll::Pending;
         };
         this.running = None;
-        let (item, done) = match yielded {
-            Yielded::Item(item) => (Some(Ok(item)), false),
-            Yielded::Warning(error) => (Some(Err(error)), false),
-            Yielded::Failed(error) => (Some(Err(error)), true),
-            Yielded::Ended => (None, true),
-        };
+        let (item, done) = yielded.into_next();
         this.done = done;
         // After the end the flow stays for inspection; its body is closed.
         this.idle = Some((flow, if this.done { None } else { body }));
