@@ -8,6 +8,36 @@ use etcd_proto::v3::{
 use etcd_proto::ErrorKind;
 
 etcd_tests::scenarios! {
+    /// The v3 handle owns a clone of its client: each transport's handle
+    /// moves into a thread (blocking) or a spawned task (async, so its
+    /// futures are `Send + 'static`) and works there.
+    fn the_v3_handle_moves_into_threads_and_tasks(client, env) {
+        use etcd_tests::TestClient;
+        let put = match client {
+            TestClient::Blocking(c) => {
+                let v3 = c.v3();
+                std::thread::spawn(move || v3.put("moved/k", "v").map(|r| r.header.revision))
+                    .join()
+                    .unwrap()
+            }
+            TestClient::Tokio { runtime, client } => {
+                let v3 = client.v3();
+                runtime
+                    .block_on(runtime.spawn(async move { v3.put("moved/k", "v").await.map(|r| r.header.revision) }))
+                    .unwrap()
+            }
+            TestClient::AsyncStd(c) => {
+                let v3 = c.v3();
+                async_std::task::block_on(async_std::task::spawn(async move {
+                    v3.put("moved/k", "v").await.map(|r| r.header.revision)
+                }))
+            }
+        };
+        let revision = put.unwrap();
+        assert_eq!(client.v3().get("moved/k").unwrap().unwrap().mod_revision, revision);
+        let _ = env;
+    }
+
     /// A put returns its revision; a get returns the pair with all its metadata.
     fn put_and_get_with_metadata(client, env) {
         let v3 = client.v3();
