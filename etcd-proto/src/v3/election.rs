@@ -492,6 +492,16 @@ mod tests {
     }
 
     #[test]
+    fn observe_keeps_up_with_random_changes_of_leadership() {
+        let mut emitted = 0;
+        for seed in 0u64..200 {
+            let tape = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes();
+            emitted += crate::v3::sim::observe_leaders(&tape);
+        }
+        assert!(emitted > 200, "the runs change leaders: {emitted}");
+    }
+
+    #[test]
     fn observe_follows_every_change_of_leader_and_value() {
         let mut sim = Sim::new();
         let (la, lb) = (sim.session(10), sim.session(3));

@@ -1040,3 +1040,82 @@ pub fn lock_contention(tape: &[u8]) -> [usize; 5] {
 fn store_has_no_key_of(store: &Store, lease: i64) -> bool {
     store.kvs.values().all(|kv| kv.lease != lease)
 }
+
+// ---------------------------------------------------------------------------
+// The election observer's property, for the unit test and the fuzzer.
+
+/// An election observer ([`Observe`](super::election::Observe)) following
+/// changes of leadership that `tape` chooses, made straight on the
+/// simulated store: candidates joining (a key under the prefix, on a lease
+/// of its own), leaders proclaiming new values, keys deleted, sessions left
+/// to expire, time passing. After every change, once the observer has
+/// caught up: its last item is the current leader (the oldest key under the
+/// prefix) with its current value, and the leaders it emits never go back
+/// to an older one (create revisions never decrease). Panics otherwise.
+/// Returns how many items it emitted.
+pub fn observe_leaders(tape: &[u8]) -> usize {
+    let mut rng = Rng::new(tape);
+    let mut sim = Sim::new();
+    let mut observer = Driver::new(super::election::Election::new("e").observe());
+    let mut leases: Vec<i64> = Vec::new();
+    let (mut emitted, mut last_revision) = (0, 0);
+    let mut last_seen: Option<KeyValue> = None;
+    let steps = 1 + rng.below(30);
+    for step in 0..steps {
+        match rng.below(6) {
+            0 | 1 => {
+                let lease = sim.session(1 + rng.below(5) as i64);
+                let key = super::lock::session_key(b"e/", lease);
+                sim.store.put(&key, format!("v{step}").as_bytes(), lease);
+                leases.push(lease);
+            }
+            2 => {
+                if let Some(leader) = sim.store.queue(b"e/").first().cloned() {
+                    sim.store
+                        .put(&leader.key, format!("p{step}").as_bytes(), leader.lease);
+                }
+            }
+            3 => {
+                let queue = sim.store.queue(b"e/");
+                if !queue.is_empty() {
+                    let victim = &queue[rng.below(queue.len() as u64) as usize];
+                    sim.store.delete(&victim.key);
+                }
+            }
+            4 => {
+                if !leases.is_empty() {
+                    let lease = leases.swap_remove(rng.below(leases.len() as u64) as usize);
+                    sim.orphan(lease);
+                }
+            }
+            _ => {}
+        }
+        sim.run_for(rng.millis(4000), &mut [&mut observer]);
+        sim.settle(&mut [&mut observer]);
+        assert!(
+            observer.result.is_none(),
+            "the observer ended: {:?}",
+            observer.result
+        );
+        for kv in observer.items.drain(..) {
+            assert!(
+                kv.create_revision >= last_revision,
+                "step {step}: went back to an older leader ({} after {last_revision})",
+                kv.create_revision
+            );
+            last_revision = kv.create_revision;
+            emitted += 1;
+            last_seen = Some(kv);
+        }
+        if let Some(leader) = sim.store.queue(b"e/").first() {
+            assert_eq!(
+                last_seen
+                    .as_ref()
+                    .map(|kv| (&kv.key, &kv.value, kv.create_revision)),
+                Some((&leader.key, &leader.value, leader.create_revision)),
+                "step {step}: the observer did not catch up with the leader"
+            );
+        }
+    }
+    emitted
+}
