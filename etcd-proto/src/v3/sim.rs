@@ -1082,11 +1082,9 @@ pub fn observe_leaders(tape: &[u8]) -> usize {
                     sim.store.delete(&victim.key);
                 }
             }
-            4 => {
-                if !leases.is_empty() {
-                    let lease = leases.swap_remove(rng.below(leases.len() as u64) as usize);
-                    sim.orphan(lease);
-                }
+            4 if !leases.is_empty() => {
+                let lease = leases.swap_remove(rng.below(leases.len() as u64) as usize);
+                sim.orphan(lease);
             }
             _ => {}
         }
