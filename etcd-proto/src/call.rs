@@ -7,11 +7,11 @@ use bytes::Bytes;
 use crate::cluster::Cluster;
 use crate::endpoint::Endpoint;
 use crate::error::{
-    ClusterMismatch, Error, MalformedResponse, TransportError, TransportErrorKind, Unavailable,
-    UsageError,
+    ClusterMismatch, Error, MalformedResponse, TransportError, TransportErrorKind, UsageError,
 };
 use crate::flow::{Flow, Input, Step, Transmit};
 use crate::operation::{Api, Operation, Replay, Wait};
+use crate::rounds::Rounds;
 use crate::v2::Members;
 use crate::v3::{Authenticate, MemberList, V3ErrorKind};
 
@@ -92,12 +92,9 @@ pub struct Call<O: Operation> {
     deadline_cap: Option<Instant>,
     attempt_cap: Option<Duration>,
     started: bool,
-    round: u32,
-    tried: Vec<Endpoint>,
+    rounds: Rounds,
     /// Endpoints that refused a connection during this call.
     refused: Vec<Endpoint>,
-    busy: bool,
-    failures: Vec<(String, Error)>,
     redirect: Option<Endpoint>,
     redirects: u32,
     logins: u32,
@@ -124,11 +121,8 @@ impl<O: Operation> Call<O> {
             deadline_cap: None,
             attempt_cap: None,
             started: false,
-            round: 0,
-            tried: Vec::new(),
+            rounds: Rounds::default(),
             refused: Vec::new(),
-            busy: false,
-            failures: Vec::new(),
             redirect: None,
             redirects: 0,
             logins: 0,
@@ -147,47 +141,21 @@ impl<O: Operation> Call<O> {
         self.state = State::Finished(Some(result));
     }
 
-    /// Remembers `error` as `endpoint`'s latest failure.
-    fn record(&mut self, endpoint: &Endpoint, error: Error) {
-        let name = endpoint.as_str();
-        match self.failures.iter_mut().find(|(e, _)| e == name) {
-            Some(slot) => slot.1 = error,
-            None => self.failures.push((name.to_owned(), error)),
-        }
-    }
-
     /// After a failure: try elsewhere if that is safe, else stop with `error`.
     fn after_failure(&mut self, endpoint: &Endpoint, error: Error, may_have_taken_effect: bool) {
         if may_have_taken_effect && self.op.replay() == Replay::AtMostOnce {
             self.finish(Err(error));
         } else {
-            self.record(endpoint, error);
+            self.rounds.record(endpoint, error);
             self.state = State::Ready;
         }
-    }
-
-    /// The error to return when no endpoint is left to try.
-    fn give_up(&mut self) -> Error {
-        let mut failures = std::mem::take(&mut self.failures);
-        if failures.len() == 1 {
-            return failures.remove(0).1;
-        }
-        Error::Unavailable(Unavailable { failures })
     }
 
     fn next_endpoint(&self, cluster: &Cluster) -> Option<Endpoint> {
         if let Some(target) = &self.redirect {
             return Some(target.clone());
         }
-        let endpoints = cluster.endpoints();
-        let start = endpoints
-            .iter()
-            .position(|e| e == cluster.pinned())
-            .unwrap_or(0);
-        (0..endpoints.len())
-            .map(|i| &endpoints[(start + i) % endpoints.len()])
-            .find(|e| !self.tried.contains(e))
-            .cloned()
+        self.rounds.next_untried(cluster)
     }
 
     /// What is left of the call's time.
@@ -220,7 +188,7 @@ impl<O: Operation> Call<O> {
     fn out_of_time(&self, now: Instant) -> bool {
         match self.deadline {
             Some(deadline) => now >= deadline,
-            None => self.round + 1 >= MAX_ROUNDS_WITHOUT_DEADLINE,
+            None => self.rounds.round + 1 >= MAX_ROUNDS_WITHOUT_DEADLINE,
         }
     }
 
@@ -235,19 +203,19 @@ impl<O: Operation> Call<O> {
 
     /// The token fetch to send before the operation, if it needs one.
     fn login(&mut self, cluster: &Cluster) -> Option<Authenticate> {
-        if self.op.api() != Api::V3 || !cluster.v3_token_needed() || self.logins >= MAX_LOGINS {
+        if self.op.api() != Api::V3 || self.logins >= MAX_LOGINS {
             return None;
         }
-        let (user, password) = cluster.v3_credentials()?;
+        let login = crate::v3::auth::token_fetch(cluster)?;
         self.logins += 1;
-        Some(Authenticate::new(user, password))
+        Some(login)
     }
 
     /// The token fetch failed on `endpoint` without an answer from etcd's auth.
     fn login_failed(&mut self, cluster: &mut Cluster, endpoint: Endpoint, error: Error) {
         cluster.endpoint_failed(&endpoint);
-        self.record(&endpoint, error);
-        self.tried.push(endpoint);
+        self.rounds.record(&endpoint, error);
+        self.rounds.tried(&endpoint);
         self.state = State::Ready;
     }
 
@@ -255,15 +223,15 @@ impl<O: Operation> Call<O> {
     fn start_attempt(&mut self, cluster: &mut Cluster, now: Instant) -> Option<Step<O::Output>> {
         if self.deadline.is_some_and(|d| now >= d) {
             // No time left: never send a request with a zero timeout.
-            if self.failures.is_empty() {
+            if self.rounds.no_failures() {
                 let error = TransportError::new(
                     cluster.pinned().as_str(),
                     TransportErrorKind::Timeout,
                     "the deadline passed before any request was sent",
                 );
-                self.record(&cluster.pinned().clone(), error.into());
+                self.rounds.record(&cluster.pinned().clone(), error.into());
             }
-            let error = self.give_up();
+            let error = self.rounds.give_up();
             self.finish(Err(error));
             return None;
         }
@@ -289,15 +257,15 @@ impl<O: Operation> Call<O> {
         }
         let Some(endpoint) = self.next_endpoint(cluster) else {
             // Every endpoint failed this round.
-            if self.busy && !self.out_of_time(now) {
-                let backoff = Duration::from_millis(50 << self.round.min(4));
+            if self.rounds.busy && !self.out_of_time(now) {
+                let backoff = Duration::from_millis(50 << self.rounds.round.min(4));
                 let until = now + backoff;
                 if self.deadline.is_none_or(|d| until < d) {
                     self.state = State::Backoff(until);
                     return None;
                 }
             }
-            let error = self.give_up();
+            let error = self.rounds.give_up();
             self.finish(Err(error));
             return None;
         };
@@ -322,7 +290,7 @@ impl<O: Operation> Call<O> {
         };
         self.redirect = None;
         let timeout = self.attempt_timeout(cluster, &endpoint, now);
-        self.tried.push(endpoint.clone());
+        self.rounds.tried(&endpoint);
         self.state = State::InFlight(endpoint);
         Some(Step::Transmit(Transmit { request, timeout }))
     }
@@ -393,9 +361,7 @@ impl<O: Operation> Flow for Call<O> {
                         return Step::Sleep(*until);
                     }
                     self.state = State::Ready;
-                    self.round += 1;
-                    self.tried.clear();
-                    self.busy = false;
+                    self.rounds.next_round();
                 }
                 State::Ready => {
                     if let Some(step) = self.start_attempt(cluster, now) {
@@ -440,7 +406,7 @@ impl<O: Operation> Call<O> {
                         Some(V3ErrorKind::AuthNotEnabled) => cluster.v3_auth_disabled(),
                         Some(V3ErrorKind::AuthFailed) => self.finish(Err(e)),
                         _ => {
-                            self.busy |= e.is_transient();
+                            self.rounds.busy |= e.is_transient();
                             self.login_failed(cluster, endpoint, e);
                         }
                     },
@@ -475,7 +441,7 @@ impl<O: Operation> Call<O> {
             self.redirects += 1;
             self.redirect = Some(target);
             // A redirect is not a failure: the same round goes on.
-            self.tried.pop();
+            self.rounds.untry_last();
             return;
         }
         if response.status().is_server_error() {
@@ -487,7 +453,7 @@ impl<O: Operation> Call<O> {
                         .into()
                 }
             };
-            self.busy |= error.is_transient();
+            self.rounds.busy |= error.is_transient();
             cluster.endpoint_failed(&endpoint);
             // etcd refused it before proposing it (no leader, say): no effect.
             let took_effect = !error.as_v3().is_some_and(|e| e.retry_safe());
@@ -498,12 +464,10 @@ impl<O: Operation> Call<O> {
         let result = self.op.parse(response);
         if let Err(error) = &result {
             let stale_token = error.as_v3().is_some_and(|e| e.needs_new_token());
-            if stale_token && cluster.v3_credentials().is_some() && !self.replayed_for_token {
+            if stale_token && crate::v3::auth::renew_token(cluster, &mut self.replayed_for_token) {
                 // Refused for its token, so it took no effect: fetch a new
                 // one and send it again, to the same endpoint.
-                self.replayed_for_token = true;
-                cluster.v3_token_rejected();
-                self.tried.pop();
+                self.rounds.untry_last();
                 return;
             }
         }
@@ -521,14 +485,14 @@ impl<O: Operation> Call<O> {
             State::Syncing(endpoint) => {
                 // Recorded against the member that failed it, which this
                 // round's attempt then skips.
-                self.busy |= kind != TransportErrorKind::Connect;
+                self.rounds.busy |= kind != TransportErrorKind::Connect;
                 let error = TransportError::new(endpoint.as_str(), kind, source);
                 cluster.endpoint_failed(&endpoint);
-                self.record(&endpoint, error.into());
-                self.tried.push(endpoint);
+                self.rounds.record(&endpoint, error.into());
+                self.rounds.tried(&endpoint);
             }
             State::LoggingIn(endpoint) => {
-                self.busy |= kind != TransportErrorKind::Connect;
+                self.rounds.busy |= kind != TransportErrorKind::Connect;
                 let error = TransportError::new(endpoint.as_str(), kind, source);
                 self.login_failed(cluster, endpoint, error.into());
             }
@@ -544,13 +508,13 @@ impl<O: Operation> Call<O> {
                     && matches!(self.op.wait(), Wait::LongPoll(_) | Wait::LongPollFor(_))
                     && self.deadline.is_some_and(|d| now >= d)
                 {
-                    self.record(&endpoint, error.into());
-                    let error = self.give_up();
+                    self.rounds.record(&endpoint, error.into());
+                    let error = self.rounds.give_up();
                     self.finish(Err(error));
                     return;
                 }
                 // A timeout or a broken exchange: the member may be alive but busy.
-                self.busy |= matches!(
+                self.rounds.busy |= matches!(
                     kind,
                     TransportErrorKind::Timeout | TransportErrorKind::Io | TransportErrorKind::Http
                 );

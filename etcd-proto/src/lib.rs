@@ -88,6 +88,7 @@ mod error;
 mod flow;
 mod keeper;
 mod operation;
+mod rounds;
 pub mod session;
 pub mod srv;
 #[cfg(feature = "tls")]

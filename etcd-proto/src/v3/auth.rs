@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::json::{self, B64Bytes, ObjectWriter, WireHeader};
 use super::KeyRange;
+use crate::cluster::Cluster;
 use crate::error::{Error, UsageError};
 use crate::operation::{Api, Operation, Replay, Target};
 
@@ -71,6 +72,30 @@ impl Operation for Authenticate {
     fn api(&self) -> Api {
         Api::V3Login
     }
+}
+
+/// The token renewal every v3 exchange shares ([`Call`](crate::Call) and
+/// the v3 [`Watch`](super::Watch)): the token fetch to send first, if the
+/// cluster has credentials and no usable token.
+pub(crate) fn token_fetch(cluster: &Cluster) -> Option<Authenticate> {
+    if !cluster.v3_token_needed() {
+        return None;
+    }
+    let (user, password) = cluster.v3_credentials()?;
+    Some(Authenticate::new(user, password))
+}
+
+/// A request refused for its token took no effect: drops the token so the
+/// next attempt fetches a fresh one, once in a row (`renewed` remembers;
+/// the exchange clears it when a request gets through). False when there
+/// are no credentials to renew with, or the renewal was just tried.
+pub(crate) fn renew_token(cluster: &mut Cluster, renewed: &mut bool) -> bool {
+    if cluster.v3_credentials().is_none() || *renewed {
+        return false;
+    }
+    *renewed = true;
+    cluster.v3_token_rejected();
+    true
 }
 
 /// Parses an authenticate answer into its token.

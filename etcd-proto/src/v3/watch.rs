@@ -88,11 +88,10 @@ use super::types::{KeyRange, KeyValue, ResponseHeader};
 use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::endpoint::Endpoint;
-use crate::error::{
-    Error, MalformedResponse, TransportError, TransportErrorKind, Unavailable, UsageError,
-};
+use crate::error::{Error, MalformedResponse, TransportError, TransportErrorKind, UsageError};
 use crate::flow::{Flow, Input, StreamFlow, StreamStep, Transmit};
 use crate::operation::Api;
+use crate::rounds::Rounds;
 
 /// The longest line (one server response) a watch accepts by default: 64 MiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
@@ -217,17 +216,8 @@ pub struct Watch {
     backoff: Duration,
     /// A token was re-fetched since the last successful `created`.
     reauthed: bool,
-    outage: Outage,
-}
-
-/// Failures since the last `created` (see the module docs).
-#[derive(Debug, Default)]
-struct Outage {
-    round: u32,
-    tried: Vec<Endpoint>,
-    /// Some endpoint tried this round accepted a connection.
-    busy: bool,
-    failures: Vec<(String, Error)>,
+    /// Failures since the last `created` (see the module docs).
+    outage: Rounds,
 }
 
 #[derive(Debug)]
@@ -276,7 +266,7 @@ impl Clone for Watch {
             queue: self.queue.clone(),
             backoff: self.backoff,
             reauthed: self.reauthed,
-            outage: Outage::default(),
+            outage: Rounds::default(),
         }
     }
 }
@@ -303,7 +293,7 @@ impl Watch {
             queue: VecDeque::new(),
             backoff: FIRST_BACKOFF,
             reauthed: false,
-            outage: Outage::default(),
+            outage: Rounds::default(),
         }
     }
 
@@ -397,12 +387,9 @@ impl Watch {
     /// Starts the next open: a token fetch first if one is needed, else the
     /// watch request. `None` when the stage changed without a step to give.
     fn open(&mut self, cluster: &mut Cluster) -> Option<StreamStep<WatchItem>> {
-        if cluster.v3_token_needed() {
-            if let Some((user, password)) = cluster.v3_credentials() {
-                let login = Call::new(Authenticate::new(user, password));
-                self.stage = Stage::LoggingIn(Box::new(login));
-                return None;
-            }
+        if let Some(login) = super::auth::token_fetch(cluster) {
+            self.stage = Stage::LoggingIn(Box::new(Call::new(login)));
+            return None;
         }
         let endpoint = self.next_endpoint(cluster);
         let uri = match cluster.target_on(&endpoint).root_uri("/v3/watch") {
@@ -433,15 +420,9 @@ impl Watch {
     /// The first endpoint from the pin not yet tried since the last
     /// `created` (the pin itself when all were).
     fn next_endpoint(&self, cluster: &Cluster) -> Endpoint {
-        let endpoints = cluster.endpoints();
-        let start = endpoints
-            .iter()
-            .position(|e| e == cluster.pinned())
-            .unwrap_or(0);
-        let untried = (0..endpoints.len())
-            .map(|i| &endpoints[(start + i) % endpoints.len()])
-            .find(|e| !self.outage.tried.contains(e));
-        untried.unwrap_or(cluster.pinned()).clone()
+        self.outage
+            .next_untried(cluster)
+            .unwrap_or_else(|| cluster.pinned().clone())
     }
 
     /// The stream (or its opening) on `endpoint` failed with `error`:
@@ -458,19 +439,11 @@ impl Watch {
         cluster.endpoint_failed(endpoint);
         self.lines.clear();
         let outage = &mut self.outage;
-        let name = endpoint.as_str();
-        match outage.failures.iter_mut().find(|(e, _)| e == name) {
-            Some(slot) => slot.1 = error,
-            None => outage.failures.push((name.to_owned(), error)),
-        }
-        if !outage.tried.contains(endpoint) {
-            outage.tried.push(endpoint.clone());
-        }
+        outage.record(endpoint, error);
+        outage.tried(endpoint);
         outage.busy |= busy;
-        let round_over = cluster.endpoints().iter().all(|e| outage.tried.contains(e));
-        if round_over {
-            let failures = std::mem::take(&mut outage.failures);
-            let unavailable = Error::Unavailable(Unavailable { failures });
+        if outage.round_over(cluster) {
+            let unavailable = outage.unavailable();
             if !self.created {
                 if !outage.busy || outage.round + 1 >= MAX_FIRST_OPEN_ROUNDS {
                     self.finish(Err(unavailable));
@@ -480,9 +453,7 @@ impl Watch {
                 // A confirmed watch says so and keeps trying.
                 self.warning = Some(unavailable);
             }
-            outage.round += 1;
-            outage.tried.clear();
-            outage.busy = false;
+            self.outage.next_round();
         }
         self.stage = Stage::Backoff(now + self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -491,9 +462,7 @@ impl Watch {
     /// The token was refused: fetch a new one and re-open, once in a row;
     /// otherwise end with `error`.
     fn token_refused(&mut self, cluster: &mut Cluster, error: Error) {
-        if cluster.v3_credentials().is_some() && !self.reauthed {
-            self.reauthed = true;
-            cluster.v3_token_rejected();
+        if super::auth::renew_token(cluster, &mut self.reauthed) {
             self.lines.clear();
             self.stage = Stage::Ready;
         } else {
@@ -605,7 +574,7 @@ impl Watch {
             }
             self.backoff = FIRST_BACKOFF;
             self.reauthed = false;
-            self.outage = Outage::default();
+            self.outage = Rounds::default();
             self.stream_created = true;
             if !self.created {
                 self.created = true;
