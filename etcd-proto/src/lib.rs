@@ -91,6 +91,9 @@ mod operation;
 mod rounds;
 pub mod session;
 pub mod srv;
+#[cfg(any(test, feature = "testkit"))]
+#[doc(hidden)]
+pub mod testkit;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod v2;

@@ -1,10 +1,11 @@
 //! Endpoint failover in `Call`, driven in virtual time with scripted answers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use etcd_proto::testkit::{Reply, Sent, Sim};
 use etcd_proto::v2::{Read, Write, WriteOptions};
-use etcd_proto::{Call, Cluster, Error, ErrorKind, Flow, Operation, Step, TransportErrorKind};
+use etcd_proto::{Call, Cluster, Error, ErrorKind, Operation, TransportErrorKind};
 
 const A: &str = "http://10.0.0.1:2379";
 const B: &str = "http://10.0.0.2:2379";
@@ -24,62 +25,37 @@ enum Answer {
     Fail(TransportErrorKind),
 }
 
-/// One request the call sent: its URI and its timeout.
-#[derive(Debug)]
-struct Sent {
-    uri: String,
-    timeout: Option<Duration>,
-    /// When it was sent, since the call started.
-    at: Duration,
-}
-
-/// Drives `op` on `cluster`; `answer` decides each attempt from its URI.
-/// Sleeps move virtual time; a failure costs `cost` of virtual time.
+/// Drives `op` on `cluster` through the testkit; `answer` decides each
+/// attempt from its URI. Sleeps move virtual time; a failure costs `cost`
+/// of virtual time (at most the attempt's timeout).
 fn run<O: Operation>(
     cluster: &mut Cluster,
     op: O,
     cost: Duration,
     mut answer: impl FnMut(&str) -> Answer,
 ) -> (Vec<Sent>, Result<O::Output, Error>, Duration) {
-    let start = Instant::now();
-    let mut now = start;
-    let mut call = Call::new(op);
-    let mut sent = Vec::new();
-    loop {
-        match call.poll(cluster, now) {
-            Step::Transmit(t) => {
-                let uri = t.request.uri().to_string();
-                sent.push(Sent {
-                    uri: uri.clone(),
-                    timeout: t.timeout,
-                    at: now - start,
-                });
-                assert!(sent.len() < 200, "the call does not end");
-                match answer(&uri) {
-                    Answer::Ok(body) => {
-                        let mut r = http::Response::new(Bytes::from_static(body.as_bytes()));
-                        r.headers_mut()
-                            .insert("x-etcd-cluster-id", "c1".parse().unwrap());
-                        call.handle_response(cluster, now, r)
-                    }
-                    Answer::Status(status, body) => {
-                        let mut r = http::Response::new(Bytes::from_static(body.as_bytes()));
-                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                        call.handle_response(cluster, now, r)
-                    }
-                    Answer::Fail(kind) => {
-                        now += cost.min(t.timeout.unwrap_or(cost));
-                        call.handle_failure(cluster, now, kind, "scripted".into())
-                    }
-                }
+    let mut sim = Sim::scripted(&[A]);
+    std::mem::swap(&mut sim.cluster, cluster);
+    let result = sim.drive_with(&mut Call::new(op), &mut |sent, _| {
+        let response = |status: u16, body: &str| {
+            let mut r = http::Response::new(Bytes::from(body.to_owned()));
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            if status == 200 {
+                r.headers_mut()
+                    .insert("x-etcd-cluster-id", "c1".parse().unwrap());
             }
-            Step::Sleep(until) => {
-                assert!(until > now, "sleeps move time forward");
-                now = until;
-            }
-            Step::Done(result) => return (sent, result, now - start),
+            r
+        };
+        match answer(&sent.uri) {
+            Answer::Ok(body) => Reply::Answer(Duration::ZERO, response(200, body)),
+            Answer::Status(status, body) => Reply::Answer(Duration::ZERO, response(status, body)),
+            Answer::Fail(kind) => Reply::Fail(cost.min(sent.timeout.unwrap_or(cost)), kind),
         }
-    }
+    });
+    std::mem::swap(&mut sim.cluster, cluster);
+    let result = result.expect("the call ends");
+    let took = sim.elapsed();
+    (sim.sent, result, took)
 }
 
 fn cluster3() -> Cluster {
@@ -347,37 +323,32 @@ fn redirects_are_followed_only_when_allowed_and_path_preserving() {
         }
     }
     // Scripted 307s carry their Location in the body here; build them by hand instead.
-    let mut cluster = Cluster::from_urls(&[A]).unwrap();
-    cluster.set_allow_redirect(true);
-    let mut call = Call::new(Read::new("/k"));
-    let now = Instant::now();
-    let Step::Transmit(_) = call.poll(&mut cluster, now) else {
-        panic!()
+    let redirect = |status: u16, location: String| {
+        let mut r = http::Response::new(Bytes::new());
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        r.headers_mut()
+            .insert("location", location.parse().unwrap());
+        Reply::Answer(Duration::ZERO, r)
     };
-    let mut r = http::Response::new(Bytes::new());
-    *r.status_mut() = http::StatusCode::TEMPORARY_REDIRECT;
-    r.headers_mut()
-        .insert("location", format!("{B}/v2/keys/k").parse().unwrap());
-    call.handle_response(&mut cluster, now, r);
-    let Step::Transmit(t) = call.poll(&mut cluster, now) else {
-        panic!("not followed")
-    };
-    assert_eq!(t.request.uri().to_string(), format!("{B}/v2/keys/k"));
+    let mut sim = Sim::scripted(&[A]);
+    sim.cluster.set_allow_redirect(true);
+    let mut replies = vec![redirect(307, format!("{B}/v2/keys/k"))].into_iter();
+    let followed = sim.drive_with(&mut Call::new(Read::new("/k")), &mut |_, _| {
+        replies.next().unwrap_or(Reply::Stop)
+    });
+    assert!(followed.is_none());
+    assert_eq!(sim.sent[1].uri, format!("{B}/v2/keys/k"), "followed");
 
     // A redirect to another path (how etcd rewrites `a//b`) is never followed.
-    let mut call = Call::new(Read::new("/k"));
-    let Step::Transmit(_) = call.poll(&mut cluster, now) else {
-        panic!()
-    };
-    let mut r = http::Response::new(Bytes::new());
-    *r.status_mut() = http::StatusCode::MOVED_PERMANENTLY;
-    r.headers_mut()
-        .insert("location", format!("{B}/v2/keys/other").parse().unwrap());
-    call.handle_response(&mut cluster, now, r);
-    let Step::Done(Err(Error::Malformed(m))) = call.poll(&mut cluster, now) else {
-        panic!("followed")
+    let result = sim.script(
+        Call::new(Read::new("/k")),
+        vec![redirect(301, format!("{B}/v2/keys/other"))],
+    );
+    let Err(Error::Malformed(m)) = result else {
+        panic!("followed: {result:?}")
     };
     assert_eq!(m.status, 301);
+    let mut cluster = sim.cluster;
 
     // Not allowed: not followed.
     cluster.set_allow_redirect(false);

@@ -21,14 +21,103 @@ use etcd_proto::v2::KeepLock;
 use etcd_proto::ErrorKind;
 use proptest::prelude::*;
 
-include!("support/v2_lock_sim.rs");
+use std::time::Duration;
+
+use etcd_proto::testkit::v2::{etcd_error, Store};
+use etcd_proto::testkit::v2_lock_arena::{Arena, Plan, DIR};
+use etcd_proto::testkit::{Reply, Sent, Sim, Tape};
+use etcd_proto::v2::{AcquireLock, HeldLock, Hold, LockError, LockOptions};
+use etcd_proto::{Error, TransportErrorKind};
+
+const A: &str = "http://127.0.0.1:23790";
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// One endpoint, no member discovery, a store at index 11 (the first
+/// write is index 12, as in the brief's example).
+fn lock_sim() -> Sim<'static, Store> {
+    Sim::with_model(&[A], Store::new(11))
+}
+
+/// The in-order key etcd makes at `index` in the lock directory.
+fn key(index: u64) -> String {
+    format!("{DIR}/{index:020}")
+}
+
+fn kinds(sent: &[Sent]) -> Vec<&'static str> {
+    sent.iter().map(Sent::kind).collect()
+}
+
+fn of_kind<'a>(sent: &'a [Sent], kind: &str) -> Vec<&'a Sent> {
+    sent.iter().filter(|s| s.kind() == kind).collect()
+}
+
+/// The form or query as sorted pairs, for order-free comparison.
+fn sorted_pairs(pairs: &[(String, String)]) -> Vec<(String, String)> {
+    let mut pairs = pairs.to_vec();
+    pairs.sort();
+    pairs
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    etcd_proto::testkit::sorted(pairs)
+}
+
+/// The exact form of a guarded refresh.
+fn refresh_form(uuid: &str, ttl: u64) -> Vec<(String, String)> {
+    owned(&[
+        ("ttl", &ttl.to_string()),
+        ("refresh", "true"),
+        ("prevExist", "true"),
+        ("prevValue", uuid),
+    ])
+}
+
+fn lock_error<T: std::fmt::Debug>(result: Result<T, Error>) -> LockError {
+    match result {
+        Err(Error::Lock(e)) => e,
+        other => panic!("expected a lock error, got {other:?}"),
+    }
+}
+
+fn expired(k: &str) -> LockError {
+    LockError::Expired { key: k.to_owned() }
+}
+
+/// A lock of `DIR` as this test file's flows hold it.
+fn held(k: &str, uuid: &str, index: u64, ttl: u64) -> HeldLock {
+    HeldLock {
+        path: DIR.to_owned(),
+        key: k.to_owned(),
+        uuid: uuid.to_owned(),
+        index,
+        ttl,
+        hold: Hold::KeepAlive,
+    }
+}
+
+/// Removes a key from the model, `true` if it was there.
+type Remove = fn(&mut Store, &str) -> bool;
+
+/// The three ways a key leaves the directory, as etcd reports them.
+const GONE: [(&str, Remove); 3] = [
+    ("delete", Store::delete),
+    ("expire", Store::expire),
+    ("compareAndDelete", Store::compare_and_delete),
+];
 
 // ---------------------------------------------------------------------------
 // 1. uncontended acquisition
 
 #[test]
 fn uncontended_acquisition_appends_our_uuid_then_lists_once() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mut flow = AcquireLock::new("n", LockOptions::new(), 2);
     let uuid = flow.uuid().to_owned();
     assert_eq!(flow.path(), DIR);
@@ -64,7 +153,7 @@ fn uncontended_acquisition_appends_our_uuid_then_lists_once() {
 
 #[test]
 fn options_shape_the_path_and_ttl() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mut flow = AcquireLock::new("/jobs", LockOptions::new().prefix("/locks/").ttl(0), 3);
     assert_eq!(flow.path(), "/locks/jobs");
     let lock = sim.run(&mut flow).unwrap().unwrap();
@@ -96,11 +185,11 @@ fn every_acquisition_queues_with_a_fresh_uuid() {
 
 #[test]
 fn a_hard_maximum_lock_refreshes_once_at_acquisition() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     // The listing is answered 5 s late: the TTL must count from acquisition.
     sim.hook(|sent, _| match sent.kind() {
-        "LIST" => Fault::Slow(secs(5)),
-        _ => Fault::Serve,
+        "LIST" => Reply::Slow(secs(5)),
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new().ttl(30).hold(Hold::MaxTtl), 6);
     let uuid = flow.uuid().to_owned();
@@ -113,7 +202,7 @@ fn a_hard_maximum_lock_refreshes_once_at_acquisition() {
         "no query: {}",
         put.uri
     );
-    assert_eq!(Sent::sorted(&put.form), refresh_form(&uuid, 30));
+    assert_eq!(sorted_pairs(&put.form), refresh_form(&uuid, 30));
     assert_eq!(put.at, secs(5));
     assert_eq!(sim.model.keys[&key(12)].expires, Some(secs(35)));
     assert_eq!(
@@ -128,10 +217,13 @@ fn a_hard_maximum_lock_refreshes_once_at_acquisition() {
 #[test]
 fn a_hard_maximum_refresh_that_finds_the_key_gone_is_expired() {
     for (code, status) in [(100, 404), (101, 412)] {
-        let mut sim = Sim::new();
+        let mut sim = lock_sim();
         sim.hook(move |sent, model| match sent.kind() {
-            "PUT" => Fault::Reply(etcd_error(status, code, "gone", &sent.key, model.index)),
-            _ => Fault::Serve,
+            "PUT" => Reply::Answer(
+                Duration::ZERO,
+                etcd_error(status, code, "gone", &sent.key, model.index),
+            ),
+            _ => Reply::Serve,
         });
         let mut flow = AcquireLock::new("n", LockOptions::new().hold(Hold::MaxTtl), 7);
         assert_eq!(lock_error(sim.run(&mut flow)), expired(&key(12)));
@@ -149,7 +241,7 @@ fn a_hard_maximum_refresh_that_finds_the_key_gone_is_expired() {
 #[test]
 fn a_waiter_watches_from_the_listing_and_only_its_predecessor_leaving_counts() {
     for (action, gone) in GONE {
-        let mut sim = Sim::new();
+        let mut sim = lock_sim();
         let pred = sim.model.append(DIR, "other", Some(60)); // 12
         let p = pred.clone();
         sim.at(secs(1), |m| m.set(&format!("{DIR}/sub/x"), "1")); // 14: under the directory
@@ -175,7 +267,7 @@ fn a_waiter_watches_from_the_listing_and_only_its_predecessor_leaving_counts() {
             "{action}"
         );
         let polls = of_kind(&sim.sent, "POLL");
-        let from: Vec<u64> = polls.iter().map(|p| p.wait_index()).collect();
+        let from: Vec<u64> = polls.iter().map(|p| p.wait_index().unwrap()).collect();
         // The listing said X-Etcd-Index 13; then each event's index + 1.
         assert_eq!(from, [14, 15, 17, 18, 19], "{action}");
         assert_eq!(
@@ -199,7 +291,7 @@ fn a_waiter_watches_from_the_listing_and_only_its_predecessor_leaving_counts() {
 #[test]
 fn in_a_three_deep_queue_only_the_direct_predecessor_matters() {
     // The first in line leaves first: nothing to do yet.
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let first = sim.model.append(DIR, "first", Some(60)); // 12
     let second = sim.model.append(DIR, "second", Some(60)); // 13
     sim.at(secs(1), move |m| {
@@ -215,7 +307,7 @@ fn in_a_three_deep_queue_only_the_direct_predecessor_matters() {
     assert_eq!(sim.sent[4].at, secs(2));
 
     // The direct predecessor leaves first: re-list, then wait for the first.
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let first = sim.model.append(DIR, "first", Some(60)); // 12
     let second = sim.model.append(DIR, "second", Some(60)); // 13
     sim.at(secs(1), move |m| {
@@ -232,9 +324,9 @@ fn in_a_three_deep_queue_only_the_direct_predecessor_matters() {
         ["POST", "LIST", "POLL", "LIST", "POLL", "LIST"]
     );
     let polls = of_kind(&sim.sent, "POLL");
-    assert_eq!(polls[0].wait_index(), 15);
+    assert_eq!(polls[0].wait_index().unwrap(), 15);
     assert_eq!(
-        polls[1].wait_index(),
+        polls[1].wait_index().unwrap(),
         16,
         "from the second listing's index + 1"
     );
@@ -248,7 +340,7 @@ fn in_a_three_deep_queue_only_the_direct_predecessor_matters() {
 #[test]
 fn our_key_vanishing_while_waiting_is_expired_at_once() {
     for (action, gone) in GONE {
-        let mut sim = Sim::new();
+        let mut sim = lock_sim();
         sim.model.append(DIR, "other", Some(60)); // 12
         sim.at(secs(1), move |m| {
             assert!(gone(m, &key(13)));
@@ -267,7 +359,7 @@ fn our_key_vanishing_while_waiting_is_expired_at_once() {
 
 #[test]
 fn our_key_missing_from_a_listing_is_expired() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
     sim.at(secs(1), move |m| {
         m.delete(&pred); // 14: the poll wakes on this
@@ -285,7 +377,7 @@ fn our_key_missing_from_a_listing_is_expired() {
 /// that `release()` cannot release).
 #[test]
 fn a_key_overwritten_while_waiting_is_not_acquired() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
     sim.at(millis(1_500), |m| m.set(&key(13), "thief")); // not ours any more
     sim.at(millis(1_700), move |m| {
@@ -308,7 +400,7 @@ fn a_key_overwritten_while_waiting_is_not_acquired() {
 
 #[test]
 fn a_waiting_key_is_refreshed_every_third_of_its_ttl() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
     sim.at(millis(10_500), move |m| {
         m.delete(&pred);
@@ -322,14 +414,14 @@ fn a_waiting_key_is_refreshed_every_third_of_its_ttl() {
     assert_eq!(at, (1..=10).map(secs).collect::<Vec<_>>());
     for put in &puts {
         assert_eq!(put.uri, format!("{A}/v2/keys{}", key(13)));
-        assert_eq!(Sent::sorted(&put.form), refresh_form(&uuid, 3));
+        assert_eq!(sorted_pairs(&put.form), refresh_form(&uuid, 3));
     }
     // Every wait ends by the next refresh; refreshes wake no watcher, so the
     // watch goes on from the same index.
     let polls = of_kind(&sim.sent, "POLL");
     assert_eq!(polls.len(), 11);
     for poll in &polls {
-        assert_eq!(poll.wait_index(), 14);
+        assert_eq!(poll.wait_index().unwrap(), 14);
         let next_second = secs(poll.at.as_secs() + 1);
         assert!(poll.ends().unwrap() <= next_second, "{poll:?}");
     }
@@ -342,7 +434,7 @@ fn a_waiting_key_is_refreshed_every_third_of_its_ttl() {
 
 #[test]
 fn a_refresh_finding_our_key_replaced_is_expired() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.model.append(DIR, "other", Some(60)); // 12
     sim.at(millis(1_500), |m| m.set(&key(13), "thief")); // 15, after the refresh at 1 s (14)
     let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3), 15);
@@ -359,23 +451,20 @@ fn a_refresh_finding_our_key_replaced_is_expired() {
 
 #[test]
 fn a_refresh_finding_our_key_gone_is_expired() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.model.append(DIR, "other", Some(60)); // 12
     let mut puts = 0;
     sim.hook(move |sent, model| {
         if sent.kind() == "PUT" {
             puts += 1;
             if puts == 2 {
-                return Fault::Reply(etcd_error(
-                    404,
-                    100,
-                    "Key not found",
-                    &sent.key,
-                    model.index,
-                ));
+                return Reply::Answer(
+                    Duration::ZERO,
+                    etcd_error(404, 100, "Key not found", &sent.key, model.index),
+                );
             }
         }
-        Fault::Serve
+        Reply::Serve
     });
     let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3), 16);
     assert_eq!(lock_error(sim.run(&mut flow)), expired(&key(13)));
@@ -390,18 +479,15 @@ fn a_refresh_finding_our_key_gone_is_expired() {
 fn an_acquisition_failing_for_another_reason_removes_its_key() {
     // The one endpoint refuses the refresh: the flow gives up with that error,
     // deleting its key (guarded by its uuid) on the way out.
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.model.append(DIR, "other", Some(60)); // 12
     let mut refused = false;
     sim.hook(move |sent, _| match sent.kind() {
         "PUT" if !refused => {
             refused = true;
-            Fault::Lost {
-                applied: false,
-                kind: TransportErrorKind::Connect,
-            }
+            Reply::lost(false, TransportErrorKind::Connect)
         }
-        _ => Fault::Serve,
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3), 17);
     let uuid = flow.uuid().to_owned();
@@ -413,14 +499,11 @@ fn an_acquisition_failing_for_another_reason_removes_its_key() {
     assert!(sim.model.holding(&uuid).is_empty());
 
     // So does a watch that fails outright.
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.model.append(DIR, "other", Some(60));
     sim.hook(|sent, _| match sent.kind() {
-        "POLL" => Fault::Lost {
-            applied: false,
-            kind: TransportErrorKind::Connect,
-        },
-        _ => Fault::Serve,
+        "POLL" => Reply::lost(false, TransportErrorKind::Connect),
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new(), 18);
     let uuid = flow.uuid().to_owned();
@@ -434,7 +517,7 @@ fn an_acquisition_failing_for_another_reason_removes_its_key() {
 
 #[test]
 fn at_the_deadline_our_key_is_deleted_and_the_wait_times_out() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12, never leaves
     let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3).timeout(millis(2_500)), 19);
     let uuid = flow.uuid().to_owned();
@@ -465,7 +548,7 @@ fn at_the_deadline_our_key_is_deleted_and_the_wait_times_out() {
 
 #[test]
 fn a_deadline_without_refreshes_due_cuts_the_wait_short() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.model.append(DIR, "other", Some(60));
     let mut flow = AcquireLock::new("n", LockOptions::new().timeout(millis(700)), 20);
     assert!(matches!(
@@ -485,10 +568,10 @@ fn a_deadline_without_refreshes_due_cuts_the_wait_short() {
 /// after it, never reporting `TimedOut`.
 #[test]
 fn a_hanging_append_does_not_outlive_the_deadline() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.hook(|sent, _| match sent.kind() {
-        "POST" => Fault::Hang { applied: false },
-        _ => Fault::Serve,
+        "POST" => Reply::hang(false),
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new().timeout(secs(1)), 21);
     let result = sim.run(&mut flow);
@@ -512,11 +595,11 @@ fn a_hanging_append_does_not_outlive_the_deadline() {
 /// The same with a refresh that hangs while waiting.
 #[test]
 fn a_hanging_refresh_does_not_outlive_the_deadline() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.model.append(DIR, "other", Some(60));
     sim.hook(|sent, _| match sent.kind() {
-        "PUT" => Fault::Hang { applied: false },
-        _ => Fault::Serve,
+        "PUT" => Reply::hang(false),
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new().ttl(3).timeout(millis(2_500)), 22);
     let result = sim.run(&mut flow);
@@ -535,7 +618,7 @@ fn a_hanging_refresh_does_not_outlive_the_deadline() {
 
 #[test]
 fn a_non_blocking_attempt_on_a_held_lock_removes_its_key_and_returns_none() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
     let mut flow = AcquireLock::new("n", LockOptions::new().blocking(false), 23);
     let uuid = flow.uuid().to_owned();
@@ -551,7 +634,7 @@ fn a_non_blocking_attempt_on_a_held_lock_removes_its_key_and_returns_none() {
 
 #[test]
 fn a_non_blocking_attempt_on_a_free_lock_holds_it() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mut flow = AcquireLock::new("n", LockOptions::new().blocking(false), 24);
     let lock = sim.run(&mut flow).unwrap().expect("free");
     assert_eq!(lock.key, key(12));
@@ -563,7 +646,7 @@ fn a_non_blocking_attempt_on_a_free_lock_holds_it() {
 
 #[test]
 fn history_cleared_while_waiting_resyncs_into_a_fresh_listing() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
     let mut polls = 0;
     sim.hook(move |sent, model| {
@@ -576,7 +659,7 @@ fn history_cleared_while_waiting_resyncs_into_a_fresh_listing() {
                 model.clear_history();
             }
         }
-        Fault::Serve
+        Reply::Serve
     });
     sim.at(secs(1), move |m| {
         m.delete(&pred); // 17
@@ -593,9 +676,9 @@ fn history_cleared_while_waiting_resyncs_into_a_fresh_listing() {
         format!("{A}/v2/keys/_locks/n?recursive=true&sorted=true&quorum=true")
     );
     let polls = of_kind(&sim.sent, "POLL");
-    assert_eq!(polls[0].wait_index(), 14);
+    assert_eq!(polls[0].wait_index().unwrap(), 14);
     assert_eq!(
-        polls[1].wait_index(),
+        polls[1].wait_index().unwrap(),
         17,
         "from the fresh listing's index + 1"
     );
@@ -604,7 +687,7 @@ fn history_cleared_while_waiting_resyncs_into_a_fresh_listing() {
 
 #[test]
 fn a_predecessor_leaving_in_the_compacted_window_is_not_missed() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
     let mut polls = 0;
     sim.hook(move |sent, model| {
@@ -614,7 +697,7 @@ fn a_predecessor_leaving_in_the_compacted_window_is_not_missed() {
             model.delete(&pred); // 14, compacted away below
             model.clear_history();
         }
-        Fault::Serve
+        Reply::Serve
     });
     let mut flow = AcquireLock::new("n", LockOptions::new(), 26);
     let lock = sim.run(&mut flow).unwrap().unwrap();
@@ -628,20 +711,17 @@ fn a_predecessor_leaving_in_the_compacted_window_is_not_missed() {
 #[test]
 fn a_lost_append_answer_is_found_by_uuid_and_not_appended_again() {
     for fault in ["io", "hang"] {
-        let mut sim = Sim::new();
+        let mut sim = lock_sim();
         let mut first = true;
         sim.hook(move |sent, _| match sent.kind() {
             "POST" if first => {
                 first = false;
                 match fault {
-                    "io" => Fault::Lost {
-                        applied: true,
-                        kind: TransportErrorKind::Io,
-                    },
-                    _ => Fault::Hang { applied: true },
+                    "io" => Reply::lost(true, TransportErrorKind::Io),
+                    _ => Reply::hang(true),
                 }
             }
-            _ => Fault::Serve,
+            _ => Reply::Serve,
         });
         let mut flow = AcquireLock::new("n", LockOptions::new(), 27);
         let uuid = flow.uuid().to_owned();
@@ -654,18 +734,15 @@ fn a_lost_append_answer_is_found_by_uuid_and_not_appended_again() {
 
 #[test]
 fn a_lost_append_answer_behind_a_holder_still_waits_its_turn() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
     let mut first = true;
     sim.hook(move |sent, _| match sent.kind() {
         "POST" if first => {
             first = false;
-            Fault::Lost {
-                applied: true,
-                kind: TransportErrorKind::Io,
-            }
+            Reply::lost(true, TransportErrorKind::Io)
         }
-        _ => Fault::Serve,
+        _ => Reply::Serve,
     });
     sim.at(secs(1), move |m| {
         m.delete(&pred);
@@ -679,17 +756,14 @@ fn a_lost_append_answer_behind_a_holder_still_waits_its_turn() {
 #[test]
 fn an_append_that_never_happened_is_made_again_a_few_times_at_most() {
     // Once.
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mut first = true;
     sim.hook(move |sent, _| match sent.kind() {
         "POST" if first => {
             first = false;
-            Fault::Lost {
-                applied: false,
-                kind: TransportErrorKind::Io,
-            }
+            Reply::lost(false, TransportErrorKind::Io)
         }
-        _ => Fault::Serve,
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new(), 29);
     let lock = sim.run(&mut flow).unwrap().unwrap();
@@ -698,13 +772,10 @@ fn an_append_that_never_happened_is_made_again_a_few_times_at_most() {
 
     // Always: three appends, each answer looked for by uuid, then the error;
     // nothing left behind.
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.hook(|sent, _| match sent.kind() {
-        "POST" => Fault::Lost {
-            applied: false,
-            kind: TransportErrorKind::Io,
-        },
-        _ => Fault::Serve,
+        "POST" => Reply::lost(false, TransportErrorKind::Io),
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new(), 30);
     let error = sim.run(&mut flow).unwrap_err();
@@ -723,17 +794,14 @@ fn an_append_that_never_happened_is_made_again_a_few_times_at_most() {
 /// until its TTL runs out.
 #[test]
 fn a_lost_answer_to_the_last_append_leaves_nothing_behind() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mut posts = 0;
     sim.hook(move |sent, _| match sent.kind() {
         "POST" => {
             posts += 1;
-            Fault::Lost {
-                applied: posts == 3,
-                kind: TransportErrorKind::Io,
-            }
+            Reply::lost(posts == 3, TransportErrorKind::Io)
         }
-        _ => Fault::Serve,
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new(), 31);
     let uuid = flow.uuid().to_owned();
@@ -752,16 +820,19 @@ fn a_lost_answer_to_the_last_append_leaves_nothing_behind() {
 /// it made stays queued until its TTL runs out.
 #[test]
 fn an_append_that_timed_out_in_raft_leaves_nothing_behind() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mut first = true;
     sim.hook(move |sent, model| match sent.kind() {
         "POST" if first => {
             first = false;
             let _ = model.serve(sent);
             let cause = "etcdserver: request timed out";
-            Fault::Reply(etcd_error(500, 300, "Raft Internal Error", cause, 0))
+            Reply::Answer(
+                Duration::ZERO,
+                etcd_error(500, 300, "Raft Internal Error", cause, 0),
+            )
         }
-        _ => Fault::Serve,
+        _ => Reply::Serve,
     });
     let mut flow = AcquireLock::new("n", LockOptions::new(), 32);
     let uuid = flow.uuid().to_owned();
@@ -779,7 +850,7 @@ fn an_append_that_timed_out_in_raft_leaves_nothing_behind() {
 
 #[test]
 fn adopting_finds_the_key_by_uuid_without_appending() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mine = sim.model.append(DIR, "u-1", Some(60)); // 12
     let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"), 33);
     assert_eq!(flow.uuid(), "u-1");
@@ -790,7 +861,7 @@ fn adopting_finds_the_key_by_uuid_without_appending() {
 
 #[test]
 fn adopting_a_key_that_is_not_first_waits_for_it() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let pred = sim.model.append(DIR, "other", Some(60)); // 12
     sim.model.append(DIR, "u-1", Some(60)); // 13
     sim.at(secs(1), move |m| {
@@ -805,7 +876,7 @@ fn adopting_a_key_that_is_not_first_waits_for_it() {
 #[test]
 fn adopting_a_missing_key_is_not_found_without_appending() {
     // Another key in the directory.
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     sim.model.append(DIR, "other", Some(60));
     let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"), 35);
     assert_eq!(
@@ -816,7 +887,7 @@ fn adopting_a_missing_key_is_not_found_without_appending() {
     assert_eq!(sim.model.keys.len(), 1);
 
     // No directory at all (404).
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mut flow = AcquireLock::new("n", LockOptions::new().adopt("u-1"), 36);
     assert!(matches!(
         lock_error(sim.run(&mut flow)),
@@ -833,7 +904,7 @@ fn adopting_a_missing_key_is_not_found_without_appending() {
 fn release_deletes_only_our_key() {
     // A uuid that needs escaping, to be sure the guard is sent intact.
     let uuid = "u 1/&=+";
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mine = sim.model.append(DIR, uuid, Some(60)); // 12
     let theirs = sim.model.append(DIR, "other", Some(60)); // 13
     let lock = held(&mine, uuid, 12, 60);
@@ -858,7 +929,7 @@ fn release_deletes_only_our_key() {
 
 #[test]
 fn check_is_true_only_while_our_key_is_first_and_ours() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let first = sim.model.append(DIR, "u-1", Some(60)); // 12
     let second = sim.model.append(DIR, "u-2", Some(60)); // 13
     let one = held(&first, "u-1", 12, 60);
@@ -885,7 +956,7 @@ fn check_is_true_only_while_our_key_is_first_and_ours() {
 
 #[test]
 fn refresh_sends_a_guarded_ttl_only_form() {
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mine = sim.model.append(DIR, "u-1", Some(5)); // 12
     let lock = held(&mine, "u-1", 12, 5);
     sim.advance(sim.now + secs(4));
@@ -901,7 +972,7 @@ fn refresh_sends_a_guarded_ttl_only_form() {
         put.content_type.as_deref(),
         Some("application/x-www-form-urlencoded")
     );
-    assert_eq!(Sent::sorted(&put.form), refresh_form("u-1", 5));
+    assert_eq!(sorted_pairs(&put.form), refresh_form("u-1", 5));
     assert_eq!(put.field("value"), None);
     assert_eq!(sim.model.keys[&mine].expires, Some(secs(9)));
     assert_eq!(sim.model.keys[&mine].modified, 13);
@@ -917,19 +988,16 @@ fn refresh_sends_a_guarded_ttl_only_form() {
 #[test]
 fn release_and_refresh_are_retried_after_a_lost_answer() {
     // Guarded by the uuid, both are safe to send twice.
-    let mut sim = Sim::new();
+    let mut sim = lock_sim();
     let mine = sim.model.append(DIR, "u-1", Some(5));
     let lock = held(&mine, "u-1", 12, 5);
     let mut calls = 0;
     sim.hook(move |_, _| {
         calls += 1;
         if calls % 2 == 1 {
-            Fault::Lost {
-                applied: true,
-                kind: TransportErrorKind::Io,
-            }
+            Reply::lost(true, TransportErrorKind::Io)
         } else {
-            Fault::Serve
+            Reply::Serve
         }
     });
     sim.run(&mut lock.refresh()).unwrap();
@@ -943,8 +1011,8 @@ fn release_and_refresh_are_retried_after_a_lost_answer() {
 // ---------------------------------------------------------------------------
 // 11. the keeper
 
-fn keeper_sim(ttl: u64) -> (Sim, HeldLock) {
-    let mut sim = Sim::new();
+fn keeper_sim(ttl: u64) -> (Sim<'static, Store>, HeldLock) {
+    let mut sim = lock_sim();
     let mine = sim.model.append(DIR, "u-1", Some(ttl));
     (sim, held(&mine, "u-1", 12, ttl))
 }
@@ -958,7 +1026,7 @@ fn the_keeper_refreshes_every_third_of_the_ttl_until_stopped() {
     let at: Vec<Duration> = puts.iter().map(|p| p.at).collect();
     assert_eq!(at, [secs(1), secs(2), secs(3)]);
     for put in &puts {
-        assert_eq!(Sent::sorted(&put.form), refresh_form("u-1", 3));
+        assert_eq!(sorted_pairs(&put.form), refresh_form("u-1", 3));
     }
     // It wakes only to refresh, or when stopped: no flag to look at.
     let slept: Vec<_> = sim.sleeps.iter().map(|(at, _)| *at).collect();
@@ -1009,12 +1077,9 @@ fn the_keeper_keeps_going_after_a_transport_failure() {
     sim.hook(move |sent, _| match sent.kind() {
         "PUT" if first => {
             first = false;
-            Fault::Lost {
-                applied: false,
-                kind: TransportErrorKind::Connect,
-            }
+            Reply::lost(false, TransportErrorKind::Connect)
         }
-        _ => Fault::Serve,
+        _ => Reply::Serve,
     });
     sim.stop_at(millis(2_550));
     sim.run(&mut KeepLock::new(lock.clone())).unwrap();
@@ -1033,7 +1098,7 @@ fn the_keeper_keeps_going_after_a_transport_failure() {
 #[test]
 fn a_keeper_that_cannot_refresh_reports_the_loss_before_the_key_expires() {
     let (mut sim, lock) = keeper_sim(3);
-    sim.hook(|_, _| Fault::Hang { applied: false });
+    sim.hook(|_, _| Reply::hang(false));
     let error = sim.run(&mut KeepLock::new(lock.clone())).unwrap_err();
     let Error::TtlExpired(expired) = &error else {
         panic!("{error:?}")
@@ -1072,10 +1137,10 @@ fn a_refresh_that_got_through_extends_the_validity_from_when_it_was_sent() {
         if sent.kind() == "PUT" {
             n += 1;
             if n > 1 {
-                return Fault::Hang { applied: false };
+                return Reply::hang(false);
             }
         }
-        Fault::Serve
+        Reply::Serve
     });
     let error = sim.run(&mut KeepLock::new(lock.clone())).unwrap_err();
     assert!(matches!(error, Error::TtlExpired(_)), "{error:?}");
@@ -1090,10 +1155,7 @@ fn a_refresh_that_got_through_extends_the_validity_from_when_it_was_sent() {
 #[test]
 fn a_stopped_keeper_does_not_keep_retrying_a_failing_refresh() {
     let (mut sim, lock) = keeper_sim(3);
-    sim.hook(|_, _| Fault::Lost {
-        applied: false,
-        kind: TransportErrorKind::Io,
-    });
+    sim.hook(|_, _| Reply::lost(false, TransportErrorKind::Io));
     sim.stop_at(millis(1_200));
     sim.run(&mut KeepLock::new(lock)).unwrap();
     assert_eq!(sim.elapsed(), millis(1_200), "stopped at once");
@@ -1146,7 +1208,7 @@ proptest! {
         fault_percent in 0u64..=20,
         disturb_percent in 0u64..=15,
     ) {
-        let mut arena = Arena::new(plans, tape, fault_percent, disturb_percent);
+        let mut arena = Arena::new(plans, Tape::quiet(tape.into_iter().map(u64::from)), fault_percent, disturb_percent);
         arena.run();
     }
 }
@@ -1163,7 +1225,7 @@ fn contenders_without_disturbance_take_turns() {
             start: millis(i * 10),
         })
         .collect();
-    let mut arena = Arena::new(plans, Vec::new(), 0, 0);
+    let mut arena = Arena::new(plans, Tape::quiet([]), 0, 0);
     arena.run();
     assert_eq!(arena.outcomes, ["held"; 4]);
 }

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use etcd_proto::testkit::{Reply, Sent, Sim};
 use etcd_proto::v2::{Action, Read, V2ErrorCode, WaitForEvent, Watch, WatchEvent, WatchOptions};
 use etcd_proto::{
     Cluster, Endpoint, Error, ErrorKind, Flow, Operation, Replay, Step, Target, TransportErrorKind,
@@ -90,216 +91,43 @@ const TRUNCATED: &str = "{\"action\":\"set\",\"node\":{\"key\":\"/samples/foo\",
 const MEMBERS: &str = "{\"members\":[{\"id\":\"8e9e05c52164694d\",\"name\":\"m1\",\"peerURLs\":[\"http://127.0.0.1:23800\"],\"clientURLs\":[\"http://127.0.0.1:23790\"]},{\"id\":\"91bc3c398fb3c146\",\"name\":\"m2\",\"peerURLs\":[\"http://127.0.0.1:23801\"],\"clientURLs\":[\"http://127.0.0.1:23791\"]}]}\n";
 
 // ---------------------------------------------------------------------------
-// the virtual-time driver
+// the watch's shorthands on the testkit's virtual-time driver
 
-/// One request a flow asked for.
-#[derive(Debug, Clone)]
-struct Sent {
-    method: http::Method,
-    uri: String,
-    timeout: Option<Duration>,
-    /// Virtual time when it was sent, since the simulation started.
-    at: Duration,
-    authorization: Option<String>,
-    body_len: usize,
-}
-
-impl Sent {
-    fn host(&self) -> &str {
-        let after_scheme = self.uri.find("://").map_or(0, |i| i + 3);
-        let end = self.uri[after_scheme..]
-            .find('/')
-            .map_or(self.uri.len(), |i| i + after_scheme);
-        &self.uri[..end]
-    }
-
-    /// The path and query, without scheme and authority.
-    fn target(&self) -> &str {
-        &self.uri[self.host().len()..]
-    }
-
-    fn path(&self) -> &str {
-        let t = self.target();
-        t.split('?').next().unwrap_or(t)
-    }
-
-    fn query(&self) -> Vec<(&str, &str)> {
-        match self.target().split_once('?') {
-            None => Vec::new(),
-            Some((_, q)) => q
-                .split('&')
-                .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
-                .collect(),
-        }
-    }
-
-    fn param(&self, name: &str) -> Option<&str> {
-        self.query()
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v)
-    }
-
-    fn is_poll(&self) -> bool {
-        self.param("wait") == Some("true")
-    }
-
-    fn wait_index(&self) -> Option<u64> {
-        self.param("waitIndex")
-            .map(|v| v.parse().expect("numeric waitIndex"))
-    }
-
-    /// The anchoring read of a watch from now: a plain `GET` of the key, with
-    /// no query at all (a resync read has `sorted` and `quorum`).
-    fn is_anchor(&self) -> bool {
-        self.method == http::Method::GET
-            && self.path().starts_with("/v2/keys")
-            && self.query().is_empty()
-    }
-
-    /// The member check before a renewal: a quorum read of the key, with
-    /// `quorum=true` and nothing else (a resync read is also `sorted`).
-    fn is_check(&self) -> bool {
-        self.method == http::Method::GET
-            && self.path().starts_with("/v2/keys")
-            && self.query() == [("quorum", "true")]
-    }
-}
-
-/// How a scripted exchange ends.
-enum Reply {
-    /// A complete response, this long after the request was sent.
-    Answer(Duration, http::Response<Bytes>),
-    /// No complete response: a transport failure this long after sending.
-    Fail(Duration, TransportErrorKind),
-    /// Nothing came back: time runs to the Transmit's timeout, then `Timeout`.
-    TimeOut,
-    /// Stop driving (the test has seen what it wanted).
-    Stop,
-}
-
-struct Sim {
-    cluster: Cluster,
-    start: Instant,
-    now: Instant,
-    sent: Vec<Sent>,
-}
-
-impl Sim {
-    /// A cluster of `urls`, without member discovery (tests that want it turn it on).
-    fn new(urls: &[&str]) -> Sim {
-        let mut cluster = Cluster::from_urls(urls).unwrap();
-        cluster.set_discover_members(false);
-        let start = Instant::now();
-        Sim {
-            cluster,
-            start,
-            now: start,
-            sent: Vec::new(),
-        }
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.now - self.start
-    }
-
+trait WatchSim {
     /// Drives `flow` to its end, asking `answer` for the outcome of each
     /// request. `None` if `answer` said [`Reply::Stop`].
-    fn drive<F: Flow>(
+    fn answer_with<F: Flow>(
+        &mut self,
+        flow: F,
+        answer: impl FnMut(&Sent) -> Reply,
+    ) -> Option<Result<F::Output, Error>>;
+
+    /// One `next_event` of `watch`, with exactly `replies`.
+    fn next(&mut self, watch: Watch, replies: Vec<Reply>) -> (Watch, Result<WatchEvent, Error>);
+
+    /// The first long poll `flow` sends (and nothing more), answering the
+    /// requests before it (the anchoring read) with exactly `reads`.
+    fn first_poll<F: Flow>(&mut self, flow: F, reads: Vec<Reply>) -> Sent;
+}
+
+impl WatchSim for Sim<'_> {
+    fn answer_with<F: Flow>(
         &mut self,
         mut flow: F,
         mut answer: impl FnMut(&Sent) -> Reply,
     ) -> Option<Result<F::Output, Error>> {
-        let mut polls_without_transmit = 0;
-        loop {
-            polls_without_transmit += 1;
-            assert!(
-                polls_without_transmit < 1_000,
-                "the flow keeps sleeping without sending anything"
-            );
-            assert!(self.sent.len() < 5_000, "the flow never ends");
-            match flow.poll(&mut self.cluster, self.now) {
-                Step::Transmit(t) => {
-                    polls_without_transmit = 0;
-                    let sent = Sent {
-                        method: t.request.method().clone(),
-                        uri: t.request.uri().to_string(),
-                        timeout: t.timeout,
-                        at: self.elapsed(),
-                        authorization: t
-                            .request
-                            .headers()
-                            .get(http::header::AUTHORIZATION)
-                            .map(|v| v.to_str().unwrap().to_owned()),
-                        body_len: t.request.body().len(),
-                    };
-                    self.sent.push(sent.clone());
-                    match answer(&sent) {
-                        Reply::Answer(after, response) => {
-                            self.now += after;
-                            flow.handle_response(&mut self.cluster, self.now, response);
-                        }
-                        Reply::Fail(after, kind) => {
-                            self.now += after;
-                            flow.handle_failure(
-                                &mut self.cluster,
-                                self.now,
-                                kind,
-                                "scripted".into(),
-                            );
-                        }
-                        Reply::TimeOut => {
-                            self.now += sent.timeout.expect("a timeout on every watch request");
-                            flow.handle_failure(
-                                &mut self.cluster,
-                                self.now,
-                                TransportErrorKind::Timeout,
-                                "timed out".into(),
-                            );
-                        }
-                        Reply::Stop => return None,
-                    }
-                }
-                Step::Sleep(until) => {
-                    assert!(until > self.now, "a sleep moves time forward");
-                    self.now = until;
-                }
-                Step::Done(result) => return Some(result),
-            }
-        }
+        self.drive_with(&mut flow, &mut |sent, _| answer(sent))
     }
 
-    /// Drives `flow` with exactly `replies`, in order.
-    fn script<F: Flow>(&mut self, flow: F, replies: Vec<Reply>) -> Result<F::Output, Error> {
-        let mut replies = VecDeque::from(replies);
-        let result = self.drive(flow, |sent| {
-            replies
-                .pop_front()
-                .unwrap_or_else(|| panic!("script exhausted; the flow asked for {sent:?}"))
-        });
-        assert!(replies.is_empty(), "{} replies left unused", replies.len());
-        result.expect("the script has no Stop")
-    }
-
-    /// One `next_event` of `watch`, with exactly `replies`.
     fn next(&mut self, watch: Watch, replies: Vec<Reply>) -> (Watch, Result<WatchEvent, Error>) {
         self.script(watch.next_event(), replies)
             .expect("NextEvent itself never fails when driven in order")
     }
 
-    /// The first request `flow` sends (and nothing more).
-    fn first<F: Flow>(&mut self, flow: F) -> Sent {
-        let before = self.sent.len();
-        assert!(self.drive(flow, |_| Reply::Stop).is_none());
-        self.sent[before].clone()
-    }
-
-    /// The first long poll `flow` sends (and nothing more), answering the
-    /// requests before it (the anchoring read) with exactly `reads`.
     fn first_poll<F: Flow>(&mut self, flow: F, reads: Vec<Reply>) -> Sent {
         let mut reads = VecDeque::from(reads);
         let mut poll = None;
-        let out = self.drive(flow, |sent| {
+        let out = self.answer_with(flow, |sent| {
             if sent.is_poll() {
                 poll = Some(sent.clone());
                 return Reply::Stop;
@@ -311,11 +139,6 @@ impl Sim {
         assert!(out.is_none(), "the flow ended without a poll");
         assert!(reads.is_empty(), "{} replies left unused", reads.len());
         poll.expect("a poll")
-    }
-
-    /// The requests sent since `from`.
-    fn since(&self, from: usize) -> &[Sent] {
-        &self.sent[from..]
     }
 }
 
@@ -429,7 +252,7 @@ fn is_deadline_before_send(error: &Error, endpoint: &str) -> bool {
 
 #[test]
 fn a_watch_from_now_reads_the_key_once_then_long_polls_after_its_index() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new());
     assert_eq!(watch.next_index(), None);
     let poll = sim.first_poll(watch.next_event(), vec![now(200, 5, FOO_READ)]);
@@ -439,7 +262,7 @@ fn a_watch_from_now_reads_the_key_once_then_long_polls_after_its_index() {
     assert_eq!(read.method, http::Method::GET);
     assert_eq!(read.uri, format!("{A}/v2/keys/samples/foo"));
     assert!(read.is_anchor() && !read.is_poll());
-    assert_eq!(read.body_len, 0);
+    assert_eq!(read.body.len(), 0);
     assert_eq!(read.authorization, None);
     // An ordinary read on the only endpoint: the last endpoint left gets the
     // whole request timeout.
@@ -450,7 +273,7 @@ fn a_watch_from_now_reads_the_key_once_then_long_polls_after_its_index() {
         poll.uri,
         format!("{A}/v2/keys/samples/foo?wait=true&waitIndex=6")
     );
-    assert_eq!(poll.body_len, 0);
+    assert_eq!(poll.body.len(), 0);
     assert_eq!(poll.authorization, None);
     assert_eq!(poll.at, Duration::ZERO);
     // The renewal time (the cluster's idle timeout, 10 s), not the 5 s
@@ -462,7 +285,7 @@ fn a_watch_from_now_reads_the_key_once_then_long_polls_after_its_index() {
 
     // With another endpoint left to try, one attempt of the read gets a third
     // of the request timeout.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/samples/foo", WatchOptions::new());
     let poll = sim.first_poll(watch.next_event(), vec![now(200, 5, FOO_READ)]);
     assert!(sim.sent[0].is_anchor());
@@ -475,7 +298,7 @@ fn a_watch_from_now_reads_the_key_once_then_long_polls_after_its_index() {
 
 #[test]
 fn a_watch_from_an_index_polls_at_once_without_reading() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let sent =
         sim.first(Watch::new("/samples/foo", WatchOptions::new().from_index(6)).next_event());
     assert_eq!(sent.method, http::Method::GET);
@@ -483,20 +306,20 @@ fn a_watch_from_an_index_polls_at_once_without_reading() {
         sent.uri,
         format!("{A}/v2/keys/samples/foo?wait=true&waitIndex=6")
     );
-    assert_eq!(sent.body_len, 0);
+    assert_eq!(sent.body.len(), 0);
     assert_eq!(sent.timeout, Some(IDLE));
 }
 
 #[test]
 fn the_anchor_of_a_missing_key_is_the_index_of_the_404() {
     // §8d: the key does not exist yet; the 404's body says index 3.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/lp/none", WatchOptions::new());
     let poll = sim.first_poll(watch.next_event(), vec![now(404, 3, LP_NONE)]);
     assert_eq!(sim.sent[0].target(), "/v2/keys/lp/none");
     assert_eq!(poll.target(), "/v2/keys/lp/none?wait=true&waitIndex=4");
     // The body's index counts, even when no header says it.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/lp/none", WatchOptions::new());
     let poll = sim.first_poll(
         watch.next_event(),
@@ -507,7 +330,7 @@ fn the_anchor_of_a_missing_key_is_the_index_of_the_404() {
 
 #[test]
 fn recursive_and_from_index_add_their_parameters_in_order() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let options = WatchOptions::new().recursive(true).from_index(9);
     let sent = sim.first(Watch::new("/samples/h", options).next_event());
     assert_eq!(
@@ -563,18 +386,18 @@ fn the_transmit_timeout_is_the_renewal_or_the_watch_timeout_whichever_is_first()
         ),
     ];
     for (options, expected) in cases {
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let sent = sim.first_poll(
             Watch::new("/k", options.clone()).next_event(),
             vec![not_found("/k", 3)],
         );
         assert_eq!(sent.timeout, Some(expected), "{options:?}");
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let sent = sim.first(Watch::new("/k", options.clone().from_index(4)).next_event());
         assert_eq!(sent.timeout, Some(expected), "{options:?}");
     }
     // The watch timeout counts from the start, the anchoring read included.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let sent = sim.first_poll(
         Watch::new("/k", WatchOptions::new().timeout(secs(10))).next_event(),
         vec![Reply::Answer(
@@ -589,7 +412,7 @@ fn the_transmit_timeout_is_the_renewal_or_the_watch_timeout_whichever_is_first()
 #[test]
 fn no_request_timeout_caps_a_long_poll() {
     for request_timeout in [Some(millis(1)), Some(secs(1)), Some(secs(3600)), None] {
-        let mut sim = Sim::new(&[A, B]);
+        let mut sim = Sim::scripted(&[A, B]);
         sim.cluster.set_request_timeout(request_timeout);
         let sent = sim.first_poll(
             Watch::new("/k", WatchOptions::new()).next_event(),
@@ -621,7 +444,7 @@ fn no_request_timeout_caps_a_long_poll() {
 fn renewed_polls_count_down_to_the_watch_timeout() {
     // Each renewal is preceded by a member check (0.5 s here); the time the
     // checks take counts against the watch timeout too.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let options = WatchOptions::new()
         .poll_interval(secs(30))
         .timeout(secs(75));
@@ -681,7 +504,7 @@ fn wait_for_event_as_an_operation() {
 fn a_key_that_cannot_be_sent_yields_an_error_without_sending() {
     // From an index (the poll) and from now (the anchoring read).
     for options in [WatchOptions::new().from_index(5), WatchOptions::new()] {
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let watch = Watch::new("/a/../b", options.clone());
         let before = watch.clone();
         let (watch, item) = sim.next(watch, vec![]);
@@ -693,7 +516,7 @@ fn a_key_that_cannot_be_sent_yields_an_error_without_sending() {
 
 #[test]
 fn credentials_go_with_polls_and_resync_reads() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     sim.cluster.set_basic_auth("root", "secret");
     let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
     let (_, item) = sim.next(
@@ -724,7 +547,7 @@ fn credentials_go_with_polls_and_resync_reads() {
 
 #[test]
 fn an_event_is_a_change_and_the_next_wait_starts_after_it() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     assert_eq!(watch.next_index(), Some(6));
     let (watch, item) = sim.next(watch, vec![answer(millis(500), 200, 5, FOO_EVENT)]);
@@ -749,7 +572,7 @@ fn an_event_is_a_change_and_the_next_wait_starts_after_it() {
 fn a_watch_from_now_tracks_the_event_not_the_header() {
     // §8d: the key is missing at index 3; the poll's headers say X-Etcd-Index
     // 3 (when it began), the event is at 2227.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/lp/none", WatchOptions::new());
     assert_eq!(watch.next_index(), None);
     let (watch, item) = sim.next(
@@ -775,7 +598,7 @@ fn a_watch_from_now_tracks_the_event_not_the_header() {
 
 #[test]
 fn a_recursive_watch_follows_its_children_indexes() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/s", WatchOptions::new().recursive(true));
     let (watch, first) = sim.next(
         watch,
@@ -805,7 +628,7 @@ fn a_recursive_watch_follows_its_children_indexes() {
 fn a_history_answer_is_delivered_at_once_and_followed() {
     // 3.4: `?wait=true&recursive=true&waitIndex=9` returns the hidden key's event.
     let hidden = "{\"action\":\"set\",\"node\":{\"key\":\"/samples/h/_hidden\",\"value\":\"1\",\"modifiedIndex\":9,\"createdIndex\":9}}\n";
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new(
         "/samples/h",
         WatchOptions::new().recursive(true).from_index(9),
@@ -821,7 +644,7 @@ fn a_history_answer_is_delivered_at_once_and_followed() {
 
 #[test]
 fn a_failed_anchoring_read_yields_an_error_and_the_next_call_reads_again() {
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/samples/foo", WatchOptions::new());
     let before = watch.clone();
     let (watch, item) = sim.next(
@@ -852,7 +675,7 @@ fn a_failed_anchoring_read_yields_an_error_and_the_next_call_reads_again() {
 
 #[test]
 fn an_anchoring_read_without_x_etcd_index_is_an_error_and_is_retried() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new());
     let (watch, item) = sim.next(
         watch,
@@ -868,7 +691,7 @@ fn an_anchoring_read_without_x_etcd_index_is_an_error_and_is_retried() {
 
 #[test]
 fn an_anchoring_read_fails_over_like_any_read() {
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/samples/foo", WatchOptions::new());
     let (watch, item) = sim.next(
         watch,
@@ -890,7 +713,7 @@ fn an_anchoring_read_fails_over_like_any_read() {
 fn a_poll_failure_after_the_anchor_keeps_the_anchor() {
     // The read pinned now to index 5; the poll then fails everywhere. The
     // watch handed back waits from 6, so nothing written meanwhile is missed.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/samples/foo", WatchOptions::new());
     let (watch, item) = sim.next(
         watch,
@@ -909,7 +732,7 @@ fn a_poll_failure_after_the_anchor_keeps_the_anchor() {
 
 #[test]
 fn once_from_now_anchors_first_too() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let event = sim
         .script(
             Watch::new("/samples/foo", WatchOptions::new()).once(),
@@ -926,7 +749,7 @@ fn once_from_now_anchors_first_too() {
 
 #[test]
 fn an_empty_200_is_polled_again_from_the_same_index() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(7));
     let (watch, item) = sim.next(
         watch,
@@ -957,7 +780,7 @@ fn an_empty_200_is_polled_again_from_the_same_index() {
 
 #[test]
 fn an_empty_200_does_not_extend_the_watch_timeout() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(10)));
     let (watch, item) = sim.next(watch, vec![answer(secs(4), 200, 6, ""), Reply::TimeOut]);
     assert!(is_timeout(&failed(item)));
@@ -971,7 +794,7 @@ fn an_empty_200_does_not_extend_the_watch_timeout() {
 
 #[test]
 fn history_cleared_resyncs_from_a_quorum_read() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
     let (watch, item) = sim.next(
         watch,
@@ -1016,7 +839,7 @@ fn history_cleared_resyncs_from_a_quorum_read() {
 
 #[test]
 fn a_recursive_watch_resyncs_with_a_recursive_sorted_quorum_read() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/hist", WatchOptions::new().recursive(true).from_index(1));
     let (watch, item) = sim.next(
         watch,
@@ -1049,7 +872,7 @@ fn a_recursive_watch_resyncs_with_a_recursive_sorted_quorum_read() {
 
 #[test]
 fn a_resync_that_finds_the_key_gone_continues_after_the_error_index() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
     let (watch, item) = sim.next(
         watch,
@@ -1064,7 +887,7 @@ fn a_resync_that_finds_the_key_gone_continues_after_the_error_index() {
 
 #[test]
 fn a_resync_read_lost_on_every_endpoint_is_retried_by_the_next_call() {
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
     let before = watch.clone();
     let (watch, item) = sim.next(
@@ -1099,11 +922,11 @@ fn a_resync_read_lost_on_every_endpoint_is_retried_by_the_next_call() {
 
 #[test]
 fn a_resync_read_that_keeps_breaking_gives_up_by_the_request_timeout() {
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
     let mut polls = 0;
     let (watch, item) = sim
-        .drive(watch.next_event(), |sent| {
+        .answer_with(watch.next_event(), |sent| {
             if sent.is_poll() {
                 polls += 1;
                 now(400, 1014, CLEARED_A)
@@ -1127,7 +950,7 @@ fn a_resync_read_that_keeps_breaking_gives_up_by_the_request_timeout() {
 
 #[test]
 fn a_resync_read_without_x_etcd_index_is_an_error_and_is_retried() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
     let (watch, item) = sim.next(
         watch,
@@ -1146,7 +969,7 @@ fn a_resync_read_without_x_etcd_index_is_an_error_and_is_retried() {
 
 #[test]
 fn a_watch_from_a_past_index_resyncs_once_and_then_polls() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
     let (watch, item) = sim.next(
         watch,
@@ -1167,7 +990,7 @@ fn a_watch_from_a_past_index_resyncs_once_and_then_polls() {
 
 #[test]
 fn a_cleared_watcher_is_polled_again_from_the_same_index() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     let (watch, item) = sim.next(
         watch,
@@ -1193,7 +1016,7 @@ fn a_cleared_watcher_is_polled_again_from_the_same_index() {
 fn an_idle_poll_is_renewed_at_its_renewal_time_from_the_same_index() {
     // Every idle timeout (10 s) the poll ends without an event; a quorum read
     // checks the member, then the poll is renewed from the same index.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     let (watch, item) = sim.next(
         watch,
@@ -1222,7 +1045,7 @@ fn an_idle_poll_is_renewed_at_its_renewal_time_from_the_same_index() {
         .iter()
         .all(|s| s.uri == format!("{A}/v2/keys/samples/foo?quorum=true")
             && s.timeout == Some(secs(5))
-            && s.body_len == 0));
+            && s.body.is_empty()));
     assert_eq!(sim.elapsed(), secs(34));
     assert_eq!(watch.next_index(), Some(7));
 }
@@ -1234,7 +1057,7 @@ fn an_idle_watch_from_now_is_renewed_from_its_anchored_index() {
     // key is still missing: a 404 is an answer, the member is alive), and the
     // poll is renewed. The watch read the key once (index 3), and every
     // renewal waits from 4: an event between two polls cannot be missed.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/lp/none", WatchOptions::new());
     let mut replies = vec![now(404, 3, LP_NONE)];
     for _ in 0..301 {
@@ -1275,7 +1098,7 @@ fn an_event_between_two_polls_of_a_watch_from_now_is_delivered_by_the_renewal() 
     // before the renewal reached the server. The member check already reads
     // the new value, but a check never moves the index: the renewal asks for
     // waitIndex=4, and etcd answers it at once from its history.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/lp/none", WatchOptions::new());
     let event = LP_EVENT.replace("2227", "4");
     let (watch, item) = sim.next(
@@ -1303,7 +1126,7 @@ fn an_event_between_two_polls_of_a_watch_from_now_is_delivered_by_the_renewal() 
 fn the_watch_timeout_yields_a_timeout_and_keeps_the_state() {
     // 13 s: one full poll (10 s), its member check, then a poll cut to what
     // is left. The check too is bounded by the watch timeout (3 s, not 5).
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(13)));
     let before = watch.clone();
     let (watch, item) = sim.next(
@@ -1343,7 +1166,7 @@ fn the_watch_timeout_yields_a_timeout_and_keeps_the_state() {
 fn a_timeout_reported_late_is_still_a_renewal() {
     // The transport noticed its timeout 1.5 s after the renewal time: the
     // member is checked and the poll renewed, as at the renewal time.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (_, item) = sim.next(
         watch,
@@ -1368,12 +1191,12 @@ fn no_request_is_sent_once_the_watch_timeout_has_passed() {
     // is sent (not even with a zero timeout), and the item is a timeout that
     // names the endpoint.
     for (label, last) in [("empty", ""), ("cleared", WATCHER_CLEARED)] {
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(10)));
         let before = watch.clone();
         let status = if last.is_empty() { 200 } else { 400 };
         let (watch, item) = sim
-            .drive(watch.next_event(), |sent| {
+            .answer_with(watch.next_event(), |sent| {
                 if sent.at < secs(10) {
                     answer(secs(10), status, 6, last)
                 } else {
@@ -1398,7 +1221,7 @@ fn the_watch_timeout_ends_the_poll_without_counting_against_the_endpoint() {
     // not refreshed, and the next call polls the same endpoint.
     // The two renewals before it (their checks answered) are not failures
     // either.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     sim.cluster.set_discover_members(true);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(30)));
     let (watch, item) = sim.next(
@@ -1434,7 +1257,7 @@ fn a_timeout_before_the_renewal_time_is_retried_not_renewed() {
     // The transport gave up early (its own limit): the Call counts it as a busy
     // endpoint and retries the same poll after a backoff, within the window.
     // No member check: that is only for a poll that reached its renewal time.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (watch, item) = sim.next(
         watch,
@@ -1455,7 +1278,7 @@ fn a_timeout_before_the_renewal_time_is_retried_not_renewed() {
 fn with_two_endpoints_a_renewal_whose_check_is_answered_stays_on_the_same_endpoint() {
     // An idle renewal is not a failure of the endpoint: its member check goes
     // to the same endpoint, which answers, and the pin stays.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (_, item) = sim.next(
         watch,
@@ -1486,7 +1309,7 @@ fn with_two_endpoints_a_renewal_whose_check_is_answered_stays_on_the_same_endpoi
 #[test]
 fn with_member_discovery_a_renewal_does_not_refresh_the_member_list() {
     // Idle renewals are not failures: no member refresh, however many.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     sim.cluster.set_discover_members(true);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (_, item) = sim.next(
@@ -1527,7 +1350,7 @@ fn a_silent_member_is_left_at_the_next_renewal() {
     // check fails over to B, which answers; the next poll goes to B from the
     // same index, and the event arrives there, once.
     for silent in [TransportErrorKind::Timeout, TransportErrorKind::Connect] {
-        let mut sim = Sim::new(&[A, B, C]);
+        let mut sim = Sim::scripted(&[A, B, C]);
         let watch = Watch::new("/k", WatchOptions::new().from_index(7));
         let check_on_a = match silent {
             TransportErrorKind::Timeout => Reply::TimeOut,
@@ -1558,7 +1381,7 @@ fn a_silent_member_is_left_at_the_next_renewal() {
         assert_eq!(check_a.uri, format!("{A}/v2/keys/k?quorum=true"));
         assert_eq!(check_a.param("quorum"), Some("true"));
         assert_eq!(check_a.method, http::Method::GET);
-        assert_eq!(check_a.body_len, 0);
+        assert_eq!(check_a.body.len(), 0);
         assert_eq!(check_a.at, IDLE);
         assert_eq!(check_a.timeout, Some(attempt()), "{silent:?}");
         assert_eq!(check_b.uri, format!("{B}/v2/keys/k?quorum=true"));
@@ -1595,7 +1418,7 @@ fn a_renewal_check_answered_with_key_not_found_renews_on_the_same_member() {
     // 404 (errorCode 100) at the store's current index, 2226: an answer of
     // etcd, so the member is alive. The poll is renewed on the same member,
     // from the same index: the 404's index does not move the watch.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/lp/none", WatchOptions::new().from_index(4));
     let (watch, item) = sim.next(
         watch,
@@ -1626,7 +1449,7 @@ fn a_renewal_check_answered_with_key_not_found_renews_on_the_same_member() {
 #[test]
 fn a_check_that_fails_everywhere_yields_the_error_and_the_watch_resumes_from_the_same_index() {
     // Refused everywhere: the error names both members, at once.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(42));
     let before = watch.clone();
     let (watch, item) = sim.next(
@@ -1662,7 +1485,7 @@ fn a_check_that_fails_everywhere_yields_the_error_and_the_watch_resumes_from_the
     // still answer: none refused), the rounds go on within the request
     // timeout; then the error, and the next call resumes from the same
     // index and gets the event.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(42));
     let before = watch.clone();
     let (watch, item) = sim.next(watch, (0..4).map(|_| Reply::TimeOut).collect());
@@ -1695,7 +1518,7 @@ fn a_check_that_fails_everywhere_yields_the_error_and_the_watch_resumes_from_the
 
     // On the only endpoint: it gets the whole request timeout, then the
     // timeout is the item.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(42));
     let before = watch.clone();
     let (watch, item) = sim.next(watch, vec![Reply::TimeOut, Reply::TimeOut]);
@@ -1717,14 +1540,14 @@ fn a_check_that_fails_everywhere_yields_the_error_and_the_watch_resumes_from_the
 #[test]
 fn a_caller_set_poll_interval_overrides_the_idle_timeout_and_set_idle_timeout_sets_the_default() {
     // The default poll lasts the cluster's idle timeout.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     assert_eq!(sim.cluster.idle_timeout(), DEFAULT_IDLE_TIMEOUT);
     let sent = sim.first(Watch::new("/k", WatchOptions::new().from_index(7)).next_event());
     assert_eq!(sent.timeout, Some(DEFAULT_IDLE_TIMEOUT));
 
     // `set_idle_timeout` changes it, for polls from an index and from now,
     // and renewals (with their member checks) come at that pace.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     sim.cluster.set_idle_timeout(secs(3));
     assert_eq!(sim.cluster.idle_timeout(), secs(3));
     let poll = sim.first_poll(
@@ -1732,7 +1555,7 @@ fn a_caller_set_poll_interval_overrides_the_idle_timeout_and_set_idle_timeout_se
         vec![not_found("/k", 6)],
     );
     assert_eq!(poll.timeout, Some(secs(3)));
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     sim.cluster.set_idle_timeout(secs(3));
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (_, item) = sim.next(
@@ -1755,7 +1578,7 @@ fn a_caller_set_poll_interval_overrides_the_idle_timeout_and_set_idle_timeout_se
 
     // A caller's poll interval wins over the idle timeout, longer or shorter,
     // and the renewal (with its check) comes at the caller's pace.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     sim.cluster.set_idle_timeout(secs(3));
     let watch = Watch::new(
         "/k",
@@ -1774,20 +1597,20 @@ fn a_caller_set_poll_interval_overrides_the_idle_timeout_and_set_idle_timeout_se
     let at: Vec<_> = sim.sent.iter().map(|s| s.at).collect();
     assert_eq!(at, [secs(0), secs(60), secs(60)]);
     assert!(polls(&sim.sent).iter().all(|s| s.timeout == Some(secs(60))));
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let options = WatchOptions::new().from_index(7).poll_interval(secs(1));
     let sent = sim.first(Watch::new("/k", options).next_event());
     assert_eq!(sent.timeout, Some(secs(1)));
 
     // The watch timeout still bounds a poll, whatever the idle timeout.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     sim.cluster.set_idle_timeout(secs(30));
     let options = WatchOptions::new().from_index(7).timeout(secs(20));
     let sent = sim.first(Watch::new("/k", options).next_event());
     assert_eq!(sent.timeout, Some(secs(20)));
 
     // The idle timeout is at least 1 ms.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     sim.cluster.set_idle_timeout(Duration::ZERO);
     let sent = sim.first(Watch::new("/k", WatchOptions::new().from_index(7)).next_event());
     assert_eq!(sent.timeout, Some(millis(1)));
@@ -1798,7 +1621,7 @@ fn a_caller_set_poll_interval_overrides_the_idle_timeout_and_set_idle_timeout_se
 
 #[test]
 fn a_poll_broken_mid_way_is_sent_again_to_the_other_endpoint() {
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     let (watch, item) = sim.next(
         watch,
@@ -1835,7 +1658,7 @@ fn a_poll_broken_mid_way_is_sent_again_to_the_other_endpoint() {
 
 #[test]
 fn failover_with_member_discovery_refreshes_the_list_then_polls_the_same_index() {
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     sim.cluster.set_discover_members(true);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     let (_, item) = sim.next(
@@ -1862,7 +1685,7 @@ fn failover_with_member_discovery_refreshes_the_list_then_polls_the_same_index()
 #[test]
 fn a_truncated_body_on_shutdown_is_retried_on_the_only_endpoint_after_a_backoff() {
     // §8c: the member closes the connection without the last chunk.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     let (watch, item) = sim.next(
         watch,
@@ -1887,7 +1710,7 @@ fn a_truncated_body_on_shutdown_is_retried_on_the_only_endpoint_after_a_backoff(
 fn a_member_that_went_down_after_a_truncated_body_yields_an_error() {
     // The retry after the backoff is refused: every endpoint refused, the
     // error is yielded, the index kept.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     let before = watch.clone();
     let (watch, item) = sim.next(
@@ -1903,7 +1726,7 @@ fn a_member_that_went_down_after_a_truncated_body_yields_an_error() {
 
 #[test]
 fn every_endpoint_refusing_yields_an_error_and_the_next_call_polls_the_same_index() {
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(42));
     let before = watch.clone();
     let (watch, item) = sim.next(
@@ -1929,7 +1752,7 @@ fn a_flaky_endpoint_then_an_idle_one_renews_instead_of_failing_the_watch() {
     // A breaks 4 s into the poll, the poll moves to B, and B stays idle until
     // the renewal time. B did not fail: it is checked (the pin moved to it),
     // answers, and the poll is renewed on B, no item.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
     let (watch, item) = sim.next(
         watch,
@@ -1961,7 +1784,7 @@ fn a_flaky_endpoint_then_an_idle_one_renews_instead_of_failing_the_watch() {
 fn a_flaky_endpoint_then_an_idle_one_still_ends_at_the_watch_timeout() {
     // The same, but the renewal time is the watch timeout: the item is the
     // timeout, nothing is sent after it (no member check either).
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(IDLE));
     let (watch, item) = sim.next(
         watch,
@@ -1984,7 +1807,7 @@ fn a_flaky_endpoint_then_an_idle_one_still_ends_at_the_watch_timeout() {
 
 #[test]
 fn once_returns_the_event() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(6));
     let event = sim
         .script(
@@ -2007,7 +1830,7 @@ fn once_returns_the_event() {
 
 #[test]
 fn once_reports_history_cleared_without_resyncing() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
     let error = sim
         .script(watch.once(), vec![now(400, 1014, CLEARED_A)])
@@ -2022,7 +1845,7 @@ fn once_reports_history_cleared_without_resyncing() {
 
 #[test]
 fn once_re_polls_a_cleared_watcher_and_times_out_by_its_timeout() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(6).timeout(secs(5)));
     let error = sim
         .script(
@@ -2063,7 +1886,7 @@ fn every_error_item_hands_back_the_same_watch() {
     ];
     for (what, replies) in failures {
         // The poll of a watch from an index fails.
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let watch = Watch::new("/k", WatchOptions::new().from_index(42));
         let before = watch.clone();
         let script = replies();
@@ -2078,7 +1901,7 @@ fn every_error_item_hands_back_the_same_watch() {
 
         // The anchoring read of a watch from now fails: still from now, and
         // the next call reads again.
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let watch = Watch::new("/k", WatchOptions::new().recursive(true));
         let before = watch.clone();
         let script = replies();
@@ -2094,7 +1917,7 @@ fn every_error_item_hands_back_the_same_watch() {
 
         // The anchoring read works, then the poll fails: the watch keeps the
         // anchor (and nothing else changed).
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let watch = Watch::new("/k", WatchOptions::new().recursive(true));
         let mut script = vec![not_found("/k", 30)];
         script.extend(replies());
@@ -2115,11 +1938,11 @@ fn every_error_item_hands_back_the_same_watch() {
 
 #[test]
 fn a_5xx_on_the_only_endpoint_is_retried_then_yielded_with_the_same_index() {
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(9).timeout(secs(2)));
     let before = watch.clone();
     let (watch, item) = sim
-        .drive(watch.next_event(), |_| {
+        .answer_with(watch.next_event(), |_| {
             Reply::Answer(millis(100), response(503, None, "upstream gone\n"))
         })
         .unwrap()
@@ -2186,7 +2009,7 @@ fn polling_twice_without_reporting_is_an_error_not_a_second_request() {
 #[test]
 fn an_event_at_the_last_index_does_not_panic() {
     let body = "{\"action\":\"set\",\"node\":{\"key\":\"/k\",\"value\":\"v\",\"modifiedIndex\":18446744073709551615,\"createdIndex\":1}}";
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/k", WatchOptions::new().from_index(1));
     let (watch, item) = sim.next(watch, vec![now(200, 1, body)]);
     assert_eq!(changed(item).node.modified_index, u64::MAX);
@@ -2203,7 +2026,7 @@ fn an_anchor_at_the_last_index_does_not_panic() {
         now(200, u64::MAX, FOO_READ),
         Reply::Answer(Duration::ZERO, response(404, None, gone)),
     ] {
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let poll = sim.first_poll(
             Watch::new("/k", WatchOptions::new()).next_event(),
             vec![read],
@@ -2216,7 +2039,7 @@ fn an_anchor_at_the_last_index_does_not_panic() {
 fn an_event_below_the_index_never_moves_it_back() {
     // A confused server (or proxy) answers `waitIndex=10` with an event at 6:
     // it is delivered as it came, and the watch still waits from 10.
-    let mut sim = Sim::new(&[A]);
+    let mut sim = Sim::scripted(&[A]);
     let watch = Watch::new("/samples/foo", WatchOptions::new().from_index(10));
     let (watch, item) = sim.next(watch, vec![now(200, 5, FOO_EVENT)]);
     assert_eq!(changed(item).node.modified_index, 6);
@@ -2237,7 +2060,7 @@ fn a_resync_at_the_last_index_does_not_panic() {
         now(200, u64::MAX, HIST_A_READ),
         Reply::Answer(Duration::ZERO, response(404, None, gone)),
     ] {
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         let watch = Watch::new("/hist/a", WatchOptions::new().from_index(4));
         let (watch, item) = sim.next(watch, vec![now(400, 1014, CLEARED_A), read]);
         assert_eq!(resynced(item).next_index, u64::MAX);
@@ -2256,11 +2079,11 @@ fn no_member_refresh_is_sent_once_the_deadline_has_passed() {
     // a member refresh, and the call sends `GET /v2/members` at 30 s with a
     // timeout of 0 (and marks the refresh as done) before it notices that its
     // deadline has passed.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     sim.cluster.set_discover_members(true);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7).timeout(secs(30)));
     let (_, item) = sim
-        .drive(watch.next_event(), |sent| {
+        .answer_with(watch.next_event(), |sent| {
             if sent.is_poll() {
                 Reply::Fail(secs(30), TransportErrorKind::Io)
             } else {
@@ -2285,10 +2108,10 @@ fn the_watch_timeout_bounds_the_anchoring_read() {
     // that hangs: the anchoring read takes three attempts and 5 s (the request
     // timeout), and without a request timeout it is sent with no timeout at all.
     for request_timeout in [Some(secs(5)), None] {
-        let mut sim = Sim::new(&[A]);
+        let mut sim = Sim::scripted(&[A]);
         sim.cluster.set_request_timeout(request_timeout);
         let watch = Watch::new("/k", WatchOptions::new().timeout(secs(1)));
-        let out = sim.drive(watch.next_event(), |sent| match sent.timeout {
+        let out = sim.answer_with(watch.next_event(), |sent| match sent.timeout {
             Some(_) => Reply::TimeOut,
             None => Reply::Stop,
         });
@@ -2314,13 +2137,13 @@ fn a_member_refresh_during_a_long_poll_is_bounded_by_the_request_timeout() {
     // default, 897 s with a 900 s poll interval — before the poll is even
     // sent. The machine sends it with the whole rest of the window.
     for interval in [None, Some(secs(900))] {
-        let mut sim = Sim::new(&[A, B]);
+        let mut sim = Sim::scripted(&[A, B]);
         sim.cluster.set_discover_members(true);
         let mut options = WatchOptions::new().from_index(6);
         if let Some(interval) = interval {
             options = options.poll_interval(interval);
         }
-        let out = sim.drive(Watch::new("/k", options).next_event(), |sent| {
+        let out = sim.answer_with(Watch::new("/k", options).next_event(), |sent| {
             if sent.path() == "/v2/members" {
                 Reply::Stop
             } else {
@@ -2348,11 +2171,11 @@ fn a_check_answered_with_5xx_by_the_only_member_yields_the_error() {
     // member that just failed, for ever, without a word to the caller.
     const RAFT_TIMEOUT: &str = "{\"errorCode\":300,\"message\":\"Raft Internal Error\",\"cause\":\"etcdserver: request timed out\",\"index\":0}\n";
     for urls in [&[A, B][..], &[A][..]] {
-        let mut sim = Sim::new(urls);
+        let mut sim = Sim::scripted(urls);
         let watch = Watch::new("/k", WatchOptions::new().from_index(7));
         let before = watch.clone();
         let mut polls = 0;
-        let out = sim.drive(watch.next_event(), |sent| {
+        let out = sim.answer_with(watch.next_event(), |sent| {
             if sent.is_poll() {
                 polls += 1;
                 if polls > 1 {
@@ -2396,10 +2219,10 @@ fn without_a_request_timeout_the_member_check_still_has_a_timeout() {
     // ever — the very liveness bug the check is there to fix. The cluster's
     // own rule for such probes is the request timeout, or the idle timeout
     // without one.
-    let mut sim = Sim::new(&[A, B]);
+    let mut sim = Sim::scripted(&[A, B]);
     sim.cluster.set_request_timeout(None);
     let watch = Watch::new("/k", WatchOptions::new().from_index(7));
-    let out = sim.drive(watch.next_event(), |sent| {
+    let out = sim.answer_with(watch.next_event(), |sent| {
         if sent.is_poll() {
             Reply::TimeOut
         } else {
@@ -2678,7 +2501,7 @@ fn with_watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T
 /// after it (never back), a resync to the resync's index, an error leaves it
 /// where it was (or at the anchor, if the anchoring read of this call worked).
 fn run_random(urls: &[&str], discover: bool, options: WatchOptions, acts: &[Act]) -> usize {
-    let mut sim = Sim::new(urls);
+    let mut sim = Sim::scripted(urls);
     sim.cluster.set_discover_members(discover);
     let mut acts = acts.iter();
     let mut watch = Watch::new("/w", options);
@@ -2695,7 +2518,7 @@ fn run_random(urls: &[&str], discover: bool, options: WatchOptions, acts: &[Act]
         let mut candidates: Vec<u64> = Vec::new();
         let mut settled = false;
         let mut polled = None;
-        let result = sim.drive(watch.next_event(), |sent| {
+        let result = sim.answer_with(watch.next_event(), |sent| {
             // Every request targets the watched key (or the member list), and
             // every long poll has a timeout and a waitIndex.
             assert!(
@@ -2859,7 +2682,7 @@ fn model_event(i: u64) -> String {
 /// event; every item's invariants are checked on the way.
 fn model_run(events: &[(u64, Duration)], faults: &[u8], two: bool, from_now: bool) -> ModelRun {
     let urls: &[&str] = if two { &[A, B] } else { &[A] };
-    let mut sim = Sim::new(urls);
+    let mut sim = Sim::scripted(urls);
     let mut faults = faults.iter().copied();
     let mut options = WatchOptions::new().recursive(true);
     if !from_now {
@@ -2896,7 +2719,7 @@ fn model_run(events: &[(u64, Duration)], faults: &[u8], two: bool, from_now: boo
         let anchored_before = anchor;
         // A new call starts with a poll or its anchoring read, never a check.
         check_may_follow = false;
-        let result = sim.drive(watch.next_event(), |sent| {
+        let result = sim.answer_with(watch.next_event(), |sent| {
             let fault = faults.next().unwrap_or(0);
             let check = sent.is_check();
             if sent.is_anchor() {
@@ -2957,6 +2780,7 @@ fn model_run(events: &[(u64, Duration)], faults: &[u8], two: bool, from_now: boo
                 }
                 Reply::Fail(..) => check,
                 Reply::Answer(..) | Reply::Stop => false,
+                _ => unreachable!("no model behind this run"),
             };
             reply
         });

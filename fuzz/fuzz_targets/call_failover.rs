@@ -8,6 +8,7 @@
 #![no_main]
 
 use bytes::Bytes;
+use etcd_proto::testkit::Sent;
 use etcd_proto::{v3, Call, TransportErrorKind};
 use etcd_proto_fuzz::{cluster, drive_flow, response, Answers, Input};
 use libfuzzer_sys::fuzz_target;
@@ -26,9 +27,9 @@ impl Answers for Members {
     fn answer(
         &mut self,
         input: &mut Input<'_>,
-        request: &http::Request<Bytes>,
+        sent: &Sent,
     ) -> Result<http::Response<Bytes>, TransportErrorKind> {
-        let path = request.uri().path().to_owned();
+        let path = sent.path().to_owned();
         let is_put = path == "/v3/kv/put";
         assert!(
             !(is_put && self.put_may_have_landed),

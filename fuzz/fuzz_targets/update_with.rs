@@ -7,6 +7,7 @@
 #![no_main]
 
 use bytes::Bytes;
+use etcd_proto::testkit::Sent;
 use etcd_proto::v2::UpdateWith;
 use etcd_proto::TransportErrorKind;
 use etcd_proto_fuzz::{cluster, drive_flow, response, Answers, Input};
@@ -22,17 +23,21 @@ impl Answers for Key {
     fn answer(
         &mut self,
         input: &mut Input<'_>,
-        request: &http::Request<Bytes>,
+        sent: &Sent,
     ) -> Result<http::Response<Bytes>, TransportErrorKind> {
-        if request.uri().path() != "/v2/keys/k" {
+        if sent.path() != "/v2/keys/k" {
             // A failed call syncs the member list: not a read of the key.
             let body = br#"{"members":[]}"#.to_vec();
             return Ok(response(input, 200, body));
         }
-        if request.method() == http::Method::PUT {
+        if sent.method == http::Method::PUT {
             self.writes += 1;
-            let form = String::from_utf8_lossy(request.body()).into_owned();
-            let query = request.uri().query().unwrap_or("").to_owned();
+            let form = String::from_utf8_lossy(&sent.body).into_owned();
+            let query = sent
+                .target()
+                .split_once('?')
+                .map_or("", |(_, q)| q)
+                .to_owned();
             let all = format!("{form}&{query}");
             let field = |name: &str| {
                 all.split('&')
@@ -67,7 +72,7 @@ impl Answers for Key {
             return Err(input.failure_kind());
         }
         let index = 1 + input.byte() as u64;
-        let (status, body) = if request.method() == http::Method::GET {
+        let (status, body) = if sent.method == http::Method::GET {
             match input.below(5) {
                 0 => {
                     self.last_read = Some(None);

@@ -1,7 +1,7 @@
 //! The v2 lock recipe (python-etcd's lock: in-order keys under the lock
 //! directory, each waiter watching its predecessor, a keeper refreshing the
 //! TTL) with 2 to 6 contenders against the simulated v2 lock directory of
-//! the machine tests (included from `etcd-proto/tests/support/`), every
+//! the machine tests (`etcd_proto::testkit::v2_lock_arena`), every
 //! choice fuzzer-chosen: blocking or not, deadlines, hard-maximum holds,
 //! TTLs, start times, then a tape of TTL expiries, third-party deletions
 //! and writes, compactions, transient failures and scheduling. Invariants
@@ -9,11 +9,15 @@
 //! the lock at any time (fenced by its key's index), every one ends, and
 //! none that failed, timed out or found the lock busy leaves a key behind.
 #![no_main]
-#![allow(dead_code)]
+use std::time::Duration;
 
-include!("../../etcd-proto/tests/support/v2_lock_sim.rs");
-
+use etcd_proto::testkit::v2_lock_arena::{Arena, Plan};
+use etcd_proto::testkit::Tape;
 use libfuzzer_sys::fuzz_target;
+
+const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
 
 fuzz_target!(|data: &[u8]| {
     let mut at = 0;
@@ -39,10 +43,10 @@ fuzz_target!(|data: &[u8]| {
     let fault_percent = next() % 21;
     let disturb_percent = next() % 16;
     let rest = data.get(at..).unwrap_or_default();
-    let tape = rest
-        .chunks(2)
-        .take(2_000)
-        .map(|pair| u16::from_le_bytes([pair[0], *pair.get(1).unwrap_or(&0)]))
-        .collect();
+    let tape = Tape::quiet(
+        rest.chunks(2)
+            .take(2_000)
+            .map(|pair| u64::from(u16::from_le_bytes([pair[0], *pair.get(1).unwrap_or(&0)]))),
+    );
     Arena::new(plans, tape, fault_percent, disturb_percent).run();
 });

@@ -7,6 +7,7 @@
 #![no_main]
 
 use bytes::Bytes;
+use etcd_proto::testkit::Sent;
 use etcd_proto::v2::{Watch, WatchEvent, WatchOptions};
 use etcd_proto::TransportErrorKind;
 use etcd_proto_fuzz::{cluster, drive_flow, response, Answers, Input};
@@ -20,15 +21,12 @@ impl Answers for Keys {
     fn answer(
         &mut self,
         input: &mut Input<'_>,
-        request: &http::Request<Bytes>,
+        sent: &Sent,
     ) -> Result<http::Response<Bytes>, TransportErrorKind> {
         if input.byte().is_multiple_of(5) {
             return Err(input.failure_kind());
         }
-        let waiting = request
-            .uri()
-            .query()
-            .is_some_and(|q| q.contains("wait=true"));
+        let waiting = sent.is_poll();
         // Mostly forward, sometimes (a confused server) back.
         self.index = (self.index + input.byte() as u64 % 6)
             .saturating_sub(1)

@@ -13,5 +13,5 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     // Past a few hundred bytes the simulator draws from its own generator.
     let tape = &data[..data.len().min(512)];
-    etcd_proto::v3::sim::lock_contention(tape);
+    etcd_proto::testkit::v3_scenarios::lock_contention(tape);
 });

@@ -10,5 +10,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let tape = &data[..data.len().min(512)];
-    etcd_proto::v3::sim::observe_leaders(tape);
+    etcd_proto::testkit::v3_scenarios::observe_leaders(tape);
 });

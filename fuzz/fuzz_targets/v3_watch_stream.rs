@@ -8,9 +8,10 @@
 #![no_main]
 
 use bytes::Bytes;
+use etcd_proto::testkit::Sent;
 use etcd_proto::v3::{KeyRange, Watch, WatchItem};
 use etcd_proto::TransportErrorKind;
-use etcd_proto_fuzz::{cluster, drive_stream, response, Answers, Input, StreamAnswers};
+use etcd_proto_fuzz::{cluster, drive_stream, response, Answers, Input};
 use libfuzzer_sys::fuzz_target;
 
 struct Gateway {
@@ -55,7 +56,7 @@ impl Answers for Gateway {
     fn answer(
         &mut self,
         input: &mut Input<'_>,
-        _request: &http::Request<Bytes>,
+        _sent: &Sent,
     ) -> Result<http::Response<Bytes>, TransportErrorKind> {
         if input.byte().is_multiple_of(4) {
             return Err(input.failure_kind());
@@ -64,13 +65,11 @@ impl Answers for Gateway {
         let body = input.bytes(128).to_vec();
         Ok(response(input, status, body))
     }
-}
 
-impl StreamAnswers for Gateway {
     fn head(
         &mut self,
         input: &mut Input<'_>,
-        _request: &http::Request<Bytes>,
+        _sent: &Sent,
     ) -> Result<http::response::Parts, TransportErrorKind> {
         self.pending.clear();
         match input.below(8) {

@@ -1,16 +1,19 @@
 //! What the fuzz targets share: a reader of the fuzzer's bytes, the answers
-//! a fake etcd gives (recorded shapes with fuzzer-chosen numbers, or raw
-//! fuzzer bytes), and drivers that run a [`Flow`] or a [`StreamFlow`]
-//! against those answers on virtual time.
+//! a fuzzed etcd gives (recorded shapes with fuzzer-chosen numbers, or raw
+//! fuzzer bytes), and [`drive_flow`] / [`drive_stream`], which run a
+//! [`Flow`] or a [`StreamFlow`] against those answers on the testkit's
+//! virtual-time driver (`etcd_proto::testkit::Sim`), the same one every
+//! machine test uses.
 //!
-//! The drivers obey the flow contracts exactly as a transport must (one
+//! That driver obeys the flow contracts exactly as a transport must (one
 //! exchange in flight, the body of a streamed answer read only while the
 //! flow asks for it), so anything a target finds is the core's.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_proto::{Cluster, Flow, Step, StreamFlow, StreamStep, TransportErrorKind};
+use etcd_proto::testkit::{Chunk, Reply, Sent, Server, Sim};
+use etcd_proto::{Cluster, Flow, StreamFlow, TransportErrorKind};
 
 /// The fuzzer's bytes, read front to back; once they run out every read
 /// gives zeros, so a driver always reaches an end.
@@ -130,14 +133,30 @@ pub fn cluster() -> Cluster {
     Cluster::from_urls(&ENDPOINTS).expect("valid endpoints")
 }
 
-/// How a driver answers one request of a flow.
+/// How the fuzzed etcd answers a flow's requests.
 pub trait Answers {
-    /// The complete answer to `request`, or a transport failure.
+    /// The complete answer to `sent`, or a transport failure.
     fn answer(
         &mut self,
         input: &mut Input<'_>,
-        request: &http::Request<Bytes>,
+        sent: &Sent,
     ) -> Result<http::Response<Bytes>, TransportErrorKind>;
+
+    /// The head of the streamed answer to `sent` (its body comes from
+    /// [`chunk`](Self::chunk)), or a failure. Unary flows never ask.
+    fn head(
+        &mut self,
+        _input: &mut Input<'_>,
+        sent: &Sent,
+    ) -> Result<http::response::Parts, TransportErrorKind> {
+        panic!("a unary flow opened a stream: {sent:?}")
+    }
+
+    /// The next chunk of the open body: `Ok(Some)`, its clean end
+    /// `Ok(None)`, or a failure.
+    fn chunk(&mut self, _input: &mut Input<'_>) -> Result<Option<Bytes>, TransportErrorKind> {
+        Ok(None)
+    }
 }
 
 /// What [`drive_flow`] saw.
@@ -145,148 +164,119 @@ pub struct FlowRun<T> {
     /// The flow's result, if it finished within the step budget.
     pub result: Option<Result<T, etcd_proto::Error>>,
     /// Every request it sent, with what came back (`Err`: a failure).
-    pub exchanges: Vec<(http::Request<Bytes>, Result<u16, TransportErrorKind>)>,
+    pub exchanges: Vec<(Sent, Result<u16, TransportErrorKind>)>,
 }
 
-/// Most steps a driver takes before giving up on a flow (a flow that
-/// neither finishes nor waits for time to pass would spin forever).
+/// Most requests a driver sends before giving up on a flow.
 pub const MAX_STEPS: usize = 400;
 
-/// Runs `flow` to its end (or [`MAX_STEPS`]) on virtual time, answering
-/// each request with `answers`. Sleeps jump the clock; the fuzzer may push
-/// it further.
+/// The fuzzed etcd as the testkit's model: the answers and the fuzzer's
+/// bytes they are drawn from.
+struct Fuzzed<'x, 'a> {
+    input: &'x mut Input<'a>,
+    answers: &'x mut dyn Answers,
+    /// What each request got.
+    outcomes: Vec<Result<u16, TransportErrorKind>>,
+    /// Stop as soon as the fuzzer's bytes are spent (a stream never ends
+    /// by itself); a unary flow is given room to finish first.
+    stream: bool,
+}
+
+impl Server for Fuzzed<'_, '_> {
+    fn serve(&mut self, sent: &Sent) -> Option<http::Response<Bytes>> {
+        panic!("the fuzzed etcd answers through the hook: {sent:?}")
+    }
+
+    fn read(&mut self, _stream: &Sent) -> Chunk {
+        let after = Duration::from_millis(self.input.byte() as u64 * 20);
+        match self.answers.chunk(self.input) {
+            Ok(Some(data)) => Chunk::Data(after, data),
+            Ok(None) => Chunk::End(after),
+            Err(kind) => Chunk::Fail(after, kind),
+        }
+    }
+}
+
+/// One request's fate: a fuzzer-chosen delay, then the answer or failure.
+fn reply(fuzzed: &mut Fuzzed<'_, '_>, sent: &Sent) -> Reply {
+    if let Some(timeout) = sent.timeout {
+        assert!(
+            timeout <= Duration::from_secs(3600),
+            "absurd timeout {timeout:?}"
+        );
+    }
+    let room = if fuzzed.stream { 0 } else { MAX_STEPS / 2 };
+    if fuzzed.input.is_empty() && fuzzed.outcomes.len() >= room {
+        return Reply::Stop;
+    }
+    let scale = if sent.stream { 1 } else { 10 };
+    let after = Duration::from_millis(fuzzed.input.byte() as u64 * scale);
+    let answer = if sent.stream {
+        fuzzed
+            .answers
+            .head(fuzzed.input, sent)
+            .map(|head| http::Response::from_parts(head, Bytes::new()))
+    } else {
+        fuzzed.answers.answer(fuzzed.input, sent)
+    };
+    fuzzed
+        .outcomes
+        .push(answer.as_ref().map(|r| r.status().as_u16()).map_err(|k| *k));
+    match answer {
+        Ok(response) => Reply::Answer(after, response),
+        Err(kind) => Reply::Fail(after, kind),
+    }
+}
+
+/// A simulation of `cluster` in front of the fuzzed etcd.
+fn sim<'x, 'a>(
+    cluster: &mut Cluster,
+    input: &'x mut Input<'a>,
+    answers: &'x mut dyn Answers,
+    stream: bool,
+) -> Sim<'static, Fuzzed<'x, 'a>> {
+    let fuzzed = Fuzzed {
+        input,
+        answers,
+        outcomes: Vec::new(),
+        stream,
+    };
+    let mut sim = Sim::with_model(&ENDPOINTS, fuzzed);
+    std::mem::swap(&mut sim.cluster, cluster);
+    sim.limit(MAX_STEPS);
+    sim
+}
+
+/// Runs `flow` to its end (or [`MAX_STEPS`] requests) on virtual time,
+/// answering each request with `answers` after a fuzzer-chosen delay.
 pub fn drive_flow<F: Flow>(
     flow: &mut F,
     cluster: &mut Cluster,
     input: &mut Input<'_>,
     answers: &mut dyn Answers,
 ) -> FlowRun<F::Output> {
-    let mut now = Instant::now();
-    let mut run = FlowRun {
-        result: None,
-        exchanges: Vec::new(),
-    };
-    for _ in 0..MAX_STEPS {
-        match flow.poll(cluster, now) {
-            Step::Done(result) => {
-                run.result = Some(result);
-                return run;
-            }
-            Step::Sleep(until) => now = now.max(until),
-            Step::Transmit(transmit) => {
-                if let Some(timeout) = transmit.timeout {
-                    assert!(
-                        timeout <= Duration::from_secs(3600),
-                        "absurd timeout {timeout:?}"
-                    );
-                }
-                now += Duration::from_millis(input.byte() as u64 * 10);
-                let answer = answers.answer(input, &transmit.request);
-                run.exchanges.push((
-                    transmit.request,
-                    answer.as_ref().map(|r| r.status().as_u16()).map_err(|k| *k),
-                ));
-                match answer {
-                    Ok(response) => flow.handle_response(cluster, now, response),
-                    Err(kind) => flow.handle_failure(cluster, now, kind, Box::new(FuzzFailure)),
-                }
-            }
-        }
-        if input.is_empty() && run.exchanges.len() > MAX_STEPS / 2 {
-            break;
-        }
+    let mut sim = sim(cluster, input, answers, false);
+    let result = sim.drive_with(flow, &mut |sent, fuzzed| reply(fuzzed, sent));
+    std::mem::swap(&mut sim.cluster, cluster);
+    let outcomes = std::mem::take(&mut sim.model.outcomes);
+    FlowRun {
+        result,
+        exchanges: sim.sent.into_iter().zip(outcomes).collect(),
     }
-    run
 }
 
-/// How a driver answers a stream flow: unary requests as [`Answers`], and
-/// the head and chunks of a streamed answer.
-pub trait StreamAnswers: Answers {
-    /// The head of the streamed answer to `request`, or a failure.
-    fn head(
-        &mut self,
-        input: &mut Input<'_>,
-        request: &http::Request<Bytes>,
-    ) -> Result<http::response::Parts, TransportErrorKind>;
-
-    /// The next chunk of the open body: `Ok(Some)`, its clean end
-    /// `Ok(None)`, or a failure.
-    fn chunk(&mut self, input: &mut Input<'_>) -> Result<Option<Bytes>, TransportErrorKind>;
-}
-
-/// Runs a stream flow to its end (or [`MAX_STEPS`]), handing each emitted
-/// item to `emitted`, and checks the stream contract on the way: the body
-/// is read only while open.
+/// Runs a stream flow to its end (or [`MAX_STEPS`] requests), handing
+/// each emitted item to `emitted`; heads and chunks of streamed answers
+/// come from `answers`, each after a fuzzer-chosen delay.
 pub fn drive_stream<F: StreamFlow>(
     flow: &mut F,
     cluster: &mut Cluster,
     input: &mut Input<'_>,
-    answers: &mut dyn StreamAnswers,
-    mut emitted: impl FnMut(F::Item),
+    answers: &mut dyn Answers,
+    emitted: impl FnMut(F::Item),
 ) -> Option<Result<(), etcd_proto::Error>> {
-    let mut now = Instant::now();
-    let mut open = false;
-    for _ in 0..MAX_STEPS {
-        let step = flow.poll(cluster, now);
-        if !matches!(
-            step,
-            StreamStep::Read(_) | StreamStep::Send(_) | StreamStep::Emit(_) | StreamStep::Warn(_)
-        ) {
-            // The driver closes the body before acting on any other step.
-            open = false;
-        }
-        match step {
-            StreamStep::End(result) => return Some(result),
-            StreamStep::Emit(item) => emitted(item),
-            StreamStep::Warn(_) => {}
-            StreamStep::Send(_) => panic!("a flow sent on a gateway stream"),
-            StreamStep::Sleep(until) => now = now.max(until),
-            StreamStep::Transmit(transmit) => {
-                now += Duration::from_millis(input.byte() as u64 * 10);
-                match answers.answer(input, &transmit.request) {
-                    Ok(response) => flow.handle_response(cluster, now, response),
-                    Err(kind) => flow.handle_failure(cluster, now, kind, Box::new(FuzzFailure)),
-                }
-            }
-            StreamStep::Open(transmit) => {
-                now += Duration::from_millis(input.byte() as u64);
-                match answers.head(input, &transmit.request) {
-                    Ok(head) => {
-                        open = true;
-                        flow.handle_head(cluster, now, head);
-                    }
-                    Err(kind) => flow.handle_failure(cluster, now, kind, Box::new(FuzzFailure)),
-                }
-            }
-            StreamStep::Read(until) => {
-                assert!(open, "Read with no open body");
-                now += Duration::from_millis(input.byte() as u64 * 20);
-                if until.is_some_and(|u| now >= u) {
-                    open = false;
-                    flow.handle_failure(
-                        cluster,
-                        now,
-                        TransportErrorKind::Timeout,
-                        Box::new(FuzzFailure),
-                    );
-                    continue;
-                }
-                match answers.chunk(input) {
-                    Ok(Some(data)) => flow.handle_data(cluster, now, data),
-                    Ok(None) => {
-                        open = false;
-                        flow.handle_end(cluster, now)
-                    }
-                    Err(kind) => {
-                        open = false;
-                        flow.handle_failure(cluster, now, kind, Box::new(FuzzFailure))
-                    }
-                }
-            }
-        }
-        if input.is_empty() {
-            return None;
-        }
-    }
-    None
+    let mut sim = sim(cluster, input, answers, true);
+    let result = sim.drive_stream_with(flow, &mut |sent, fuzzed| reply(fuzzed, sent), emitted);
+    std::mem::swap(&mut sim.cluster, cluster);
+    result
 }

@@ -157,7 +157,9 @@ impl<F: FnMut(Option<&str>) -> String> Flow for UpdateWith<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{Reply, Sim};
     use bytes::Bytes;
+    use std::time::Duration;
 
     fn answer(status: u16, body: &str) -> http::Response<Bytes> {
         let mut r = http::Response::new(Bytes::from(body.to_owned()));
@@ -177,35 +179,37 @@ mod tests {
     const LOST: &str =
         r#"{"errorCode":101,"message":"Compare failed","cause":"[5 != 6]","index":6}"#;
 
-    /// Runs `flow`, answering each request with the next scripted response.
+    /// Runs `flow` on the testkit, answering each request with the next
+    /// scripted response.
     fn run<F: FnMut(Option<&str>) -> String>(
-        mut flow: UpdateWith<F>,
-        mut answers: Vec<http::Response<Bytes>>,
+        flow: UpdateWith<F>,
+        answers: Vec<http::Response<Bytes>>,
     ) -> (Vec<String>, Result<KeysResponse, Error>, u32) {
-        let mut cluster = Cluster::from_urls(&["http://127.0.0.1:2379"]).unwrap();
-        let mut now = Instant::now();
-        let (mut sent, mut sleeps) = (Vec::new(), 0);
-        answers.reverse();
-        loop {
-            match flow.poll(&mut cluster, now) {
-                Step::Transmit(t) => {
-                    sent.push(format!(
-                        "{} {} {}",
-                        t.request.method(),
-                        t.request.uri(),
-                        String::from_utf8_lossy(t.request.body())
-                    ));
-                    let response = answers.pop().expect("more requests than scripted");
-                    flow.handle_response(&mut cluster, now, response);
-                }
-                Step::Sleep(until) => {
-                    sleeps += 1;
-                    assert!(until > now && until - now <= std::time::Duration::from_millis(250));
-                    now = until;
-                }
-                Step::Done(result) => return (sent, result, sleeps),
-            }
+        let mut sim = Sim::scripted(&["http://127.0.0.1:2379"]);
+        let replies = answers
+            .into_iter()
+            .map(|r| Reply::Answer(Duration::ZERO, r))
+            .collect();
+        let result = sim.script(flow, replies);
+        let sent = sim
+            .sent
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {}",
+                    s.method,
+                    s.uri,
+                    String::from_utf8_lossy(&s.body)
+                )
+            })
+            .collect();
+        for (at, until) in &sim.sleeps {
+            assert!(
+                *until - *at <= Duration::from_millis(250),
+                "a jittered retry"
+            );
         }
+        (sent, result, sim.sleeps.len() as u32)
     }
 
     #[test]

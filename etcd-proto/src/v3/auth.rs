@@ -12,6 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use super::json::{self, B64Bytes, ObjectWriter, WireHeader};
+use super::unary::{Answer, GatewayCall};
 use super::KeyRange;
 use crate::cluster::Cluster;
 use crate::error::{Error, UsageError};
@@ -255,16 +256,11 @@ impl AuthAdmin {
     }
 }
 
-impl Operation for AuthAdmin {
+impl GatewayCall for AuthAdmin {
     type Output = super::ResponseHeader;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(json::post(target.root_uri(self.path)?, self.body.clone()))
-    }
-
-    fn parse(&self, response: http::Response<Bytes>) -> Result<super::ResponseHeader, Error> {
-        json::parse_unary::<super::kv::HeaderOnly>(response.status(), response.body())
-            .map(|r| r.header.into())
+    fn path(&self) -> &'static str {
+        self.path
     }
 
     /// A change to users or roles applied twice is observable (the second
@@ -274,8 +270,14 @@ impl Operation for AuthAdmin {
         Replay::AtMostOnce
     }
 
-    fn api(&self) -> Api {
-        Api::V3
+    fn body(&self) -> String {
+        self.body.clone()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<super::ResponseHeader, Error> {
+        answer
+            .json::<super::kv::HeaderOnly>()
+            .map(|r| r.header.into())
     }
 }
 

@@ -24,21 +24,20 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::Bytes;
-
 use super::kv::Get;
 use super::lock::{
     lock_prefix, owner_get, AcquireMutex, CheckOwner, GuardedPut, HeldMutex, MutexOptions,
     ReleaseMutex,
 };
 use super::types::{KeyRange, KeyValue, ResponseHeader};
+use super::unary::{Answer, GatewayCall};
 use super::watch::{EventKind, Watch, WatchItem};
 use super::{Compare, CompareOp, RangeResponse};
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Error, UsageError};
+use crate::error::Error;
 use crate::flow::{Flow, Input, StreamFlow, StreamStep};
-use crate::operation::{Api, Operation, Replay, Target};
+use crate::operation::Replay;
 
 /// An election: its keys live under `<name>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,27 +203,24 @@ impl GetLeader {
     }
 }
 
-impl Operation for GetLeader {
+impl GatewayCall for GetLeader {
     type Output = Option<KeyValue>;
+
+    fn path(&self) -> &'static str {
+        owner_get(&self.prefix).path()
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        owner_get(&self.prefix).build(target)
+    fn body(&self) -> String {
+        owner_get(&self.prefix).body()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<Option<KeyValue>, Error> {
-        Ok(owner_get(&self.prefix)
-            .parse(response)?
-            .kvs
-            .into_iter()
-            .next())
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
+    fn read(&self, answer: Answer<'_>) -> Result<Option<KeyValue>, Error> {
+        let response = owner_get(&self.prefix).read(answer)?;
+        Ok(response.kvs.into_iter().next())
     }
 }
 
@@ -386,13 +382,13 @@ mod tests {
 
     use super::super::lock::{session_key, MutexError};
     use super::*;
-    use crate::v3::sim::{Driver, Sim, Unary};
+    use crate::testkit::world::{Driver, Unary, World};
 
     fn campaign(lease: i64, value: &str) -> Driver<Campaign> {
         Driver::new(Election::new("e").campaign(lease, value, MutexOptions::new()))
     }
 
-    fn leader(sim: &mut Sim) -> Option<KeyValue> {
+    fn leader(sim: &mut World) -> Option<KeyValue> {
         let mut d = Driver::new(Unary::new(Election::new("e").leader()));
         sim.settle(&mut [&mut d]);
         d.items.pop().expect("an answer")
@@ -407,7 +403,7 @@ mod tests {
 
     #[test]
     fn campaign_leads_proclaims_and_resigns() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb) = (sim.session(10), sim.session(10));
         assert_eq!(leader(&mut sim), None);
         let mut a = campaign(la, "alpha");
@@ -457,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_session_that_campaigned_before_proclaims_its_new_value() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let la = sim.session(10);
         let key = session_key(b"e/", la);
         sim.store.put(&key, b"old", la);
@@ -476,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_try_campaign_against_a_leader_is_busy() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb) = (sim.session(10), sim.session(10));
         let mut a = campaign(la, "a");
         sim.settle(&mut [&mut a]);
@@ -496,14 +492,14 @@ mod tests {
         let mut emitted = 0;
         for seed in 0u64..200 {
             let tape = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes();
-            emitted += crate::v3::sim::observe_leaders(&tape);
+            emitted += crate::testkit::v3_scenarios::observe_leaders(&tape);
         }
         assert!(emitted > 200, "the runs change leaders: {emitted}");
     }
 
     #[test]
     fn observe_follows_every_change_of_leader_and_value() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb) = (sim.session(10), sim.session(3));
         let mut o = Driver::new(Election::new("e").observe());
         sim.run_for(Duration::from_secs(1), &mut [&mut o]);

@@ -1,13 +1,13 @@
 //! The key-value operations: [`Get`] (a range read), [`Put`], [`Delete`] and
-//! [`Compact`]. Each is an [`Operation`] on its own and a step of a [`Txn`](super::Txn).
+//! [`Compact`]. Each is an [`Operation`](crate::Operation) on its own and a step of a [`Txn`](super::Txn).
 
-use bytes::Bytes;
 use serde::Deserialize;
 
 use super::json::{self, ObjectWriter, WireHeader, WireKeyValue};
 use super::types::{KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};
-use crate::error::{Error, UsageError};
-use crate::operation::{Api, Operation, Replay, Target};
+use super::unary::{Answer, GatewayCall};
+use crate::error::Error;
+use crate::operation::Replay;
 
 /// Reads one key, a prefix or a range (`/v3/kv/range`).
 ///
@@ -173,23 +173,23 @@ impl From<WireRangeResponse> for RangeResponse {
     }
 }
 
-impl Operation for Get {
+impl GatewayCall for Get {
     type Output = RangeResponse;
+
+    fn path(&self) -> &'static str {
+        "/v3/kv/range"
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(json::post(target.root_uri("/v3/kv/range")?, self.to_json()))
+    fn body(&self) -> String {
+        self.to_json()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<RangeResponse, Error> {
-        json::parse_unary::<WireRangeResponse>(response.status(), response.body()).map(Into::into)
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
+    fn read(&self, answer: Answer<'_>) -> Result<RangeResponse, Error> {
+        answer.json::<WireRangeResponse>().map(Into::into)
     }
 }
 
@@ -284,23 +284,23 @@ impl From<WirePutResponse> for PutResponse {
     }
 }
 
-impl Operation for Put {
+impl GatewayCall for Put {
     type Output = PutResponse;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(json::post(target.root_uri("/v3/kv/put")?, self.to_json()))
-    }
-
-    fn parse(&self, response: http::Response<Bytes>) -> Result<PutResponse, Error> {
-        json::parse_unary::<WirePutResponse>(response.status(), response.body()).map(Into::into)
+    fn path(&self) -> &'static str {
+        "/v3/kv/put"
     }
 
     fn replay(&self) -> Replay {
         Replay::AtMostOnce
     }
 
-    fn api(&self) -> Api {
-        Api::V3
+    fn body(&self) -> String {
+        self.to_json()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<PutResponse, Error> {
+        answer.json::<WirePutResponse>().map(Into::into)
     }
 }
 
@@ -369,26 +369,23 @@ impl From<WireDeleteResponse> for DeleteResponse {
     }
 }
 
-impl Operation for Delete {
+impl GatewayCall for Delete {
     type Output = DeleteResponse;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(json::post(
-            target.root_uri("/v3/kv/deleterange")?,
-            self.to_json(),
-        ))
-    }
-
-    fn parse(&self, response: http::Response<Bytes>) -> Result<DeleteResponse, Error> {
-        json::parse_unary::<WireDeleteResponse>(response.status(), response.body()).map(Into::into)
+    fn path(&self) -> &'static str {
+        "/v3/kv/deleterange"
     }
 
     fn replay(&self) -> Replay {
         Replay::AtMostOnce
     }
 
-    fn api(&self) -> Api {
-        Api::V3
+    fn body(&self) -> String {
+        self.to_json()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<DeleteResponse, Error> {
+        answer.json::<WireDeleteResponse>().map(Into::into)
     }
 }
 
@@ -416,27 +413,26 @@ impl Compact {
     }
 }
 
-impl Operation for Compact {
+impl GatewayCall for Compact {
     type Output = ResponseHeader;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        let body = ObjectWriter::new()
-            .int("revision", self.revision)
-            .flag("physical", self.physical)
-            .finish();
-        Ok(json::post(target.root_uri("/v3/kv/compaction")?, body))
-    }
-
-    fn parse(&self, response: http::Response<Bytes>) -> Result<ResponseHeader, Error> {
-        json::parse_unary::<HeaderOnly>(response.status(), response.body()).map(|r| r.header.into())
+    fn path(&self) -> &'static str {
+        "/v3/kv/compaction"
     }
 
     fn replay(&self) -> Replay {
         Replay::AtMostOnce
     }
 
-    fn api(&self) -> Api {
-        Api::V3
+    fn body(&self) -> String {
+        ObjectWriter::new()
+            .int("revision", self.revision)
+            .flag("physical", self.physical)
+            .finish()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<ResponseHeader, Error> {
+        answer.json::<HeaderOnly>().map(|r| r.header.into())
     }
 }
 
@@ -451,6 +447,8 @@ pub(crate) struct HeaderOnly {
 mod tests {
     use super::*;
     use crate::endpoint::Endpoint;
+    use crate::{Operation, Target};
+    use bytes::Bytes;
 
     fn built<O: Operation>(op: &O) -> (String, String) {
         let endpoint = Endpoint::parse("http://127.0.0.1:2379").unwrap();

@@ -6,18 +6,18 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde::Deserialize;
 
 use super::error::{V3Error, V3ErrorKind};
 use super::json::{self, ObjectWriter, WireHeader};
 use super::kv::HeaderOnly;
 use super::types::ResponseHeader;
+use super::unary::{Answer, GatewayCall};
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Error, MalformedResponse, UsageError};
+use crate::error::{Error, MalformedResponse};
 use crate::flow::{Flow, Input, Step};
-use crate::operation::{Api, Operation, Replay, Target};
+use crate::operation::Replay;
 
 /// `POST /v3/lease/grant`: a new lease of `ttl` seconds (the server may
 /// round a short TTL up: TTL 1 is granted as 2).
@@ -73,26 +73,28 @@ struct WireLeaseId {
     id: json::Int,
 }
 
-fn parse_lease(response: &http::Response<Bytes>) -> Result<WireLease, Error> {
-    json::parse_unary::<WireLease>(response.status(), response.body())
-}
-
-impl Operation for LeaseGrant {
+impl GatewayCall for LeaseGrant {
     type Output = LeaseGrantResponse;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        let body = ObjectWriter::new()
-            .int("TTL", self.ttl)
-            .int("ID", self.id)
-            .finish();
-        Ok(json::post(target.root_uri("/v3/lease/grant")?, body))
+    fn path(&self) -> &'static str {
+        "/v3/lease/grant"
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<LeaseGrantResponse, Error> {
-        let wire = parse_lease(&response)?;
+    fn replay(&self) -> Replay {
+        Replay::AtMostOnce
+    }
+
+    fn body(&self) -> String {
+        ObjectWriter::new()
+            .int("TTL", self.ttl)
+            .int("ID", self.id)
+            .finish()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<LeaseGrantResponse, Error> {
+        let wire = answer.json::<WireLease>()?;
         if !wire.error.is_empty() {
-            let status = response.status().as_u16();
-            return Err(V3Error::new(status, 2, &wire.error).into());
+            return Err(V3Error::new(answer.status, 2, &wire.error).into());
         }
         Ok(LeaseGrantResponse {
             header: wire.header.into(),
@@ -100,38 +102,29 @@ impl Operation for LeaseGrant {
             ttl: wire.ttl.0,
         })
     }
-
-    fn replay(&self) -> Replay {
-        Replay::AtMostOnce
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
-    }
 }
 
 /// `POST /v3/lease/revoke`: ends a lease now, deleting its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseRevoke(pub i64);
 
-impl Operation for LeaseRevoke {
+impl GatewayCall for LeaseRevoke {
     type Output = ResponseHeader;
+
+    fn path(&self) -> &'static str {
+        "/v3/lease/revoke"
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        let body = ObjectWriter::new().int("ID", self.0).finish();
-        Ok(json::post(target.root_uri("/v3/lease/revoke")?, body))
+    fn body(&self) -> String {
+        ObjectWriter::new().int("ID", self.0).finish()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<ResponseHeader, Error> {
-        json::parse_unary::<HeaderOnly>(response.status(), response.body()).map(|r| r.header.into())
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
+    fn read(&self, answer: Answer<'_>) -> Result<ResponseHeader, Error> {
+        answer.json::<HeaderOnly>().map(|r| r.header.into())
     }
 }
 
@@ -178,23 +171,26 @@ impl LeaseTimeToLiveResponse {
     }
 }
 
-impl Operation for LeaseTimeToLive {
+impl GatewayCall for LeaseTimeToLive {
     type Output = LeaseTimeToLiveResponse;
+
+    fn path(&self) -> &'static str {
+        "/v3/lease/timetolive"
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        let body = ObjectWriter::new()
+    fn body(&self) -> String {
+        ObjectWriter::new()
             .int("ID", self.id)
             .flag("keys", self.keys)
-            .finish();
-        Ok(json::post(target.root_uri("/v3/lease/timetolive")?, body))
+            .finish()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<LeaseTimeToLiveResponse, Error> {
-        let wire = parse_lease(&response)?;
+    fn read(&self, answer: Answer<'_>) -> Result<LeaseTimeToLiveResponse, Error> {
+        let wire = answer.json::<WireLease>()?;
         Ok(LeaseTimeToLiveResponse {
             header: wire.header.into(),
             id: wire.id.0,
@@ -203,40 +199,34 @@ impl Operation for LeaseTimeToLive {
             keys: wire.keys.into_iter().map(|k| k.0).collect(),
         })
     }
-
-    fn api(&self) -> Api {
-        Api::V3
-    }
 }
 
 /// `POST /v3/lease/leases`: the IDs of every live lease.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaseLeases;
 
-impl Operation for LeaseLeases {
+impl GatewayCall for LeaseLeases {
     type Output = Vec<i64>;
+
+    fn path(&self) -> &'static str {
+        "/v3/lease/leases"
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(json::post(
-            target.root_uri("/v3/lease/leases")?,
-            "{}".to_owned(),
-        ))
+    fn body(&self) -> String {
+        "{}".to_owned()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<Vec<i64>, Error> {
-        Ok(parse_lease(&response)?
+    fn read(&self, answer: Answer<'_>) -> Result<Vec<i64>, Error> {
+        Ok(answer
+            .json::<WireLease>()?
             .leases
             .into_iter()
             .map(|l| l.id.0)
             .collect())
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
     }
 }
 
@@ -259,28 +249,28 @@ pub struct LeaseKeepAliveResponse {
     pub ttl: i64,
 }
 
-impl Operation for LeaseKeepAliveOnce {
+impl GatewayCall for LeaseKeepAliveOnce {
     type Output = LeaseKeepAliveResponse;
+
+    fn path(&self) -> &'static str {
+        "/v3/lease/keepalive"
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        let body = ObjectWriter::new().int("ID", self.0).finish();
-        Ok(json::post(target.root_uri("/v3/lease/keepalive")?, body))
+    fn body(&self) -> String {
+        ObjectWriter::new().int("ID", self.0).finish()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<LeaseKeepAliveResponse, Error> {
-        let status = response.status();
-        if !status.is_success() {
-            return Err(json::error_body(status.as_u16(), response.body()));
-        }
-        let body = response.body();
+    fn read(&self, answer: Answer<'_>) -> Result<LeaseKeepAliveResponse, Error> {
+        // The gateway answers with the first line of the keep-alive stream.
+        let body = answer.bytes();
         let first = body.split(|b| *b == b'\n').find(|line| !line.is_empty());
         let Some(line) = first else {
             return Err(
-                MalformedResponse::new(status.as_u16(), "empty keep-alive stream", body).into(),
+                MalformedResponse::new(answer.status, "empty keep-alive stream", body).into(),
             );
         };
         let wire: WireLease = json::parse_stream_line(line)?;
@@ -300,10 +290,6 @@ impl Operation for LeaseKeepAliveOnce {
             id: wire.id.0,
             ttl: wire.ttl.0,
         })
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
     }
 }
 
@@ -485,6 +471,8 @@ impl Flow for KeepAlive {
 mod tests {
     use super::*;
     use crate::error::TransportErrorKind;
+    use crate::Operation;
+    use bytes::Bytes;
 
     fn answer(status: u16, body: &str) -> http::Response<Bytes> {
         http::Response::builder()

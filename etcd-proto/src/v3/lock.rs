@@ -49,19 +49,18 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use super::error::V3ErrorKind;
 use super::kv::{Delete, Get, Put};
 use super::lease::{LeaseKeepAliveOnce, LeaseKeepAliveResponse};
 use super::txn::{Compare, CompareOp, Txn, TxnOpResponse, TxnResponse};
 use super::types::{KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};
+use super::unary::{Answer, GatewayCall};
 use super::watch::{EventKind, Watch, WatchItem};
 use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, MalformedResponse, TransportErrorKind, UsageError};
 use crate::flow::{Flow, Input, StreamFlow, StreamStep, Transmit};
-use crate::operation::{Api, Operation, Replay, Target};
+use crate::operation::{Operation, Replay};
 
 /// The TTL, in seconds, of a session a client grants for a lock it was not
 /// given a session for (Go's `concurrency.NewSession` default).
@@ -308,28 +307,28 @@ impl ReleaseMutex {
     }
 }
 
-impl Operation for ReleaseMutex {
+impl GatewayCall for ReleaseMutex {
     type Output = bool;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        self.txn().build(target)
-    }
-
-    fn parse(&self, response: http::Response<Bytes>) -> Result<bool, Error> {
-        let response = self.txn().parse(response)?;
-        Ok(response.succeeded
-            && response
-                .responses
-                .iter()
-                .any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted > 0)))
+    fn path(&self) -> &'static str {
+        self.txn().path()
     }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn api(&self) -> Api {
-        Api::V3
+    fn body(&self) -> String {
+        self.txn().body()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<bool, Error> {
+        let response = self.txn().read(answer)?;
+        Ok(response.succeeded
+            && response
+                .responses
+                .iter()
+                .any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted > 0)))
     }
 }
 
@@ -353,26 +352,26 @@ impl CheckOwner {
     }
 }
 
-impl Operation for CheckOwner {
+impl GatewayCall for CheckOwner {
     type Output = bool;
+
+    fn path(&self) -> &'static str {
+        owner_get(&self.prefix).path()
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        owner_get(&self.prefix).build(target)
+    fn body(&self) -> String {
+        owner_get(&self.prefix).body()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<bool, Error> {
-        let owner = owner_get(&self.prefix).parse(response)?;
-        Ok(owner
+    fn read(&self, answer: Answer<'_>) -> Result<bool, Error> {
+        let response = owner_get(&self.prefix).read(answer)?;
+        Ok(response
             .first()
             .is_some_and(|kv| kv.key == self.key && kv.create_revision == self.create_revision))
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
     }
 }
 
@@ -397,23 +396,24 @@ impl Claim {
     }
 }
 
-impl Operation for Claim {
+impl GatewayCall for Claim {
     type Output = TxnResponse;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        self.0.build(target)
-    }
-
-    fn parse(&self, response: http::Response<Bytes>) -> Result<TxnResponse, Error> {
-        self.0.parse(response)
+    fn path(&self) -> &'static str {
+        self.0.path()
     }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn api(&self) -> Api {
-        Api::V3
+    fn body(&self) -> String {
+        self.0.body()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<TxnResponse, Error> {
+        let response = self.0.read(answer)?;
+        Ok(response)
     }
 }
 
@@ -494,15 +494,24 @@ impl GuardedPut {
     }
 }
 
-impl Operation for GuardedPut {
+impl GatewayCall for GuardedPut {
     type Output = ResponseHeader;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        self.txn().build(target)
+    fn path(&self) -> &'static str {
+        self.txn().path()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<ResponseHeader, Error> {
-        let response = self.txn().parse(response)?;
+    fn replay(&self) -> Replay {
+        // Writing the same value twice under the same guard is harmless.
+        Replay::Safe
+    }
+
+    fn body(&self) -> String {
+        self.txn().body()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<ResponseHeader, Error> {
+        let response = self.txn().read(answer)?;
         if response.succeeded {
             Ok(response.header)
         } else {
@@ -511,15 +520,6 @@ impl Operation for GuardedPut {
             }
             .into())
         }
-    }
-
-    fn replay(&self) -> Replay {
-        // Writing the same value twice under the same guard is harmless.
-        Replay::Safe
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
     }
 }
 
@@ -1033,7 +1033,8 @@ impl StreamFlow for AcquireMutex {
 mod tests {
 
     use super::*;
-    use crate::v3::sim::{Driver, Fault, Sim, Store, Unary};
+    use crate::testkit::v3::Store;
+    use crate::testkit::world::{Driver, Fault, Unary, World};
 
     const fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -1048,14 +1049,14 @@ mod tests {
     }
 
     /// Acquires uncontended and returns the lock.
-    fn hold(sim: &mut Sim, lease: i64) -> HeldMutex {
+    fn hold(sim: &mut World, lease: i64) -> HeldMutex {
         let mut a = acquire(lease, MutexOptions::new());
         sim.settle(&mut [&mut a]);
         assert!(matches!(a.result, Some(Ok(()))), "{:?}", a.result);
         a.items.pop().unwrap()
     }
 
-    fn release(sim: &mut Sim, held: &HeldMutex) -> bool {
+    fn release(sim: &mut World, held: &HeldMutex) -> bool {
         let mut r = Driver::new(Unary::new(held.release()));
         sim.settle(&mut [&mut r]);
         r.items.pop().expect("released")
@@ -1088,13 +1089,13 @@ mod tests {
 
     #[test]
     fn uncontended_acquire_is_one_transaction() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let lease = sim.session(10);
         let mut a = acquire(lease, MutexOptions::new());
         sim.settle(&mut [&mut a]);
         assert!(matches!(a.result, Some(Ok(()))), "{:?}", a.result);
         assert_eq!(a.paths(), ["/v3/kv/txn"]);
-        let txn = &a.sent[0].body;
+        let txn = &a.sent[0].json();
         assert_eq!(txn["compare"][0]["target"], "CREATE");
         assert_eq!(txn["compare"][0]["create_revision"], "0");
         let held = &a.items[0];
@@ -1117,7 +1118,7 @@ mod tests {
 
     #[test]
     fn a_waiter_watches_its_predecessor_and_takes_over_on_its_delete() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb) = (sim.session(10), sim.session(10));
         let first = hold(&mut sim, la);
         let mut b = acquire(lb, MutexOptions::new());
@@ -1125,14 +1126,14 @@ mod tests {
         assert_eq!(b.paths(), ["/v3/kv/txn", "/v3/kv/range", "/v3/watch"]);
         assert!(b.watching());
         let mine = sim.store.kvs[&session_key(b"n/", lb)].create_revision;
-        let range = &b.sent[1].body;
+        let range = &b.sent[1].json();
         assert_eq!(range["max_create_revision"], (mine - 1).to_string());
         assert_eq!(
             (range["sort_order"].as_str(), range["sort_target"].as_str()),
             (Some("DESCEND"), Some("CREATE"))
         );
         assert_eq!(range["limit"], "1");
-        let watch = &b.sent[2].body["create_request"];
+        let watch = &b.sent[2].json()["create_request"];
         assert_eq!(watch["filters"][0], "NOPUT");
         assert_eq!(watch["start_revision"], sim.store.revision.to_string());
         assert_eq!(
@@ -1171,17 +1172,22 @@ mod tests {
 
     #[test]
     fn each_waiter_watches_the_newest_older_key_and_re_reads_when_it_goes() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb, lc) = (sim.session(10), sim.session(5), sim.session(10));
         let first = hold(&mut sim, la);
         let mut b = acquire(lb, MutexOptions::new());
         let mut c = acquire(lc, MutexOptions::new());
         sim.settle(&mut [&mut b, &mut c]);
         let watched = |d: &Driver<AcquireMutex>| {
-            let w = d.sent.iter().rev().find(|s| s.path == "/v3/watch").unwrap();
+            let w = d
+                .sent
+                .iter()
+                .rev()
+                .find(|s| s.path() == "/v3/watch")
+                .unwrap();
             base64::Engine::decode(
                 &base64::engine::general_purpose::STANDARD,
-                w.body["create_request"]["key"].as_str().unwrap(),
+                w.json()["create_request"]["key"].as_str().unwrap(),
             )
             .unwrap()
         };
@@ -1209,7 +1215,7 @@ mod tests {
 
     #[test]
     fn the_deadline_ends_the_wait_and_removes_the_waiter_key() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb) = (sim.session(10), sim.session(10));
         hold(&mut sim, la);
         let mut b = acquire(lb, MutexOptions::new().timeout(secs(2)));
@@ -1220,18 +1226,18 @@ mod tests {
             b.result
         );
         assert!(b.items.is_empty());
-        let watch = b.sent.iter().find(|s| s.path == "/v3/watch").unwrap();
+        let watch = b.sent.iter().find(|s| s.path() == "/v3/watch").unwrap();
         assert!(watch.timeout.is_some_and(|t| t <= secs(2)), "{watch:?}");
         let cleanup = b.sent.last().unwrap();
-        assert_eq!(cleanup.path, "/v3/kv/txn");
-        assert_eq!(cleanup.at - sim.t0, secs(2), "cleaned up at the deadline");
-        assert_eq!(cleanup.body["compare"][0]["target"], "CREATE");
-        assert!(cleanup.body["success"][0]
+        assert_eq!(cleanup.path(), "/v3/kv/txn");
+        assert_eq!(cleanup.at, secs(2), "cleaned up at the deadline");
+        assert_eq!(cleanup.json()["compare"][0]["target"], "CREATE");
+        assert!(cleanup.json()["success"][0]
             .get("request_delete_range")
             .is_some());
         // Every request before it respected the deadline.
         for sent in &b.sent[..b.sent.len() - 1] {
-            let left = (sim.t0 + secs(2)).saturating_duration_since(sent.at);
+            let left = secs(2).saturating_sub(sent.at);
             assert!(sent.timeout.is_some_and(|t| t <= left), "{sent:?}");
         }
         assert_eq!(keys(&sim.store), [session_key(b"n/", la)]);
@@ -1239,7 +1245,7 @@ mod tests {
 
     #[test]
     fn a_try_lock_on_a_held_lock_is_busy_and_leaves_no_key() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb) = (sim.session(10), sim.session(10));
         hold(&mut sim, la);
         let mut b = acquire(lb, MutexOptions::new().try_lock());
@@ -1261,7 +1267,7 @@ mod tests {
 
     #[test]
     fn a_session_that_expired_while_waiting_is_reported() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb) = (sim.session(10), sim.session(3));
         let first = hold(&mut sim, la);
         let mut b = acquire(lb, MutexOptions::new());
@@ -1278,13 +1284,13 @@ mod tests {
             other => panic!("{other:?} {:?}", b.result),
         }
         // Its key is gone: nothing to clean up, no request after the check.
-        assert_eq!(b.sent.last().unwrap().path, "/v3/kv/range");
+        assert_eq!(b.sent.last().unwrap().path(), "/v3/kv/range");
         assert!(keys(&sim.store).is_empty());
     }
 
     #[test]
     fn a_session_queued_already_adopts_its_key() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let la = sim.session(10);
         let first = hold(&mut sim, la);
         let again = hold(&mut sim, la);
@@ -1294,7 +1300,7 @@ mod tests {
 
     #[test]
     fn a_lost_claim_answer_is_adopted_by_the_replay() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let la = sim.session(10);
         let mut a = acquire(la, MutexOptions::new());
         let mut lost = 0;
@@ -1316,7 +1322,7 @@ mod tests {
 
     #[test]
     fn a_failed_claim_deletes_the_key_it_may_have_made() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let la = sim.session(10);
         // Every answer lost: the claim gives up when its next retry would
         // not fit before the deadline, then the blind cleanup delete goes out.
@@ -1328,14 +1334,14 @@ mod tests {
             "{:?}",
             a.result
         );
-        assert!(a.sent.last().unwrap().at - sim.t0 < secs(1));
-        assert_eq!(a.sent.last().unwrap().path, "/v3/kv/deleterange");
+        assert!(a.sent.last().unwrap().at < secs(1));
+        assert_eq!(a.sent.last().unwrap().path(), "/v3/kv/deleterange");
         assert!(keys(&sim.store).is_empty());
     }
 
     #[test]
     fn a_hard_maximum_hold_renews_the_lease_at_acquisition() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let (la, lb) = (sim.session(10), sim.session(7));
         let first = hold(&mut sim, la);
         let mut b = acquire(lb, MutexOptions::new().hold(Hold::MaxTtl));
@@ -1343,7 +1349,7 @@ mod tests {
         release(&mut sim, &first);
         sim.settle(&mut [&mut b]);
         assert!(matches!(b.result, Some(Ok(()))), "{:?}", b.result);
-        assert_eq!(b.sent.last().unwrap().path, "/v3/lease/keepalive");
+        assert_eq!(b.sent.last().unwrap().path(), "/v3/lease/keepalive");
         let held = &b.items[0];
         assert_eq!(held.hold, Hold::MaxTtl);
         assert_eq!(held.expires, Some(sim.t0 + secs(4) + secs(7)));
@@ -1357,7 +1363,7 @@ mod tests {
 
     #[test]
     fn the_owner_check_and_compare_follow_the_key() {
-        let mut sim = Sim::new();
+        let mut sim = World::new();
         let la = sim.session(10);
         let held = hold(&mut sim, la);
         let mut check = Driver::new(Unary::new(held.check()));
@@ -1383,7 +1389,10 @@ mod tests {
         let mut total = [0; 5];
         for seed in 0..cases {
             let tape = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes();
-            for (sum, n) in total.iter_mut().zip(crate::v3::sim::lock_contention(&tape)) {
+            for (sum, n) in total
+                .iter_mut()
+                .zip(crate::testkit::v3_scenarios::lock_contention(&tape))
+            {
                 *sum += n;
             }
         }

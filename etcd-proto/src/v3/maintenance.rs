@@ -2,13 +2,13 @@
 //! is [`Compact`](super::Compact); the server version is the root
 //! `/version` ([`v2::GetVersion`](crate::v2::GetVersion), served by every etcd).
 
-use bytes::Bytes;
 use serde::Deserialize;
 
 use super::json::{self, WireHeader};
 use super::types::ResponseHeader;
-use crate::error::{Error, UsageError};
-use crate::operation::{Api, Operation, Replay, Target};
+use super::unary::{Answer, GatewayCall};
+use crate::error::Error;
+use crate::operation::Replay;
 
 /// One cluster member, as v3 reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,22 +59,23 @@ struct WireMember {
     is_learner: bool,
 }
 
-impl Operation for MemberList {
+impl GatewayCall for MemberList {
     type Output = MemberListResponse;
+
+    fn path(&self) -> &'static str {
+        "/v3/cluster/member/list"
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(json::post(
-            target.root_uri("/v3/cluster/member/list")?,
-            "{}".to_owned(),
-        ))
+    fn body(&self) -> String {
+        "{}".to_owned()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<MemberListResponse, Error> {
-        let wire = json::parse_unary::<WireMemberList>(response.status(), response.body())?;
+    fn read(&self, answer: Answer<'_>) -> Result<MemberListResponse, Error> {
+        let wire = answer.json::<WireMemberList>()?;
         Ok(MemberListResponse {
             header: wire.header.into(),
             members: wire
@@ -89,10 +90,6 @@ impl Operation for MemberList {
                 })
                 .collect(),
         })
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
     }
 }
 
@@ -146,22 +143,23 @@ struct WireStatus {
     is_learner: bool,
 }
 
-impl Operation for Status {
+impl GatewayCall for Status {
     type Output = StatusResponse;
+
+    fn path(&self) -> &'static str {
+        "/v3/maintenance/status"
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(json::post(
-            target.root_uri("/v3/maintenance/status")?,
-            "{}".to_owned(),
-        ))
+    fn body(&self) -> String {
+        "{}".to_owned()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<StatusResponse, Error> {
-        let w = json::parse_unary::<WireStatus>(response.status(), response.body())?;
+    fn read(&self, answer: Answer<'_>) -> Result<StatusResponse, Error> {
+        let w = answer.json::<WireStatus>()?;
         Ok(StatusResponse {
             header: w.header.into(),
             version: w.version,
@@ -175,15 +173,13 @@ impl Operation for Status {
             is_learner: w.is_learner,
         })
     }
-
-    fn api(&self) -> Api {
-        Api::V3
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Operation;
+    use bytes::Bytes;
 
     #[test]
     fn recorded_status_and_members_parse() {

@@ -23,11 +23,9 @@ pub mod lock;
 pub mod maintenance;
 pub mod paginate;
 pub mod server_lock;
-#[cfg(any(test, feature = "testkit"))]
-#[doc(hidden)]
-pub mod sim;
 pub mod txn;
 mod types;
+mod unary;
 pub mod watch;
 
 pub use auth::{AuthAdmin, AuthQuery, Authenticate, Permission, RolePermission};

@@ -13,14 +13,14 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde::Deserialize;
 
-use super::json::{self, B64Bytes, ObjectWriter, WireHeader};
+use super::json::{B64Bytes, ObjectWriter, WireHeader};
 use super::kv::HeaderOnly;
 use super::types::ResponseHeader;
-use crate::error::{Error, UsageError};
-use crate::operation::{Api, Operation, Replay, Target, Wait};
+use super::unary::{Answer, GatewayCall};
+use crate::error::Error;
+use crate::operation::{Replay, Wait};
 
 /// `POST /v3/lock/lock`: waits until the lock `name` is ours, until `deadline`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,23 +77,11 @@ struct WireLockResponse {
     key: B64Bytes,
 }
 
-impl Operation for ServerLock {
+impl GatewayCall for ServerLock {
     type Output = ServerLockResponse;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        let body = ObjectWriter::new()
-            .bytes("name", &self.name)
-            .int("lease", self.lease)
-            .finish();
-        Ok(json::post(target.root_uri("/v3/lock/lock")?, body))
-    }
-
-    fn parse(&self, response: http::Response<Bytes>) -> Result<ServerLockResponse, Error> {
-        let wire = json::parse_unary::<WireLockResponse>(response.status(), response.body())?;
-        Ok(ServerLockResponse {
-            header: wire.header.into(),
-            key: wire.key.0,
-        })
+    fn path(&self) -> &'static str {
+        "/v3/lock/lock"
     }
 
     fn replay(&self) -> Replay {
@@ -104,8 +92,19 @@ impl Operation for ServerLock {
         self.wait
     }
 
-    fn api(&self) -> Api {
-        Api::V3
+    fn body(&self) -> String {
+        ObjectWriter::new()
+            .bytes("name", &self.name)
+            .int("lease", self.lease)
+            .finish()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<ServerLockResponse, Error> {
+        let wire = answer.json::<WireLockResponse>()?;
+        Ok(ServerLockResponse {
+            header: wire.header.into(),
+            key: wire.key.0,
+        })
     }
 }
 
@@ -113,23 +112,22 @@ impl Operation for ServerLock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUnlock(pub Vec<u8>);
 
-impl Operation for ServerUnlock {
+impl GatewayCall for ServerUnlock {
     type Output = ResponseHeader;
+
+    fn path(&self) -> &'static str {
+        "/v3/lock/unlock"
+    }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        let body = ObjectWriter::new().bytes("key", &self.0).finish();
-        Ok(json::post(target.root_uri("/v3/lock/unlock")?, body))
+    fn body(&self) -> String {
+        ObjectWriter::new().bytes("key", &self.0).finish()
     }
 
-    fn parse(&self, response: http::Response<Bytes>) -> Result<ResponseHeader, Error> {
-        json::parse_unary::<HeaderOnly>(response.status(), response.body()).map(|r| r.header.into())
-    }
-
-    fn api(&self) -> Api {
-        Api::V3
+    fn read(&self, answer: Answer<'_>) -> Result<ResponseHeader, Error> {
+        answer.json::<HeaderOnly>().map(|r| r.header.into())
     }
 }

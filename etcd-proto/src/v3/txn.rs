@@ -3,20 +3,20 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use serde::Deserialize;
 
-use super::json::{self, ObjectWriter, WireHeader};
+use super::json::{ObjectWriter, WireHeader};
 use super::kv::{
     Delete, DeleteResponse, Get, Put, PutResponse, RangeResponse, WireDeleteResponse,
     WirePutResponse, WireRangeResponse,
 };
 use super::types::{KeyRange, KeyValue, ResponseHeader};
+use super::unary::{Answer, GatewayCall};
 use crate::call::Call;
 use crate::cluster::Cluster;
-use crate::error::{Contention, Error, MalformedResponse, UsageError};
+use crate::error::{Contention, Error, MalformedResponse};
 use crate::flow::{Flow, Input, Step};
-use crate::operation::{Api, Operation, Replay, Target};
+use crate::operation::Replay;
 
 /// How a [`Compare`] relates the key's field to the given value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -330,18 +330,11 @@ impl TryFrom<WireTxnResponse> for TxnResponse {
     }
 }
 
-impl Operation for Txn {
+impl GatewayCall for Txn {
     type Output = TxnResponse;
 
-    fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
-        Ok(json::post(target.root_uri("/v3/kv/txn")?, self.to_json()))
-    }
-
-    fn parse(&self, response: http::Response<Bytes>) -> Result<TxnResponse, Error> {
-        let status = response.status().as_u16();
-        let wire = json::parse_unary::<WireTxnResponse>(response.status(), response.body())?;
-        wire.try_into()
-            .map_err(|reason| MalformedResponse::new(status, reason, response.body()).into())
+    fn path(&self) -> &'static str {
+        "/v3/kv/txn"
     }
 
     fn replay(&self) -> Replay {
@@ -352,8 +345,14 @@ impl Operation for Txn {
         }
     }
 
-    fn api(&self) -> Api {
-        Api::V3
+    fn body(&self) -> String {
+        self.to_json()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<TxnResponse, Error> {
+        let wire = answer.json::<WireTxnResponse>()?;
+        wire.try_into()
+            .map_err(|reason| MalformedResponse::new(answer.status, reason, answer.bytes()).into())
     }
 }
 
@@ -496,6 +495,8 @@ impl<F: FnMut(Option<&KeyValue>) -> Vec<u8>> Flow for UpdateWith<F> {
 mod tests {
     use super::*;
     use crate::endpoint::Endpoint;
+    use crate::{Operation, Target};
+    use bytes::Bytes;
 
     #[test]
     fn txn_encodes_compares_and_branches() {
@@ -517,9 +518,9 @@ mod tests {
                 r#""failure":[{"request_range":{"key":"aw=="}},{"request_txn":{}}]}"#
             )
         );
-        assert_eq!(txn.replay(), Replay::AtMostOnce);
+        assert_eq!(Operation::replay(&txn), Replay::AtMostOnce);
         assert_eq!(
-            Txn::new().or_else([Get::new("k").into()]).replay(),
+            Operation::replay(&Txn::new().or_else([Get::new("k").into()])),
             Replay::Safe
         );
     }
