@@ -101,6 +101,7 @@ use http_body_util::{Full, LengthLimitError};
 mod conn;
 mod deadline;
 mod failure;
+mod h2;
 mod pool;
 mod rt;
 mod srv;
@@ -133,6 +134,8 @@ pub struct Client {
 struct Inner {
     cluster: Mutex<Cluster>,
     pool: Pool,
+    /// Native gRPC's HTTP/2 connections, one per member.
+    h2: h2::Connections,
     /// The time limits of every exchange and stream read, on one timer.
     deadlines: Deadlines,
     max_response_bytes: usize,
@@ -145,14 +148,21 @@ impl FromConfig for Client {
         let cluster = config.cluster()?;
         let pool = Pool::new(config.max_idle_connections, config.connect_timeout);
         #[cfg(feature = "tls")]
-        let pool = pool.with_tls(pool::Tls {
-            connector: futures_rustls::TlsConnector::from(config.tls_client_config()?),
-            options: config.tls.clone(),
-        });
+        let pool = {
+            let tls = config.tls_client_config()?;
+            let mut h2 = (*tls).clone();
+            h2.alpn_protocols = vec![b"h2".to_vec()];
+            pool.with_tls(pool::Tls {
+                connector: futures_rustls::TlsConnector::from(tls),
+                h2_connector: futures_rustls::TlsConnector::from(Arc::new(h2)),
+                options: config.tls.clone(),
+            })
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 cluster: Mutex::new(cluster),
                 pool,
+                h2: h2::Connections::default(),
                 deadlines: Deadlines::default(),
                 max_response_bytes: usize::try_from(config.max_response_bytes)
                     .unwrap_or(usize::MAX),
@@ -290,6 +300,15 @@ etcd_proto::transport_client!(Client, async);
 impl Inner {
     /// One exchange: a pooled connection, the request, the whole response.
     async fn exchange(&self, request: http::Request<Bytes>, sent: &AtomicBool) -> Exchange {
+        if etcd_proto::v3::is_grpc(request.headers()) {
+            // HTTP/2 takes the absolute URI (its :scheme and :authority).
+            let (_, origin) = origin_form(request.clone())?;
+            sent.store(true, Ordering::Release);
+            return self
+                .h2
+                .exchange(&self.pool, &origin, request, self.max_response_bytes)
+                .await;
+        }
         let (request, authority) = origin_form(request)?;
         let lease = self.pool.checkout(&authority).await?;
         sent.store(true, Ordering::Release);
@@ -331,17 +350,25 @@ impl Inner {
     }
 
     fn body_failure(&self, error: Box<dyn std::error::Error + Send + Sync>) -> ExchangeFailure {
-        if error.is::<LengthLimitError>() {
-            return ExchangeFailure::new(
-                TransportErrorKind::Http,
-                Failure::new(format!(
-                    "the response body is larger than max_response_bytes ({} bytes)",
-                    self.max_response_bytes
-                )),
-            );
-        }
-        read_failure(error)
+        body_failure(error, self.max_response_bytes)
     }
+}
+
+/// A response body that could not be read whole: above `max_bytes`
+/// (`max_response_bytes`), or cut off.
+fn body_failure(
+    error: Box<dyn std::error::Error + Send + Sync>,
+    max_bytes: usize,
+) -> ExchangeFailure {
+    if error.is::<LengthLimitError>() {
+        return ExchangeFailure::new(
+            TransportErrorKind::Http,
+            Failure::new(format!(
+                "the response body is larger than max_response_bytes ({max_bytes} bytes)"
+            )),
+        );
+    }
+    read_failure(error)
 }
 
 /// A failure to read the response body (other than its size limit). A body

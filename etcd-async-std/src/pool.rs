@@ -40,8 +40,20 @@ pub(crate) struct Pool {
 /// choice of the name to verify.
 #[cfg(feature = "tls")]
 pub(crate) struct Tls {
+    /// ALPN `http/1.1`.
     pub(crate) connector: futures_rustls::TlsConnector,
+    /// ALPN `h2`, for native gRPC.
+    pub(crate) h2_connector: futures_rustls::TlsConnector,
     pub(crate) options: etcd_proto::tls::TlsOptions,
+}
+
+/// The protocol a new connection is for (its TLS ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alpn {
+    /// HTTP/1.1: the gateway and v2.
+    Http1,
+    /// HTTP/2: native gRPC.
+    H2,
 }
 
 impl Pool {
@@ -115,6 +127,26 @@ impl Pool {
     /// its body) drives the connection.
     pub(crate) async fn connect(&self, origin: &Origin) -> Result<Conn, ExchangeFailure> {
         let authority = origin.address.as_str();
+        let stream = self.open(origin, Alpn::Http1).await?;
+        let (sender, connection) = http1::handshake(FuturesIo::new(stream))
+            .await
+            .map_err(|e| {
+                ExchangeFailure::new(
+                    TransportErrorKind::Connect,
+                    Failure::caused(format!("starting HTTP/1.1 on {authority} failed"), e),
+                )
+            })?;
+        Ok(Conn::new(sender, connection))
+    }
+
+    /// A new stream to `origin` (within the connect timeout), TLS with
+    /// `alpn` on `https://`.
+    pub(crate) async fn open(
+        &self,
+        origin: &Origin,
+        alpn: Alpn,
+    ) -> Result<Stream, ExchangeFailure> {
+        let authority = origin.address.as_str();
         let connecting = TcpStream::connect(authority);
         let stream = match async_std::future::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
@@ -137,23 +169,19 @@ impl Pool {
         // Requests are small and latency-bound: send each one at once. Failing
         // to set the option costs latency only, so it is not an error.
         let _ = stream.set_nodelay(true);
-        let stream = self.secure(origin, stream).await?;
-        let (sender, connection) = http1::handshake(FuturesIo::new(stream))
-            .await
-            .map_err(|e| {
-                ExchangeFailure::new(
-                    TransportErrorKind::Connect,
-                    Failure::caused(format!("starting HTTP/1.1 on {authority} failed"), e),
-                )
-            })?;
-        Ok(Conn::new(sender, connection))
+        self.secure(origin, stream, alpn).await
     }
 }
 
 impl Pool {
     /// The TLS handshake of an `https://` origin, within the connect timeout;
     /// a plain origin's stream as it is.
-    async fn secure(&self, origin: &Origin, stream: TcpStream) -> Result<Stream, ExchangeFailure> {
+    async fn secure(
+        &self,
+        origin: &Origin,
+        stream: TcpStream,
+        alpn: Alpn,
+    ) -> Result<Stream, ExchangeFailure> {
         let Some(host) = &origin.tls_host else {
             return Ok(Stream::Plain(stream));
         };
@@ -165,7 +193,11 @@ impl Pool {
                 .options
                 .server_name_for(host)
                 .map_err(|e| refused(e.to_string()))?;
-            let handshake = tls.connector.connect(name, stream);
+            let connector = match alpn {
+                Alpn::Http1 => &tls.connector,
+                Alpn::H2 => &tls.h2_connector,
+            };
+            let handshake = connector.connect(name, stream);
             return match async_std::future::timeout(self.connect_timeout, handshake).await {
                 Ok(Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),
                 Ok(Err(e)) => Err(refused(
@@ -178,6 +210,7 @@ impl Pool {
                 ))),
             };
         }
+        let _ = alpn;
         drop(stream);
         Err(refused(format!(
             "{host} needs TLS: etcd-async-std is built without its `tls` feature"

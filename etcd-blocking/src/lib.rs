@@ -79,6 +79,8 @@ impl FromConfig for Client {
     fn from_config(config: Config) -> Result<Client, Error> {
         #[cfg(not(feature = "tls"))]
         config.refuse_https("etcd-blocking")?;
+        // ureq speaks HTTP/1.1: v3 goes through the gateway.
+        config.refuse_grpc("etcd-blocking")?;
         let cluster = config.cluster()?;
         #[cfg(feature = "tls")]
         let tls_config = config.tls_client_config()?;

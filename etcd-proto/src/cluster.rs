@@ -50,6 +50,7 @@ pub struct Cluster {
     expected_cluster_id: Option<String>,
     allow_redirect: bool,
     v3_auth: V3Auth,
+    v3_encoding: crate::v3::V3Encoding,
 }
 
 /// v3 credentials and the token they were exchanged for.
@@ -97,6 +98,7 @@ impl Cluster {
             expected_cluster_id: None,
             allow_redirect: false,
             v3_auth: V3Auth::default(),
+            v3_encoding: crate::v3::V3Encoding::default(),
         })
     }
 
@@ -212,6 +214,18 @@ impl Cluster {
 
     pub(crate) fn target_on<'a>(&'a self, endpoint: &'a Endpoint) -> Target<'a> {
         Target::new(endpoint, &self.version_prefix)
+            .with_grpc(self.v3_encoding == crate::v3::V3Encoding::Grpc)
+    }
+
+    /// How v3 calls reach etcd: the JSON gateway (the default) or native
+    /// gRPC, which the transport must then be able to send (HTTP/2).
+    pub fn set_v3_encoding(&mut self, encoding: crate::v3::V3Encoding) {
+        self.v3_encoding = encoding;
+    }
+
+    /// How v3 calls reach etcd.
+    pub fn v3_encoding(&self) -> crate::v3::V3Encoding {
+        self.v3_encoding
     }
 
     /// Authenticates v3 requests as `user` (etcd v3 auth): the client trades
@@ -279,9 +293,14 @@ impl Cluster {
             Api::V3Login => None,
         };
         if let Some(value) = header {
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, value.clone());
+            // gRPC carries the token as `token` metadata; the gateway in
+            // `Authorization`.
+            let name = if crate::v3::grpc::is_grpc(request.headers()) {
+                http::header::HeaderName::from_static("token")
+            } else {
+                http::header::AUTHORIZATION
+            };
+            request.headers_mut().insert(name, value.clone());
         }
     }
 

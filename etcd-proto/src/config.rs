@@ -41,6 +41,8 @@ pub struct Config {
     pub expected_cluster_id: Option<String>,
     /// Follow redirects that keep the request path (default false).
     pub allow_redirect: bool,
+    /// How v3 calls reach etcd (default: the JSON gateway).
+    pub v3_encoding: crate::v3::V3Encoding,
     /// How to speak TLS to `https://` endpoints.
     #[cfg(feature = "tls")]
     pub tls: crate::tls::TlsOptions,
@@ -83,6 +85,7 @@ impl Default for Config {
             discover_members: true,
             expected_cluster_id: None,
             allow_redirect: false,
+            v3_encoding: crate::v3::V3Encoding::Gateway,
             #[cfg(feature = "tls")]
             tls: crate::tls::TlsOptions::default(),
         }
@@ -123,6 +126,15 @@ impl Config {
         }
     }
 
+    /// Refuses native gRPC for a client whose transport has no HTTP/2
+    /// (`client`: its crate's name), at build time.
+    pub fn refuse_grpc(&self, client: &'static str) -> Result<(), UsageError> {
+        if self.v3_encoding == crate::v3::V3Encoding::Grpc {
+            return Err(UsageError::GrpcUnsupported { client });
+        }
+        Ok(())
+    }
+
     /// The core state for these settings. Fails only on a bad endpoint URL.
     pub fn cluster(&self) -> Result<Cluster, Error> {
         let mut cluster = if self.endpoints.is_empty() {
@@ -144,6 +156,7 @@ impl Config {
         cluster.set_discover_members(self.discover_members);
         cluster.set_expected_cluster_id(self.expected_cluster_id.clone());
         cluster.set_allow_redirect(self.allow_redirect);
+        cluster.set_v3_encoding(self.v3_encoding);
         Ok(cluster)
     }
 
@@ -287,6 +300,16 @@ impl<C: FromConfig> ClientBuilder<C> {
     /// says the old one expired (see [`v3::auth`](crate::v3::auth)).
     pub fn v3_credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.config.v3_credentials = Some((user.into(), password.into()));
+        self
+    }
+
+    /// How v3 calls reach etcd: the JSON gateway over HTTP/1.1 (the
+    /// default), or native gRPC over HTTP/2 ([`V3Encoding::Grpc`](crate::v3::V3Encoding::Grpc)), which
+    /// the async clients speak (etcd-blocking refuses it at `build()`).
+    /// Over gRPC, the calls that have no gRPC form yet, and endpoints with
+    /// a path prefix, keep the gateway.
+    pub fn v3_encoding(mut self, encoding: crate::v3::V3Encoding) -> Self {
+        self.config.v3_encoding = encoding;
         self
     }
 

@@ -363,6 +363,11 @@ pub enum UsageError {
         /// The client crate, e.g. `etcd-blocking`.
         client: &'static str,
     },
+    /// Native gRPC was asked of a client whose transport has no HTTP/2.
+    GrpcUnsupported {
+        /// The client crate, e.g. `etcd-blocking`.
+        client: &'static str,
+    },
     /// A flow was driven out of order (a bug in the transport driving it).
     FlowOutOfOrder {
         /// What the flow expected instead.
@@ -402,6 +407,10 @@ impl fmt::Display for UsageError {
             UsageError::TlsUnsupported { endpoint, client } => write!(
                 f,
                 "{endpoint} needs TLS, and {client} does not speak TLS yet: use an http:// endpoint (or a TLS-terminating proxy in front of etcd)"
+            ),
+            UsageError::GrpcUnsupported { client } => write!(
+                f,
+                "{client} speaks HTTP/1.1 only, so v3 goes through etcd's JSON gateway: native gRPC needs an async client (etcd-tokio or etcd-async-std)"
             ),
             UsageError::FlowOutOfOrder { expected } => {
                 write!(f, "flow driven out of order: expected {expected}")

@@ -74,6 +74,8 @@ pub enum Wait {
 pub struct Target<'a> {
     pub(crate) endpoint: &'a Endpoint,
     pub(crate) version_prefix: &'a str,
+    /// v3 calls go as native gRPC where they can.
+    pub(crate) grpc: bool,
 }
 
 impl<'a> Target<'a> {
@@ -82,7 +84,21 @@ impl<'a> Target<'a> {
         Target {
             endpoint,
             version_prefix,
+            grpc: false,
         }
+    }
+
+    /// The same target, with v3 calls sent as native gRPC where they can
+    /// be ([`V3Encoding::Grpc`](crate::v3::V3Encoding::Grpc)); an endpoint
+    /// with a path prefix keeps the gateway: gRPC cannot address it.
+    pub fn with_grpc(mut self, grpc: bool) -> Self {
+        self.grpc = grpc && self.endpoint.base_path().is_empty();
+        self
+    }
+
+    /// True if v3 calls to this target go as native gRPC where they can.
+    pub fn speaks_grpc(&self) -> bool {
+        self.grpc
     }
 
     /// The endpoint the request goes to.

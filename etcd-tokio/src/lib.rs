@@ -101,6 +101,9 @@ type Connector = HttpConnector;
 #[derive(Debug)]
 struct Inner {
     http: hyper_util::client::legacy::Client<Connector, Full<Bytes>>,
+    /// Native gRPC: HTTP/2 only (prior knowledge on plaintext, ALPN `h2` on
+    /// TLS), one multiplexed connection per member.
+    grpc: hyper_util::client::legacy::Client<Connector, Full<Bytes>>,
     /// The pool's connector, for the unpooled connections of streamed responses.
     connector: Connector,
     cluster: Mutex<Cluster>,
@@ -116,32 +119,42 @@ impl FromConfig for Client {
         tcp.set_connect_timeout(Some(config.connect_timeout));
         tcp.set_nodelay(true);
         #[cfg(feature = "tls")]
-        let connector = {
+        let (connector, grpc_connector) = {
             // hyper-rustls wants http(s) URIs as they are: `https://` is ours.
             tcp.enforce_http(false);
             let mut tls = (*config.tls_client_config()?).clone();
             // hyper-rustls offers ALPN itself, for the protocols enabled below.
             tls.alpn_protocols.clear();
             let options = config.tls.clone();
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .with_server_name_resolver(move |uri: &http::Uri| {
-                    options.server_name_for(uri.host().unwrap_or_default())
-                })
-                .enable_http1()
-                .wrap_connector(tcp)
+            let builder = || {
+                let options = options.clone();
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.clone())
+                    .https_or_http()
+                    .with_server_name_resolver(move |uri: &http::Uri| {
+                        options.server_name_for(uri.host().unwrap_or_default())
+                    })
+            };
+            (
+                builder().enable_http1().wrap_connector(tcp.clone()),
+                builder().enable_http2().wrap_connector(tcp),
+            )
         };
         #[cfg(not(feature = "tls"))]
-        let connector = tcp;
+        let (connector, grpc_connector) = (tcp.clone(), tcp);
         // Neither builds nor spawns anything on a runtime: this works outside one.
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(config.max_idle_connections)
             .build(connector.clone());
+        let grpc = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .http2_only(true)
+            .build(grpc_connector);
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
+                grpc,
                 connector,
                 cluster: Mutex::new(cluster),
                 max_response_bytes: config.max_response_bytes,
@@ -153,21 +166,28 @@ impl FromConfig for Client {
 impl Client {
     /// One exchange, without the time limit: the response head, then the
     /// whole body (at most `max_response_bytes` of it).
+    /// A gRPC request goes over HTTP/2, its trailers merged into the
+    /// answer's headers (the core reads `grpc-status` there).
     async fn exchange(&self, request: http::Request<Bytes>) -> Exchange {
-        let response = self
-            .inner
-            .http
+        let http = if etcd_proto::v3::is_grpc(request.headers()) {
+            &self.inner.grpc
+        } else {
+            &self.inner.http
+        };
+        let response = http
             .request(request.map(Full::new))
             .await
             .map_err(request_failure)?;
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         let limit = self.inner.max_response_bytes;
-        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        let collected = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
             .collect()
             .await
-            .map_err(|e| body_failure(e, limit))?
-            .to_bytes();
-        Ok(http::Response::from_parts(parts, body))
+            .map_err(|e| body_failure(e, limit))?;
+        if let Some(trailers) = collected.trailers() {
+            parts.headers.extend(trailers.clone());
+        }
+        Ok(http::Response::from_parts(parts, collected.to_bytes()))
     }
 
     /// Opens a connection of its own (outside the pool) for `request`,
@@ -423,7 +443,7 @@ fn body_failure(error: Box<dyn StdError + Send + Sync>, limit: u64) -> ExchangeF
     if error.is::<LengthLimitError>() {
         return ExchangeFailure::new(
             TransportErrorKind::Http,
-            format!("response body larger than the limit of {limit} bytes"),
+            format!("the response body is larger than max_response_bytes ({limit} bytes)"),
         );
     }
     failure(classify(&*error), &*error)
@@ -655,7 +675,9 @@ mod tests {
         let e = send_failure(&client, &url);
         assert_eq!(e.kind, TransportErrorKind::Http, "{}", e.source);
         assert!(
-            e.source.to_string().contains("limit of 10 bytes"),
+            e.source
+                .to_string()
+                .contains("max_response_bytes (10 bytes)"),
             "{}",
             e.source
         );

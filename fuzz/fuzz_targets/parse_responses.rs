@@ -1,5 +1,7 @@
 //! Every response parser of the core, on fuzzer-chosen status, headers and
-//! body: none may panic, whatever the bytes.
+//! body, as gateway JSON or as a native gRPC answer (`grpc-status` and
+//! `grpc-message` chosen, the body framed or not): none may panic, whatever
+//! the bytes.
 #![no_main]
 
 use etcd_proto::{v2, v3, Operation};
@@ -15,8 +17,29 @@ fuzz_target!(|data: &[u8]| {
     let which = input.byte();
     let status = input.status();
     let mut head = Input::new(input.bytes(8));
-    let body = input.rest().to_vec();
-    let r = response(&mut head, status, body);
+    let grpc = input.byte();
+    let mut body = input.rest().to_vec();
+    if grpc & 1 == 1 && grpc & 2 == 2 {
+        // A well-framed message, so the protobuf decoder sees the bytes.
+        let len = (body.len() as u32).to_be_bytes();
+        body.splice(0..0, [0, len[0], len[1], len[2], len[3]]);
+    }
+    let mut r = response(&mut head, status, body);
+    if grpc & 1 == 1 {
+        let headers = r.headers_mut();
+        headers.insert("content-type", "application/grpc".parse().unwrap());
+        let code =
+            [0, 0, 0, 3, 5, 9, 11, 14, 16, u32::from(grpc >> 2)][usize::from(grpc >> 4) % 10];
+        headers.insert("grpc-status", code.to_string().parse().unwrap());
+        if grpc & 4 == 4 {
+            headers.insert(
+                "grpc-message",
+                "etcdserver: mvcc: required revision has been compacted%E2%80"
+                    .parse()
+                    .unwrap(),
+            );
+        }
+    }
     match which % 26 {
         0 => parse(v2::Read::new("/k"), r),
         1 => parse(v2::Write::new("/k", "v"), r),

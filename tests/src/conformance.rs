@@ -30,6 +30,10 @@ pub enum Transport {
     Tokio,
     /// `etcd-async-std` (hyper on async-std).
     AsyncStd,
+    /// `etcd-tokio` with v3 over native gRPC (HTTP/2).
+    TokioGrpc,
+    /// `etcd-async-std` with v3 over native gRPC (HTTP/2).
+    AsyncStdGrpc,
 }
 
 impl Transport {
@@ -40,8 +44,11 @@ impl Transport {
 
     /// A client of this transport built from `config`, or the error its
     /// `build()` gave.
-    pub fn try_connect_config(self, config: Config) -> Result<TestClient, Error> {
-        Ok(match self {
+    pub fn try_connect_config(self, mut config: Config) -> Result<TestClient, Error> {
+        if self.grpc() {
+            config.v3_encoding = etcd_proto::v3::V3Encoding::Grpc;
+        }
+        Ok(match self.runtime() {
             Transport::Blocking => TestClient::Blocking(FromConfig::from_config(config)?),
             Transport::Tokio => {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -55,7 +62,22 @@ impl Transport {
                 }
             }
             Transport::AsyncStd => TestClient::AsyncStd(FromConfig::from_config(config)?),
+            Transport::TokioGrpc | Transport::AsyncStdGrpc => unreachable!("a runtime"),
         })
+    }
+
+    /// True if v3 goes over native gRPC.
+    pub fn grpc(self) -> bool {
+        matches!(self, Transport::TokioGrpc | Transport::AsyncStdGrpc)
+    }
+
+    /// The client crate, whatever the encoding: `Blocking`, `Tokio` or `AsyncStd`.
+    pub fn runtime(self) -> Transport {
+        match self {
+            Transport::TokioGrpc => Transport::Tokio,
+            Transport::AsyncStdGrpc => Transport::AsyncStd,
+            other => other,
+        }
     }
 
     /// A client of this transport for `urls`, with `request_timeout`.
@@ -622,6 +644,20 @@ macro_rules! scenarios {
         $crate::scenarios!(@one ($crate::Setup::Single), [blocking tokio async_std], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!($($rest)*);
     };
+    // v3 scenarios (`v3_scenarios!`): also on both async clients over gRPC.
+    (@v3) => {};
+    (@v3 $(#[doc = $doc:literal])* #[async_only] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
+        $crate::scenarios!(@one ($crate::Setup::Single), [tokio async_std tokio_grpc async_std_grpc], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@v3 $($rest)*);
+    };
+    (@v3 $(#[doc = $doc:literal])* fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
+        $crate::scenarios!(@one ($crate::Setup::Single), [blocking tokio async_std tokio_grpc async_std_grpc], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@v3 $($rest)*);
+    };
+    (@v3 $(#[$($attr:tt)*])* fn $name:ident $args:tt $body:block $($rest:tt)*) => {
+        $crate::scenarios!($(#[$($attr)*])* fn $name $args $body);
+        $crate::scenarios!(@v3 $($rest)*);
+    };
     (@one $setup:tt, [$($transport:ident)*], [$($doc:literal)*], $name:ident, $client:ident, $env:ident, $body:block) => {
         $(#[doc = $doc])*
         #[allow(unused_variables)]
@@ -639,6 +675,16 @@ macro_rules! scenarios {
     (@transport blocking) => { $crate::Transport::Blocking };
     (@transport tokio) => { $crate::Transport::Tokio };
     (@transport async_std) => { $crate::Transport::AsyncStd };
+    (@transport tokio_grpc) => { $crate::Transport::TokioGrpc };
+    (@transport async_std_grpc) => { $crate::Transport::AsyncStdGrpc };
+}
+
+/// [`scenarios!`] for v3 scenarios: the ordinary and `#[async_only]` ones
+/// also run on etcd-tokio and etcd-async-std over native gRPC
+/// (`::tokio_grpc`, `::async_std_grpc`); the others as `scenarios!` runs them.
+#[macro_export]
+macro_rules! v3_scenarios {
+    ($($t:tt)*) => { $crate::scenarios!(@v3 $($t)*); };
 }
 
 /// A lock held through one transport's own lock API.

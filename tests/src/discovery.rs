@@ -16,7 +16,7 @@ pub fn discover_config(
     dns_server: SocketAddr,
 ) -> Result<Config, Error> {
     let server = Some(dns_server);
-    match transport {
+    match transport.runtime() {
         Transport::Blocking => {
             etcd_blocking::Client::discover(domain, server).map(|b| b.config().clone())
         }
@@ -33,6 +33,7 @@ pub fn discover_config(
             async_std::task::block_on(etcd_async_std::Client::discover(domain, server))
                 .map(|b| b.config().clone())
         }
+        Transport::TokioGrpc | Transport::AsyncStdGrpc => unreachable!("a runtime"),
     }
 }
 

@@ -127,10 +127,11 @@ etcd_tests::scenarios! {
         }
         // hyper-util's pool sometimes races a fresh connect against a
         // connection on its way back to idle (as over plain HTTP: see
-        // v2_cluster's keep-alive scenario), so reuse shows as far fewer
-        // connections (handshakes) than calls.
+        // v2_cluster's keep-alive scenario), more often on a loaded
+        // machine (6 of 20 seen once in CI), so reuse shows as far fewer
+        // connections (handshakes) than calls: at most half.
         let accepted = counting.accepted();
-        assert!((1..=5).contains(&accepted), "20 sequential calls used {accepted} TLS connections");
+        assert!((1..=10).contains(&accepted), "20 sequential calls used {accepted} TLS connections");
         let guard = c.v3_lock("tls-lock", MutexOptions::new()).unwrap();
         assert!(guard.is_held().unwrap());
         guard.release().unwrap();

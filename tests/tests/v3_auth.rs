@@ -7,7 +7,7 @@ use etcd_proto::v3::{AuthAdmin, AuthQuery, KeyRange, Permission, RolePermission,
 use etcd_proto::ErrorKind;
 use etcd_tests::auth::{auth_server, client_as};
 
-etcd_tests::scenarios! {
+etcd_tests::v3_scenarios! {
     /// The auth store can be read back (users, a user's roles, roles, a
     /// role's permissions) and revoked from: a revoked role's user loses
     /// its access at once.

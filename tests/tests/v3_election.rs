@@ -13,7 +13,7 @@ fn leader_value(client: &etcd_tests::TestClient, name: &str) -> Option<String> {
         .map(|kv| String::from_utf8(kv.value).unwrap())
 }
 
-etcd_tests::scenarios! {
+etcd_tests::v3_scenarios! {
     /// Two campaigners: the first leads, the second waits; an observer sees
     /// the first's value, its proclaimed new value, then — once it resigns —
     /// the second's; `leader` agrees at every step.

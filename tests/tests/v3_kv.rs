@@ -1,5 +1,6 @@
-//! etcd v3 key-value operations, transactions and leases through the JSON
-//! gateway, against a real etcd, on every transport.
+//! etcd v3 key-value operations, transactions and leases, against a real
+//! etcd, on every transport: through the JSON gateway, and on the async
+//! clients over native gRPC too.
 
 use etcd_proto::v3::{
     Compare, CompareOp, Delete, Get, KeyRange, Put, SortOrder, SortTarget, Txn, TxnOpResponse,
@@ -7,7 +8,7 @@ use etcd_proto::v3::{
 };
 use etcd_proto::ErrorKind;
 
-etcd_tests::scenarios! {
+etcd_tests::v3_scenarios! {
     /// The v3 handle owns a clone of its client: each transport's handle
     /// moves into a thread (blocking) or a spawned task (async, so its
     /// futures are `Send + 'static`) and works there.

@@ -28,7 +28,7 @@ fn mutex_error(result: Result<impl std::fmt::Debug, Error>) -> MutexError {
     }
 }
 
-etcd_tests::scenarios! {
+etcd_tests::v3_scenarios! {
     /// 4 clients x 25 acquisitions, each a non-atomic read-then-write
     /// increment under the lock: the count ends at 100, no two holders ever
     /// overlap, the fencing tokens grow with every acquisition, and nothing
@@ -246,7 +246,7 @@ etcd_tests::scenarios! {
     }
 }
 
-etcd_tests::scenarios! {
+etcd_tests::v3_scenarios! {
     /// A session adopting an existing lease keeps it alive past its TTL;
     /// closing the session revokes it (its keys go at once).
     fn a_session_adopts_a_lease_and_close_revokes_it(client, env) {
@@ -286,7 +286,7 @@ etcd_tests::scenarios! {
     }
 }
 
-etcd_tests::scenarios! {
+etcd_tests::v3_scenarios! {
     /// A waiter whose session's lease is revoked while it waits ends with
     /// SessionExpired as soon as its session reports the loss, on every
     /// transport: an async one at once, a blocking one after the read of

@@ -131,7 +131,7 @@ fn dead_url() -> String {
     format!("http://{}", listener.local_addr().unwrap())
 }
 
-etcd_tests::scenarios! {
+etcd_tests::v3_scenarios! {
     /// A prefix watch from now: `Created` comes first, at the server's
     /// revision when it confirmed the watch; then each put and delete under
     /// the prefix (and nothing outside it), one server batch per write, with

@@ -11,8 +11,9 @@
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::grpc::{self, pb};
 use super::json::{self, B64Bytes, ObjectWriter, WireHeader};
-use super::unary::{Answer, GatewayCall};
+use super::unary::{Answer, V3Unary};
 use super::KeyRange;
 use crate::cluster::Cluster;
 use crate::error::{Error, UsageError};
@@ -59,6 +60,14 @@ impl Operation for Authenticate {
     }
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        if target.speaks_grpc() {
+            let message = pb::AuthenticateRequest {
+                name: self.name.clone(),
+                password: self.password.clone(),
+            };
+            let body = grpc::frame::encode(&message);
+            return grpc::request(target, "/etcdserverpb.Auth/Authenticate", body);
+        }
         let body = ObjectWriter::new()
             .string("name", &self.name)
             .string("password", &self.password)
@@ -101,6 +110,9 @@ pub(crate) fn renew_token(cluster: &mut Cluster, renewed: &mut bool) -> bool {
 
 /// Parses an authenticate answer into its token.
 pub(crate) fn parse_token(response: http::Response<Bytes>) -> Result<String, Error> {
+    if grpc::is_grpc(response.headers()) {
+        return grpc::parse_unary::<pb::AuthenticateResponse>(&response).map(|r| r.token);
+    }
     json::parse_unary::<WireAuthenticateResponse>(response.status(), response.body())
         .map(|r| r.token)
 }
@@ -256,7 +268,7 @@ impl AuthAdmin {
     }
 }
 
-impl GatewayCall for AuthAdmin {
+impl V3Unary for AuthAdmin {
     type Output = super::ResponseHeader;
 
     fn path(&self) -> &'static str {

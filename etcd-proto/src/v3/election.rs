@@ -21,6 +21,7 @@
 //!   leader, watches its key (puts: new values; its delete: read again),
 //!   and with no leader watches the prefix for the first candidate's put.
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ use super::lock::{
     ReleaseMutex,
 };
 use super::types::{KeyRange, KeyValue, ResponseHeader};
-use super::unary::{Answer, GatewayCall};
+use super::unary::{Answer, GrpcForm, V3Unary};
 use super::watch::{EventKind, Watch, WatchItem};
 use super::{Compare, CompareOp, RangeResponse};
 use crate::call::Call;
@@ -203,7 +204,7 @@ impl GetLeader {
     }
 }
 
-impl GatewayCall for GetLeader {
+impl V3Unary for GetLeader {
     type Output = Option<KeyValue>;
 
     fn path(&self) -> &'static str {
@@ -221,6 +222,18 @@ impl GatewayCall for GetLeader {
     fn read(&self, answer: Answer<'_>) -> Result<Option<KeyValue>, Error> {
         let response = owner_get(&self.prefix).read(answer)?;
         Ok(response.kvs.into_iter().next())
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        owner_get(&self.prefix).grpc()
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<Option<KeyValue>, Error> {
+        Ok(owner_get(&self.prefix)
+            .read_grpc(answer)?
+            .kvs
+            .into_iter()
+            .next())
     }
 }
 

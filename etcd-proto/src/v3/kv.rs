@@ -1,11 +1,13 @@
 //! The key-value operations: [`Get`] (a range read), [`Put`], [`Delete`] and
 //! [`Compact`]. Each is an [`Operation`](crate::Operation) on its own and a step of a [`Txn`](super::Txn).
 
+use bytes::Bytes;
 use serde::Deserialize;
 
+use super::grpc::{self, pb};
 use super::json::{self, ObjectWriter, WireHeader, WireKeyValue};
 use super::types::{KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};
-use super::unary::{Answer, GatewayCall};
+use super::unary::{grpc_form, Answer, GrpcForm, V3Unary};
 use crate::error::Error;
 use crate::operation::Replay;
 
@@ -173,7 +175,7 @@ impl From<WireRangeResponse> for RangeResponse {
     }
 }
 
-impl GatewayCall for Get {
+impl V3Unary for Get {
     type Output = RangeResponse;
 
     fn path(&self) -> &'static str {
@@ -190,6 +192,35 @@ impl GatewayCall for Get {
 
     fn read(&self, answer: Answer<'_>) -> Result<RangeResponse, Error> {
         answer.json::<WireRangeResponse>().map(Into::into)
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        let message = pb::RangeRequest {
+            key: self.range.key().to_vec(),
+            range_end: self.range.range_end().to_vec(),
+            limit: self.limit,
+            revision: self.revision,
+            sort_order: self.sort_order as i32,
+            sort_target: self.sort_target as i32,
+            serializable: self.serializable,
+            keys_only: self.keys_only,
+            count_only: self.count_only,
+            min_mod_revision: self.min_mod_revision,
+            max_mod_revision: self.max_mod_revision,
+            min_create_revision: self.min_create_revision,
+            max_create_revision: self.max_create_revision,
+        };
+        grpc_form("/etcdserverpb.KV/Range", &message)
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<RangeResponse, Error> {
+        let r: pb::RangeResponse = grpc::parse_unary(answer)?;
+        Ok(RangeResponse {
+            header: r.header.into(),
+            kvs: r.kvs.into_iter().map(Into::into).collect(),
+            more: r.more,
+            count: r.count,
+        })
     }
 }
 
@@ -284,7 +315,7 @@ impl From<WirePutResponse> for PutResponse {
     }
 }
 
-impl GatewayCall for Put {
+impl V3Unary for Put {
     type Output = PutResponse;
 
     fn path(&self) -> &'static str {
@@ -301,6 +332,30 @@ impl GatewayCall for Put {
 
     fn read(&self, answer: Answer<'_>) -> Result<PutResponse, Error> {
         answer.json::<WirePutResponse>().map(Into::into)
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        let message = pb::PutRequest {
+            key: self.key.clone(),
+            value: if self.ignore_value {
+                Vec::new()
+            } else {
+                self.value.clone()
+            },
+            lease: self.lease,
+            prev_kv: self.prev_kv,
+            ignore_value: self.ignore_value,
+            ignore_lease: self.ignore_lease,
+        };
+        grpc_form("/etcdserverpb.KV/Put", &message)
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<PutResponse, Error> {
+        let r: pb::PutResponse = grpc::parse_unary(answer)?;
+        Ok(PutResponse {
+            header: r.header.into(),
+            prev_kv: r.prev_kv.map(Into::into),
+        })
     }
 }
 
@@ -369,7 +424,7 @@ impl From<WireDeleteResponse> for DeleteResponse {
     }
 }
 
-impl GatewayCall for Delete {
+impl V3Unary for Delete {
     type Output = DeleteResponse;
 
     fn path(&self) -> &'static str {
@@ -386,6 +441,24 @@ impl GatewayCall for Delete {
 
     fn read(&self, answer: Answer<'_>) -> Result<DeleteResponse, Error> {
         answer.json::<WireDeleteResponse>().map(Into::into)
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        let message = pb::DeleteRangeRequest {
+            key: self.range.key().to_vec(),
+            range_end: self.range.range_end().to_vec(),
+            prev_kv: self.prev_kv,
+        };
+        grpc_form("/etcdserverpb.KV/DeleteRange", &message)
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<DeleteResponse, Error> {
+        let r: pb::DeleteRangeResponse = grpc::parse_unary(answer)?;
+        Ok(DeleteResponse {
+            header: r.header.into(),
+            deleted: r.deleted,
+            prev_kvs: r.prev_kvs.into_iter().map(Into::into).collect(),
+        })
     }
 }
 
@@ -413,7 +486,7 @@ impl Compact {
     }
 }
 
-impl GatewayCall for Compact {
+impl V3Unary for Compact {
     type Output = ResponseHeader;
 
     fn path(&self) -> &'static str {
@@ -433,6 +506,19 @@ impl GatewayCall for Compact {
 
     fn read(&self, answer: Answer<'_>) -> Result<ResponseHeader, Error> {
         answer.json::<HeaderOnly>().map(|r| r.header.into())
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        let message = pb::CompactionRequest {
+            revision: self.revision,
+            physical: self.physical,
+        };
+        grpc_form("/etcdserverpb.KV/Compact", &message)
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<ResponseHeader, Error> {
+        let r: pb::HeaderOnly = grpc::parse_unary(answer)?;
+        Ok(r.header.into())
     }
 }
 

@@ -4,15 +4,17 @@
 //! Keys attached to a lease are deleted when it ends: revoked, or not kept
 //! alive within its TTL. Lease calls need no auth token even with auth on.
 
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use super::error::{V3Error, V3ErrorKind};
+use super::grpc::{self, pb};
 use super::json::{self, ObjectWriter, WireHeader};
 use super::kv::HeaderOnly;
 use super::types::ResponseHeader;
-use super::unary::{Answer, GatewayCall};
+use super::unary::{grpc_form, Answer, GrpcForm, V3Unary};
 use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Error, MalformedResponse};
@@ -73,7 +75,7 @@ struct WireLeaseId {
     id: json::Int,
 }
 
-impl GatewayCall for LeaseGrant {
+impl V3Unary for LeaseGrant {
     type Output = LeaseGrantResponse;
 
     fn path(&self) -> &'static str {
@@ -102,13 +104,33 @@ impl GatewayCall for LeaseGrant {
             ttl: wire.ttl.0,
         })
     }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        let message = pb::LeaseGrantRequest {
+            ttl: self.ttl,
+            id: self.id,
+        };
+        grpc_form("/etcdserverpb.Lease/LeaseGrant", &message)
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<LeaseGrantResponse, Error> {
+        let r: pb::LeaseGrantResponse = grpc::parse_unary(answer)?;
+        if !r.error.is_empty() {
+            return Err(V3Error::new(answer.status().as_u16(), 2, &r.error).into());
+        }
+        Ok(LeaseGrantResponse {
+            header: r.header.into(),
+            id: r.id,
+            ttl: r.ttl,
+        })
+    }
 }
 
 /// `POST /v3/lease/revoke`: ends a lease now, deleting its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseRevoke(pub i64);
 
-impl GatewayCall for LeaseRevoke {
+impl V3Unary for LeaseRevoke {
     type Output = ResponseHeader;
 
     fn path(&self) -> &'static str {
@@ -125,6 +147,18 @@ impl GatewayCall for LeaseRevoke {
 
     fn read(&self, answer: Answer<'_>) -> Result<ResponseHeader, Error> {
         answer.json::<HeaderOnly>().map(|r| r.header.into())
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        grpc_form(
+            "/etcdserverpb.Lease/LeaseRevoke",
+            &pb::LeaseId { id: self.0 },
+        )
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<ResponseHeader, Error> {
+        let r: pb::HeaderOnly = grpc::parse_unary(answer)?;
+        Ok(r.header.into())
     }
 }
 
@@ -171,7 +205,7 @@ impl LeaseTimeToLiveResponse {
     }
 }
 
-impl GatewayCall for LeaseTimeToLive {
+impl V3Unary for LeaseTimeToLive {
     type Output = LeaseTimeToLiveResponse;
 
     fn path(&self) -> &'static str {
@@ -199,13 +233,32 @@ impl GatewayCall for LeaseTimeToLive {
             keys: wire.keys.into_iter().map(|k| k.0).collect(),
         })
     }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        let message = pb::LeaseTimeToLiveRequest {
+            id: self.id,
+            keys: self.keys,
+        };
+        grpc_form("/etcdserverpb.Lease/LeaseTimeToLive", &message)
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<LeaseTimeToLiveResponse, Error> {
+        let r: pb::LeaseTimeToLiveResponse = grpc::parse_unary(answer)?;
+        Ok(LeaseTimeToLiveResponse {
+            header: r.header.into(),
+            id: r.id,
+            ttl: r.ttl,
+            granted_ttl: r.granted_ttl,
+            keys: r.keys,
+        })
+    }
 }
 
 /// `POST /v3/lease/leases`: the IDs of every live lease.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaseLeases;
 
-impl GatewayCall for LeaseLeases {
+impl V3Unary for LeaseLeases {
     type Output = Vec<i64>;
 
     fn path(&self) -> &'static str {
@@ -228,6 +281,15 @@ impl GatewayCall for LeaseLeases {
             .map(|l| l.id.0)
             .collect())
     }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        grpc_form("/etcdserverpb.Lease/LeaseLeases", &pb::Empty {})
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<Vec<i64>, Error> {
+        let r: pb::LeaseLeasesResponse = grpc::parse_unary(answer)?;
+        Ok(r.leases.into_iter().map(|l| l.id).collect())
+    }
 }
 
 /// One keep-alive (`POST /v3/lease/keepalive` with one request: the server
@@ -249,7 +311,7 @@ pub struct LeaseKeepAliveResponse {
     pub ttl: i64,
 }
 
-impl GatewayCall for LeaseKeepAliveOnce {
+impl V3Unary for LeaseKeepAliveOnce {
     type Output = LeaseKeepAliveResponse;
 
     fn path(&self) -> &'static str {

@@ -47,6 +47,7 @@
 //! through the same session finds the first one's key and adopts it (Go's
 //! behaviour); releasing either releases both.
 
+use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use super::error::V3ErrorKind;
@@ -54,7 +55,7 @@ use super::kv::{Delete, Get, Put};
 use super::lease::{LeaseKeepAliveOnce, LeaseKeepAliveResponse};
 use super::txn::{Compare, CompareOp, Txn, TxnOpResponse, TxnResponse};
 use super::types::{KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};
-use super::unary::{Answer, GatewayCall};
+use super::unary::{Answer, GrpcForm, V3Unary};
 use super::watch::{EventKind, Watch, WatchItem};
 use crate::call::Call;
 use crate::cluster::Cluster;
@@ -307,7 +308,7 @@ impl ReleaseMutex {
     }
 }
 
-impl GatewayCall for ReleaseMutex {
+impl V3Unary for ReleaseMutex {
     type Output = bool;
 
     fn path(&self) -> &'static str {
@@ -352,7 +353,16 @@ impl CheckOwner {
     }
 }
 
-impl GatewayCall for CheckOwner {
+impl CheckOwner {
+    /// True if the owner read shows our key, at our create revision.
+    fn owns(&self, owner: &super::RangeResponse) -> bool {
+        owner
+            .first()
+            .is_some_and(|kv| kv.key == self.key && kv.create_revision == self.create_revision)
+    }
+}
+
+impl V3Unary for CheckOwner {
     type Output = bool;
 
     fn path(&self) -> &'static str {
@@ -369,9 +379,16 @@ impl GatewayCall for CheckOwner {
 
     fn read(&self, answer: Answer<'_>) -> Result<bool, Error> {
         let response = owner_get(&self.prefix).read(answer)?;
-        Ok(response
-            .first()
-            .is_some_and(|kv| kv.key == self.key && kv.create_revision == self.create_revision))
+        Ok(self.owns(&response))
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        owner_get(&self.prefix).grpc()
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<bool, Error> {
+        let response = owner_get(&self.prefix).read_grpc(answer)?;
+        Ok(self.owns(&response))
     }
 }
 
@@ -396,7 +413,7 @@ impl Claim {
     }
 }
 
-impl GatewayCall for Claim {
+impl V3Unary for Claim {
     type Output = TxnResponse;
 
     fn path(&self) -> &'static str {
@@ -494,7 +511,7 @@ impl GuardedPut {
     }
 }
 
-impl GatewayCall for GuardedPut {
+impl V3Unary for GuardedPut {
     type Output = ResponseHeader;
 
     fn path(&self) -> &'static str {

@@ -2,11 +2,13 @@
 //! is [`Compact`](super::Compact); the server version is the root
 //! `/version` ([`v2::GetVersion`](crate::v2::GetVersion), served by every etcd).
 
+use bytes::Bytes;
 use serde::Deserialize;
 
+use super::grpc::{self, pb};
 use super::json::{self, WireHeader};
 use super::types::ResponseHeader;
-use super::unary::{Answer, GatewayCall};
+use super::unary::{grpc_form, Answer, GrpcForm, V3Unary};
 use crate::error::Error;
 use crate::operation::Replay;
 
@@ -59,7 +61,7 @@ struct WireMember {
     is_learner: bool,
 }
 
-impl GatewayCall for MemberList {
+impl V3Unary for MemberList {
     type Output = MemberListResponse;
 
     fn path(&self) -> &'static str {
@@ -83,6 +85,28 @@ impl GatewayCall for MemberList {
                 .into_iter()
                 .map(|m| Member {
                     id: m.id.0,
+                    name: m.name,
+                    peer_urls: m.peer_urls,
+                    client_urls: m.client_urls,
+                    is_learner: m.is_learner,
+                })
+                .collect(),
+        })
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        grpc_form("/etcdserverpb.Cluster/MemberList", &pb::Empty {})
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<MemberListResponse, Error> {
+        let r: pb::MemberListResponse = grpc::parse_unary(answer)?;
+        Ok(MemberListResponse {
+            header: r.header.into(),
+            members: r
+                .members
+                .into_iter()
+                .map(|m| Member {
+                    id: m.id,
                     name: m.name,
                     peer_urls: m.peer_urls,
                     client_urls: m.client_urls,
@@ -143,7 +167,7 @@ struct WireStatus {
     is_learner: bool,
 }
 
-impl GatewayCall for Status {
+impl V3Unary for Status {
     type Output = StatusResponse;
 
     fn path(&self) -> &'static str {
@@ -169,6 +193,26 @@ impl GatewayCall for Status {
             raft_index: w.raft_index.0,
             raft_term: w.raft_term.0,
             raft_applied_index: w.raft_applied_index.0,
+            errors: w.errors,
+            is_learner: w.is_learner,
+        })
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        grpc_form("/etcdserverpb.Maintenance/Status", &pb::Empty {})
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<StatusResponse, Error> {
+        let w: pb::StatusResponse = grpc::parse_unary(answer)?;
+        Ok(StatusResponse {
+            header: w.header.into(),
+            version: w.version,
+            db_size: w.db_size,
+            db_size_in_use: w.db_size_in_use,
+            leader: w.leader,
+            raft_index: w.raft_index,
+            raft_term: w.raft_term,
+            raft_applied_index: w.raft_applied_index,
             errors: w.errors,
             is_learner: w.is_learner,
         })

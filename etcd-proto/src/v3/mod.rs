@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod election;
 mod error;
+pub(crate) mod grpc;
 mod json;
 pub mod kv;
 pub mod lease;
@@ -31,6 +32,7 @@ pub mod watch;
 pub use auth::{AuthAdmin, AuthQuery, Authenticate, Permission, RolePermission};
 pub use election::{Campaign, Election, GetLeader, Leadership, Observe};
 pub use error::{V3Error, V3ErrorKind};
+pub use grpc::{is_grpc, V3Encoding};
 pub use kv::{Compact, Delete, DeleteResponse, Get, Put, PutResponse, RangeResponse};
 pub use lease::{
     KeepAlive, LeaseGrant, LeaseGrantResponse, LeaseKeepAliveOnce, LeaseKeepAliveResponse,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use super::json::{B64Bytes, ObjectWriter, WireHeader};
 use super::kv::HeaderOnly;
 use super::types::ResponseHeader;
-use super::unary::{Answer, GatewayCall};
+use super::unary::{Answer, V3Unary};
 use crate::error::Error;
 use crate::operation::{Replay, Wait};
 
@@ -77,7 +77,7 @@ struct WireLockResponse {
     key: B64Bytes,
 }
 
-impl GatewayCall for ServerLock {
+impl V3Unary for ServerLock {
     type Output = ServerLockResponse;
 
     fn path(&self) -> &'static str {
@@ -112,7 +112,7 @@ impl GatewayCall for ServerLock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUnlock(pub Vec<u8>);
 
-impl GatewayCall for ServerUnlock {
+impl V3Unary for ServerUnlock {
     type Output = ResponseHeader;
 
     fn path(&self) -> &'static str {

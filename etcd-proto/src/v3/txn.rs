@@ -11,7 +11,7 @@ use super::kv::{
     WirePutResponse, WireRangeResponse,
 };
 use super::types::{KeyRange, KeyValue, ResponseHeader};
-use super::unary::{Answer, GatewayCall};
+use super::unary::{Answer, V3Unary};
 use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Contention, Error, MalformedResponse};
@@ -330,7 +330,7 @@ impl TryFrom<WireTxnResponse> for TxnResponse {
     }
 }
 
-impl GatewayCall for Txn {
+impl V3Unary for Txn {
     type Output = TxnResponse;
 
     fn path(&self) -> &'static str {

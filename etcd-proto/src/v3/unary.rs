@@ -1,22 +1,25 @@
-//! The skeleton every v3 unary call shares, written once: a `POST` of a
-//! JSON body to its gateway path, a 2xx JSON answer parsed into its wire
-//! shape (an error body into a typed [`Error`]), then turned into the
-//! caller's type. An operation states only what is its own: path, replay
-//! class, body and conversion; its [`Operation`] impl comes from here.
-//! Every v3 unary operation is a [`GatewayCall`] but `Authenticate`, which
-//! must go without a token ([`Api::V3Login`]). (When the native gRPC
-//! encoding lands, this is the one place that chooses it.)
+//! The skeleton every v3 unary call shares, written once, and the one
+//! place that chooses its encoding. On the gateway: a `POST` of a JSON body
+//! to its gateway path, a 2xx JSON answer parsed into its wire shape (an
+//! error body into a typed [`Error`]). Over gRPC (when the target speaks it
+//! and the call has a gRPC form): its method and protobuf message, the
+//! answer's one message decoded (a non-OK status into the same typed
+//! errors). Either way the answer becomes the same public type. An
+//! operation states only what is its own: paths, replay class, bodies and
+//! conversions; its [`Operation`] impl comes from here. Every v3 unary
+//! operation is a [`V3Unary`] but `Authenticate`, which must go without a
+//! token ([`Api::V3Login`]).
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use super::json;
-use crate::error::{Error, UsageError};
+use super::{grpc, json};
+use crate::error::{Error, MalformedResponse, UsageError};
 use crate::operation::{Api, Operation, Replay, Target, Wait};
 
 /// A v3 unary call through the JSON gateway. (`pub` in a private module:
 /// sealed, nameable only inside the crate.)
-pub trait GatewayCall {
+pub trait V3Unary {
     /// What the caller gets.
     type Output;
 
@@ -37,9 +40,40 @@ pub trait GatewayCall {
 
     /// The caller's value from a 2xx answer.
     fn read(&self, answer: Answer<'_>) -> Result<Self::Output, Error>;
+
+    /// The gRPC method and framed request, if the call has a gRPC form
+    /// ([`grpc_form`]); without one it takes the gateway on every client.
+    fn grpc(&self) -> Option<GrpcForm> {
+        None
+    }
+
+    /// The caller's value from a complete gRPC answer (trailers merged
+    /// into its headers): see [`grpc::parse_unary`].
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<Self::Output, Error> {
+        Err(MalformedResponse::new(
+            answer.status().as_u16(),
+            "a gRPC answer to a call sent through the gateway",
+            answer.body(),
+        )
+        .into())
+    }
 }
 
-/// A 2xx gateway answer, for [`GatewayCall::read`].
+/// A call's gRPC form: its method path and its framed request message.
+pub struct GrpcForm {
+    pub(crate) method: &'static str,
+    pub(crate) body: Bytes,
+}
+
+/// The gRPC form of a call to `method` with `message`.
+pub(crate) fn grpc_form(method: &'static str, message: &impl prost::Message) -> Option<GrpcForm> {
+    Some(GrpcForm {
+        method,
+        body: grpc::frame::encode(message),
+    })
+}
+
+/// A 2xx gateway answer, for [`V3Unary::read`].
 pub struct Answer<'a> {
     pub(crate) status: u16,
     body: &'a [u8],
@@ -58,14 +92,22 @@ impl Answer<'_> {
     }
 }
 
-impl<C: GatewayCall> Operation for C {
+impl<C: V3Unary> Operation for C {
     type Output = C::Output;
 
     fn build(&self, target: &Target<'_>) -> Result<http::Request<Bytes>, UsageError> {
+        if target.speaks_grpc() {
+            if let Some(form) = self.grpc() {
+                return grpc::request(target, form.method, form.body);
+            }
+        }
         Ok(json::post(target.root_uri(self.path())?, self.body()))
     }
 
     fn parse(&self, response: http::Response<Bytes>) -> Result<C::Output, Error> {
+        if grpc::is_grpc(response.headers()) {
+            return self.read_grpc(&response);
+        }
         if !response.status().is_success() {
             return Err(json::error_body(
                 response.status().as_u16(),
@@ -79,11 +121,11 @@ impl<C: GatewayCall> Operation for C {
     }
 
     fn replay(&self) -> Replay {
-        GatewayCall::replay(self)
+        V3Unary::replay(self)
     }
 
     fn wait(&self) -> Wait {
-        GatewayCall::wait(self)
+        V3Unary::wait(self)
     }
 
     fn api(&self) -> Api {

@@ -1,0 +1,110 @@
+//! etcd v3 over native gRPC (HTTP/2) on the async clients, against a real
+//! etcd: what only gRPC does. Every v3 scenario elsewhere also runs over
+//! gRPC (`::tokio_grpc`, `::async_std_grpc`).
+
+use etcd_proto::v3::{Compact, Get, V3ErrorKind};
+use etcd_proto::{Error, ErrorKind};
+use etcd_tests::proxy::TcpProxy;
+use etcd_tests::TestClient;
+
+etcd_tests::scenarios! {
+    /// 1,000 concurrent calls on one client (and its clones) go over one
+    /// TCP connection to the member: HTTP/2 multiplexes them.
+    #[only(tokio_grpc async_std_grpc)]
+    fn a_thousand_concurrent_calls_share_one_connection(client, env) {
+        let proxy = TcpProxy::start(&env.urls()[0]);
+        let client = env.client_for(&[proxy.url()]);
+        let results: Vec<Result<i64, Error>> = match &client {
+            TestClient::Tokio { runtime, client } => runtime.block_on(async {
+                let tasks: Vec<_> = (0..1000)
+                    .map(|i| {
+                        let v3 = client.v3();
+                        tokio::spawn(async move {
+                            v3.put(format!("many/{i:04}"), "v").await.map(|r| r.header.revision)
+                        })
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                for task in tasks {
+                    out.push(task.await.unwrap());
+                }
+                out
+            }),
+            TestClient::AsyncStd(client) => async_std::task::block_on(async {
+                let tasks: Vec<_> = (0..1000)
+                    .map(|i| {
+                        let v3 = client.v3();
+                        async_std::task::spawn(async move {
+                            v3.put(format!("many/{i:04}"), "v").await.map(|r| r.header.revision)
+                        })
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                for task in tasks {
+                    out.push(task.await);
+                }
+                out
+            }),
+            TestClient::Blocking(_) => unreachable!("gRPC is for the async clients"),
+        };
+        let mut revisions: Vec<i64> = results.into_iter().map(|r| r.unwrap()).collect();
+        revisions.sort_unstable();
+        revisions.dedup();
+        assert_eq!(revisions.len(), 1000, "every put applied once");
+        let listed = client.v3().get_prefix("many/").unwrap();
+        assert_eq!(listed.count, 1000);
+        assert_eq!(proxy.accepted(), 1, "one HTTP/2 connection carried every call");
+    }
+
+    /// An answer larger than `max_response_bytes` is a clear error naming
+    /// the bound, not a cut answer.
+    #[only(tokio_grpc async_std_grpc)]
+    fn an_answer_above_the_bound_is_a_clear_error(client, env) {
+        client.v3().put("big/k", vec![b'x'; 64 * 1024]).unwrap();
+        let small = env.client_with(&env.urls(), |c| c.max_response_bytes = 16 * 1024);
+        let error = small.v3().get("big/k").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Transport, "{error:?}");
+        assert!(error.to_string().contains("max_response_bytes"), "{error}");
+        // Small answers still pass on the same client.
+        small.v3().put("big/small", "v").unwrap();
+        assert_eq!(small.v3().get("big/small").unwrap().unwrap().value, b"v");
+    }
+
+    /// etcd's status travels in gRPC trailers: a read of a compacted
+    /// revision and a request without a key are the same typed errors as
+    /// over the gateway.
+    #[only(tokio_grpc async_std_grpc)]
+    fn statuses_map_onto_the_gateways_typed_errors(client, env) {
+        let v3 = client.v3();
+        let first = v3.put("st/k", "1").unwrap().header.revision;
+        let second = v3.put("st/k", "2").unwrap().header.revision;
+        client.execute(Compact::new(second)).unwrap();
+        let error = v3.range(Get::new("st/k").revision(first)).unwrap_err();
+        let e = error.as_v3().unwrap_or_else(|| panic!("{error:?}"));
+        assert_eq!(e.kind, V3ErrorKind::Compacted, "{e:?}");
+        assert_eq!(e.code, 11, "OutOfRange");
+        let error = v3.put("", "v").unwrap_err();
+        let e = error.as_v3().unwrap_or_else(|| panic!("{error:?}"));
+        assert_eq!(e.kind, V3ErrorKind::EmptyKey, "{e:?}");
+        assert_eq!(e.code, 3, "InvalidArgument");
+    }
+}
+
+etcd_tests::scenarios! {
+    /// etcd-blocking (ureq, HTTP/1.1) cannot speak gRPC: it says so at
+    /// `build()`, naming what can.
+    #[only(blocking)]
+    fn the_blocking_client_refuses_grpc_at_build(client, env) {
+        let refused = env.transport.try_connect_config(etcd_proto::Config {
+            endpoints: env.urls(),
+            v3_encoding: etcd_proto::v3::V3Encoding::Grpc,
+            ..etcd_proto::Config::default()
+        });
+        match refused {
+            Err(Error::Usage(e @ etcd_proto::UsageError::GrpcUnsupported { .. })) => {
+                assert!(e.to_string().contains("etcd-tokio"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
