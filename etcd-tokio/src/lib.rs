@@ -73,6 +73,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+mod h2;
 mod srv;
 
 pub use etcd_proto::{v2, v3, Endpoint, Error, ErrorKind, TransportError, UsageError};
@@ -103,7 +104,7 @@ struct Inner {
     http: hyper_util::client::legacy::Client<Connector, Full<Bytes>>,
     /// Native gRPC: HTTP/2 only (prior knowledge on plaintext, ALPN `h2` on
     /// TLS), one multiplexed connection per member.
-    grpc: hyper_util::client::legacy::Client<Connector, Full<Bytes>>,
+    grpc: h2::Connections,
     /// The pool's connector, for the unpooled connections of streamed responses.
     connector: Connector,
     cluster: Mutex<Cluster>,
@@ -147,10 +148,7 @@ impl FromConfig for Client {
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(config.max_idle_connections)
             .build(connector.clone());
-        let grpc = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .http2_only(true)
-            .build(grpc_connector);
+        let grpc = h2::Connections::new(grpc_connector);
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -169,15 +167,15 @@ impl Client {
     /// A gRPC request goes over HTTP/2, its trailers merged into the
     /// answer's headers (the core reads `grpc-status` there).
     async fn exchange(&self, request: http::Request<Bytes>) -> Exchange {
-        let http = if etcd_proto::v3::is_grpc(request.headers()) {
-            &self.inner.grpc
+        let response = if etcd_proto::v3::is_grpc(request.headers()) {
+            self.inner.grpc.send(request).await?
         } else {
-            &self.inner.http
+            self.inner
+                .http
+                .request(request.map(Full::new))
+                .await
+                .map_err(request_failure)?
         };
-        let response = http
-            .request(request.map(Full::new))
-            .await
-            .map_err(request_failure)?;
         let (mut parts, body) = response.into_parts();
         let limit = self.inner.max_response_bytes;
         let collected = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))

@@ -2,7 +2,7 @@
 //! etcd: what only gRPC does. Every v3 scenario elsewhere also runs over
 //! gRPC (`::tokio_grpc`, `::async_std_grpc`).
 
-use etcd_proto::v3::{Compact, Get, V3ErrorKind};
+use etcd_proto::v3::{Compact, Compare, CompareOp, Get, Put, Txn, V3ErrorKind};
 use etcd_proto::{Error, ErrorKind};
 use etcd_tests::proxy::TcpProxy;
 use etcd_tests::TestClient;
@@ -51,8 +51,21 @@ etcd_tests::scenarios! {
         revisions.sort_unstable();
         revisions.dedup();
         assert_eq!(revisions.len(), 1000, "every put applied once");
-        let listed = client.v3().get_prefix("many/").unwrap();
+        let v3 = client.v3();
+        let listed = v3.get_prefix("many/").unwrap();
         assert_eq!(listed.count, 1000);
+        // Every other unary call with a gRPC form rides the same connection.
+        let cas = Txn::new()
+            .when([Compare::version("many/0000", CompareOp::Equal, 1)])
+            .and_then([Put::new("many/0000", "w").into()]);
+        assert!(v3.txn(cas).unwrap().succeeded);
+        let lease = v3.grant(30).unwrap().id;
+        assert!(v3.leases().unwrap().contains(&lease));
+        assert!(v3.time_to_live(lease, false).unwrap().ttl > 0);
+        v3.revoke(lease).unwrap();
+        assert!(!v3.member_list().unwrap().members.is_empty());
+        assert!(!v3.status().unwrap().version.is_empty());
+        assert_eq!(v3.delete_prefix("many/").unwrap().deleted, 1000);
         assert_eq!(proxy.accepted(), 1, "one HTTP/2 connection carried every call");
     }
 
@@ -103,6 +116,48 @@ etcd_tests::scenarios! {
         match refused {
             Err(Error::Usage(e @ etcd_proto::UsageError::GrpcUnsupported { .. })) => {
                 assert!(e.to_string().contains("etcd-tokio"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+etcd_tests::scenarios! {
+    /// Over TLS, gRPC negotiates `h2` by ALPN, with a client certificate
+    /// (mTLS), still on one connection for concurrent calls; a certificate
+    /// the client does not trust is refused as a TLS error that sent
+    /// nothing, as over HTTP/1.1.
+    #[only(tokio_grpc async_std_grpc)]
+    fn grpc_over_mutual_tls(client, env) {
+        use etcd_proto::tls::TlsOptions;
+        use etcd_proto::TransportErrorKind;
+        let pki = etcd_tests::tls::TestPki::new("grpc");
+        let server = pki.start_server(&pki.server(&["127.0.0.1"], false), true, &[]);
+        let identity = pki.client("grpc client");
+        let trusted = TlsOptions::default()
+            .ca_pem(pki.ca_pem.clone())
+            .system_roots(false)
+            .identity_pem(identity.cert_pem, identity.key_pem);
+        let proxy = etcd_tests::fault::FaultProxy::start(&server.tls_url());
+        let through = proxy.url().replace("http://", "https://");
+        let tls = |tls: TlsOptions| {
+            env.transport.connect_config(etcd_proto::Config {
+                endpoints: vec![through.clone()],
+                tls,
+                ..etcd_proto::Config::default()
+            })
+        };
+        let c = tls(trusted);
+        for i in 0..20 {
+            c.v3().put(format!("tls/{i}"), "v").unwrap();
+        }
+        assert_eq!(c.v3().get_prefix("tls/").unwrap().count, 20);
+        assert_eq!(proxy.accepted(), 1, "one h2 connection over TLS");
+        let untrusted = tls(TlsOptions::default().system_roots(true));
+        match untrusted.v3().put("tls/x", "1").unwrap_err() {
+            Error::Transport(t) => {
+                assert_eq!(t.kind(), TransportErrorKind::Tls, "{t}");
+                assert!(t.request_not_sent(), "{t}");
             }
             other => panic!("{other:?}"),
         }

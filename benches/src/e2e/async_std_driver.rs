@@ -30,13 +30,16 @@ pub struct AsyncStdDriver {
 
 impl AsyncStdDriver {
     /// Builds the client (no I/O yet).
-    pub fn new(target: &Target) -> Result<AsyncStdDriver, String> {
+    pub fn new(target: &Target, grpc: bool) -> Result<AsyncStdDriver, String> {
         let mut builder = target
             .endpoints_or_default()
             .into_iter()
             .fold(etcd_async_std::Client::builder(), |b, url| b.endpoint(url));
         if let Some(tls) = target.tls() {
             builder = builder.tls(tls);
+        }
+        if grpc {
+            builder = builder.v3_encoding(etcd_async_std::v3::V3Encoding::Grpc);
         }
         let client = builder.build().map_err(|e| e.to_string())?;
         Ok(AsyncStdDriver { client })
@@ -62,7 +65,7 @@ impl Driver for AsyncStdDriver {
     }
 }
 
-/// A driver for `target`.
-pub fn driver(target: &Target) -> Result<Box<dyn Driver>, String> {
-    Ok(Box::new(AsyncStdDriver::new(target)?))
+/// A driver for `target`; `grpc`: v3 over native gRPC.
+pub fn driver(target: &Target, grpc: bool) -> Result<Box<dyn Driver>, String> {
+    Ok(Box::new(AsyncStdDriver::new(target, grpc)?))
 }

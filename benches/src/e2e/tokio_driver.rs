@@ -66,7 +66,7 @@ pub fn run_tasks<C: AsyncRequest + Clone>(
 
 impl TokioDriver {
     /// Starts the runtime and builds the client (no I/O yet).
-    pub fn new(target: &Target) -> Result<TokioDriver, String> {
+    pub fn new(target: &Target, grpc: bool) -> Result<TokioDriver, String> {
         let runtime = bench_runtime()?;
         let mut builder = target
             .endpoints_or_default()
@@ -74,6 +74,9 @@ impl TokioDriver {
             .fold(etcd_tokio::Client::builder(), |b, url| b.endpoint(url));
         if let Some(tls) = target.tls() {
             builder = builder.tls(tls);
+        }
+        if grpc {
+            builder = builder.v3_encoding(etcd_tokio::v3::V3Encoding::Grpc);
         }
         let client = builder.build().map_err(|e| e.to_string())?;
         Ok(TokioDriver { runtime, client })
@@ -86,7 +89,7 @@ impl Driver for TokioDriver {
     }
 }
 
-/// A driver for `target`.
-pub fn driver(target: &Target) -> Result<Box<dyn Driver>, String> {
-    Ok(Box::new(TokioDriver::new(target)?))
+/// A driver for `target`; `grpc`: v3 over native gRPC.
+pub fn driver(target: &Target, grpc: bool) -> Result<Box<dyn Driver>, String> {
+    Ok(Box::new(TokioDriver::new(target, grpc)?))
 }

@@ -186,17 +186,23 @@ pub enum TransportKind {
     Tokio,
     /// `etcd-async-std`.
     AsyncStd,
+    /// `etcd-tokio` with v3 over native gRPC (HTTP/2); v2 as `tokio`.
+    TokioGrpc,
+    /// `etcd-async-std` with v3 over native gRPC (HTTP/2); v2 as `async-std`.
+    AsyncStdGrpc,
 }
 
 impl TransportKind {
     /// Every transport, in report order.
-    pub const ALL: [TransportKind; 6] = [
+    pub const ALL: [TransportKind; 8] = [
         TransportKind::Raw,
         TransportKind::Ureq,
         TransportKind::Blocking,
         TransportKind::Hyper,
         TransportKind::Tokio,
         TransportKind::AsyncStd,
+        TransportKind::TokioGrpc,
+        TransportKind::AsyncStdGrpc,
     ];
 
     /// The name used in flags and reports.
@@ -208,6 +214,8 @@ impl TransportKind {
             TransportKind::Hyper => "hyper",
             TransportKind::Tokio => "tokio",
             TransportKind::AsyncStd => "async-std",
+            TransportKind::TokioGrpc => "tokio-grpc",
+            TransportKind::AsyncStdGrpc => "async-std-grpc",
         }
     }
 
@@ -216,7 +224,11 @@ impl TransportKind {
     pub fn is_client(self) -> bool {
         matches!(
             self,
-            TransportKind::Blocking | TransportKind::Tokio | TransportKind::AsyncStd
+            TransportKind::Blocking
+                | TransportKind::Tokio
+                | TransportKind::AsyncStd
+                | TransportKind::TokioGrpc
+                | TransportKind::AsyncStdGrpc
         )
     }
 
@@ -227,8 +239,10 @@ impl TransportKind {
             TransportKind::Ureq => Ok(Box::new(UreqDriver::new(target)?)),
             TransportKind::Blocking => Ok(Box::new(BlockingDriver::new(target)?)),
             TransportKind::Hyper => Ok(Box::new(HyperDriver::new(target)?)),
-            TransportKind::Tokio => super::tokio_driver::driver(target),
-            TransportKind::AsyncStd => super::async_std_driver::driver(target),
+            TransportKind::Tokio => super::tokio_driver::driver(target, false),
+            TransportKind::AsyncStd => super::async_std_driver::driver(target, false),
+            TransportKind::TokioGrpc => super::tokio_driver::driver(target, true),
+            TransportKind::AsyncStdGrpc => super::async_std_driver::driver(target, true),
         }
     }
 }
@@ -248,7 +262,7 @@ impl FromStr for TransportKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown transport {s:?} (expected raw, ureq, blocking, hyper, tokio or async-std)"
+                    "unknown transport {s:?} (expected raw, ureq, blocking, hyper, tokio, async-std, tokio-grpc or async-std-grpc)"
                 )
             })
     }

@@ -21,7 +21,6 @@
 //!   leader, watches its key (puts: new values; its delete: read again),
 //!   and with no leader watches the prefix for the first candidate's put.
 
-use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -31,7 +30,7 @@ use super::lock::{
     ReleaseMutex,
 };
 use super::types::{KeyRange, KeyValue, ResponseHeader};
-use super::unary::{Answer, GrpcForm, V3Unary};
+use super::unary::Derived;
 use super::watch::{EventKind, Watch, WatchItem};
 use super::{Compare, CompareOp, RangeResponse};
 use crate::call::Call;
@@ -204,36 +203,20 @@ impl GetLeader {
     }
 }
 
-impl V3Unary for GetLeader {
+impl Derived for GetLeader {
+    type Base = Get;
     type Output = Option<KeyValue>;
 
-    fn path(&self) -> &'static str {
-        owner_get(&self.prefix).path()
+    fn base(&self) -> Get {
+        owner_get(&self.prefix)
     }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn body(&self) -> String {
-        owner_get(&self.prefix).body()
-    }
-
-    fn read(&self, answer: Answer<'_>) -> Result<Option<KeyValue>, Error> {
-        let response = owner_get(&self.prefix).read(answer)?;
+    fn finish(&self, response: super::RangeResponse) -> Result<Option<KeyValue>, Error> {
         Ok(response.kvs.into_iter().next())
-    }
-
-    fn grpc(&self) -> Option<GrpcForm> {
-        owner_get(&self.prefix).grpc()
-    }
-
-    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<Option<KeyValue>, Error> {
-        Ok(owner_get(&self.prefix)
-            .read_grpc(answer)?
-            .kvs
-            .into_iter()
-            .next())
     }
 }
 

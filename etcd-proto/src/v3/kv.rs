@@ -116,6 +116,24 @@ impl Get {
         &self.range
     }
 
+    pub(crate) fn to_pb(&self) -> pb::RangeRequest {
+        pb::RangeRequest {
+            key: self.range.key().to_vec(),
+            range_end: self.range.range_end().to_vec(),
+            limit: self.limit,
+            revision: self.revision,
+            sort_order: self.sort_order as i32,
+            sort_target: self.sort_target as i32,
+            serializable: self.serializable,
+            keys_only: self.keys_only,
+            count_only: self.count_only,
+            min_mod_revision: self.min_mod_revision,
+            max_mod_revision: self.max_mod_revision,
+            min_create_revision: self.min_create_revision,
+            max_create_revision: self.max_create_revision,
+        }
+    }
+
     pub(crate) fn to_json(&self) -> String {
         ObjectWriter::new()
             .bytes("key", self.range.key())
@@ -164,6 +182,36 @@ pub(crate) struct WireRangeResponse {
     count: json::Int,
 }
 
+impl From<pb::RangeResponse> for RangeResponse {
+    fn from(r: pb::RangeResponse) -> Self {
+        RangeResponse {
+            header: r.header.into(),
+            kvs: r.kvs.into_iter().map(Into::into).collect(),
+            more: r.more,
+            count: r.count,
+        }
+    }
+}
+
+impl From<pb::PutResponse> for PutResponse {
+    fn from(r: pb::PutResponse) -> Self {
+        PutResponse {
+            header: r.header.into(),
+            prev_kv: r.prev_kv.map(Into::into),
+        }
+    }
+}
+
+impl From<pb::DeleteRangeResponse> for DeleteResponse {
+    fn from(r: pb::DeleteRangeResponse) -> Self {
+        DeleteResponse {
+            header: r.header.into(),
+            deleted: r.deleted,
+            prev_kvs: r.prev_kvs.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
 impl From<WireRangeResponse> for RangeResponse {
     fn from(r: WireRangeResponse) -> Self {
         RangeResponse {
@@ -195,32 +243,11 @@ impl V3Unary for Get {
     }
 
     fn grpc(&self) -> Option<GrpcForm> {
-        let message = pb::RangeRequest {
-            key: self.range.key().to_vec(),
-            range_end: self.range.range_end().to_vec(),
-            limit: self.limit,
-            revision: self.revision,
-            sort_order: self.sort_order as i32,
-            sort_target: self.sort_target as i32,
-            serializable: self.serializable,
-            keys_only: self.keys_only,
-            count_only: self.count_only,
-            min_mod_revision: self.min_mod_revision,
-            max_mod_revision: self.max_mod_revision,
-            min_create_revision: self.min_create_revision,
-            max_create_revision: self.max_create_revision,
-        };
-        grpc_form("/etcdserverpb.KV/Range", &message)
+        grpc_form("/etcdserverpb.KV/Range", &self.to_pb())
     }
 
     fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<RangeResponse, Error> {
-        let r: pb::RangeResponse = grpc::parse_unary(answer)?;
-        Ok(RangeResponse {
-            header: r.header.into(),
-            kvs: r.kvs.into_iter().map(Into::into).collect(),
-            more: r.more,
-            count: r.count,
-        })
+        grpc::parse_unary::<pb::RangeResponse>(answer).map(Into::into)
     }
 }
 
@@ -273,6 +300,21 @@ impl Put {
     /// The key written.
     pub fn key(&self) -> &[u8] {
         &self.key
+    }
+
+    pub(crate) fn to_pb(&self) -> pb::PutRequest {
+        pb::PutRequest {
+            key: self.key.clone(),
+            value: if self.ignore_value {
+                Vec::new()
+            } else {
+                self.value.clone()
+            },
+            lease: self.lease,
+            prev_kv: self.prev_kv,
+            ignore_value: self.ignore_value,
+            ignore_lease: self.ignore_lease,
+        }
     }
 
     pub(crate) fn to_json(&self) -> String {
@@ -335,27 +377,11 @@ impl V3Unary for Put {
     }
 
     fn grpc(&self) -> Option<GrpcForm> {
-        let message = pb::PutRequest {
-            key: self.key.clone(),
-            value: if self.ignore_value {
-                Vec::new()
-            } else {
-                self.value.clone()
-            },
-            lease: self.lease,
-            prev_kv: self.prev_kv,
-            ignore_value: self.ignore_value,
-            ignore_lease: self.ignore_lease,
-        };
-        grpc_form("/etcdserverpb.KV/Put", &message)
+        grpc_form("/etcdserverpb.KV/Put", &self.to_pb())
     }
 
     fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<PutResponse, Error> {
-        let r: pb::PutResponse = grpc::parse_unary(answer)?;
-        Ok(PutResponse {
-            header: r.header.into(),
-            prev_kv: r.prev_kv.map(Into::into),
-        })
+        grpc::parse_unary::<pb::PutResponse>(answer).map(Into::into)
     }
 }
 
@@ -384,6 +410,14 @@ impl Delete {
     /// The keys this deletes.
     pub fn range(&self) -> &KeyRange {
         &self.range
+    }
+
+    pub(crate) fn to_pb(&self) -> pb::DeleteRangeRequest {
+        pb::DeleteRangeRequest {
+            key: self.range.key().to_vec(),
+            range_end: self.range.range_end().to_vec(),
+            prev_kv: self.prev_kv,
+        }
     }
 
     pub(crate) fn to_json(&self) -> String {
@@ -444,21 +478,11 @@ impl V3Unary for Delete {
     }
 
     fn grpc(&self) -> Option<GrpcForm> {
-        let message = pb::DeleteRangeRequest {
-            key: self.range.key().to_vec(),
-            range_end: self.range.range_end().to_vec(),
-            prev_kv: self.prev_kv,
-        };
-        grpc_form("/etcdserverpb.KV/DeleteRange", &message)
+        grpc_form("/etcdserverpb.KV/DeleteRange", &self.to_pb())
     }
 
     fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<DeleteResponse, Error> {
-        let r: pb::DeleteRangeResponse = grpc::parse_unary(answer)?;
-        Ok(DeleteResponse {
-            header: r.header.into(),
-            deleted: r.deleted,
-            prev_kvs: r.prev_kvs.into_iter().map(Into::into).collect(),
-        })
+        grpc::parse_unary::<pb::DeleteRangeResponse>(answer).map(Into::into)
     }
 }
 

@@ -47,7 +47,6 @@
 //! through the same session finds the first one's key and adopts it (Go's
 //! behaviour); releasing either releases both.
 
-use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 use super::error::V3ErrorKind;
@@ -55,7 +54,7 @@ use super::kv::{Delete, Get, Put};
 use super::lease::{LeaseKeepAliveOnce, LeaseKeepAliveResponse};
 use super::txn::{Compare, CompareOp, Txn, TxnOpResponse, TxnResponse};
 use super::types::{KeyRange, KeyValue, ResponseHeader, SortOrder, SortTarget};
-use super::unary::{Answer, GrpcForm, V3Unary};
+use super::unary::Derived;
 use super::watch::{EventKind, Watch, WatchItem};
 use crate::call::Call;
 use crate::cluster::Cluster;
@@ -308,23 +307,19 @@ impl ReleaseMutex {
     }
 }
 
-impl V3Unary for ReleaseMutex {
+impl Derived for ReleaseMutex {
+    type Base = Txn;
     type Output = bool;
 
-    fn path(&self) -> &'static str {
-        self.txn().path()
+    fn base(&self) -> Txn {
+        self.txn()
     }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn body(&self) -> String {
-        self.txn().body()
-    }
-
-    fn read(&self, answer: Answer<'_>) -> Result<bool, Error> {
-        let response = self.txn().read(answer)?;
+    fn finish(&self, response: TxnResponse) -> Result<bool, Error> {
         Ok(response.succeeded
             && response
                 .responses
@@ -362,32 +357,19 @@ impl CheckOwner {
     }
 }
 
-impl V3Unary for CheckOwner {
+impl Derived for CheckOwner {
+    type Base = Get;
     type Output = bool;
 
-    fn path(&self) -> &'static str {
-        owner_get(&self.prefix).path()
+    fn base(&self) -> Get {
+        owner_get(&self.prefix)
     }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn body(&self) -> String {
-        owner_get(&self.prefix).body()
-    }
-
-    fn read(&self, answer: Answer<'_>) -> Result<bool, Error> {
-        let response = owner_get(&self.prefix).read(answer)?;
-        Ok(self.owns(&response))
-    }
-
-    fn grpc(&self) -> Option<GrpcForm> {
-        owner_get(&self.prefix).grpc()
-    }
-
-    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<bool, Error> {
-        let response = owner_get(&self.prefix).read_grpc(answer)?;
+    fn finish(&self, response: super::RangeResponse) -> Result<bool, Error> {
         Ok(self.owns(&response))
     }
 }
@@ -413,23 +395,19 @@ impl Claim {
     }
 }
 
-impl V3Unary for Claim {
+impl Derived for Claim {
+    type Base = Txn;
     type Output = TxnResponse;
 
-    fn path(&self) -> &'static str {
-        self.0.path()
+    fn base(&self) -> Txn {
+        self.0.clone()
     }
 
     fn replay(&self) -> Replay {
         Replay::Safe
     }
 
-    fn body(&self) -> String {
-        self.0.body()
-    }
-
-    fn read(&self, answer: Answer<'_>) -> Result<TxnResponse, Error> {
-        let response = self.0.read(answer)?;
+    fn finish(&self, response: TxnResponse) -> Result<TxnResponse, Error> {
         Ok(response)
     }
 }
@@ -511,11 +489,12 @@ impl GuardedPut {
     }
 }
 
-impl V3Unary for GuardedPut {
+impl Derived for GuardedPut {
+    type Base = Txn;
     type Output = ResponseHeader;
 
-    fn path(&self) -> &'static str {
-        self.txn().path()
+    fn base(&self) -> Txn {
+        self.txn()
     }
 
     fn replay(&self) -> Replay {
@@ -523,12 +502,7 @@ impl V3Unary for GuardedPut {
         Replay::Safe
     }
 
-    fn body(&self) -> String {
-        self.txn().body()
-    }
-
-    fn read(&self, answer: Answer<'_>) -> Result<ResponseHeader, Error> {
-        let response = self.txn().read(answer)?;
+    fn finish(&self, response: TxnResponse) -> Result<ResponseHeader, Error> {
         if response.succeeded {
             Ok(response.header)
         } else {

@@ -3,15 +3,17 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde::Deserialize;
 
+use super::grpc::{self, pb};
 use super::json::{ObjectWriter, WireHeader};
 use super::kv::{
     Delete, DeleteResponse, Get, Put, PutResponse, RangeResponse, WireDeleteResponse,
     WirePutResponse, WireRangeResponse,
 };
 use super::types::{KeyRange, KeyValue, ResponseHeader};
-use super::unary::{Answer, V3Unary};
+use super::unary::{grpc_form, Answer, GrpcForm, V3Unary};
 use crate::call::Call;
 use crate::cluster::Cluster;
 use crate::error::{Contention, Error, MalformedResponse};
@@ -32,6 +34,16 @@ pub enum CompareOp {
 }
 
 impl CompareOp {
+    /// The protobuf enum number (`Compare.CompareResult`).
+    fn proto_number(self) -> i32 {
+        match self {
+            CompareOp::Equal => 0,
+            CompareOp::Greater => 1,
+            CompareOp::Less => 2,
+            CompareOp::NotEqual => 3,
+        }
+    }
+
     fn proto_name(self) -> &'static str {
         match self {
             CompareOp::Equal => "EQUAL",
@@ -108,6 +120,23 @@ impl Compare {
         Compare::new(range, op, CompareTarget::Lease(lease))
     }
 
+    fn to_pb(&self) -> pb::Compare {
+        let (target, union) = match &self.target {
+            CompareTarget::Version(n) => (0, pb::TargetUnion::Version(*n)),
+            CompareTarget::CreateRevision(n) => (1, pb::TargetUnion::CreateRevision(*n)),
+            CompareTarget::ModRevision(n) => (2, pb::TargetUnion::ModRevision(*n)),
+            CompareTarget::Value(v) => (3, pb::TargetUnion::Value(v.clone())),
+            CompareTarget::Lease(n) => (4, pb::TargetUnion::Lease(*n)),
+        };
+        pb::Compare {
+            result: self.op.proto_number(),
+            target,
+            key: self.range.key().to_vec(),
+            target_union: Some(union),
+            range_end: self.range.range_end().to_vec(),
+        }
+    }
+
     fn to_json(&self) -> String {
         let mut writer = ObjectWriter::new();
         writer.string("result", self.op.proto_name());
@@ -148,6 +177,18 @@ pub enum TxnOp {
 }
 
 impl TxnOp {
+    fn to_pb(&self) -> pb::RequestOp {
+        let request = match self {
+            TxnOp::Get(op) => pb::Request::Range(op.to_pb()),
+            TxnOp::Put(op) => pb::Request::Put(op.to_pb()),
+            TxnOp::Delete(op) => pb::Request::DeleteRange(op.to_pb()),
+            TxnOp::Txn(op) => pb::Request::Txn(op.to_pb()),
+        };
+        pb::RequestOp {
+            request: Some(request),
+        }
+    }
+
     fn to_json(&self) -> String {
         let (name, body) = match self {
             TxnOp::Get(op) => ("request_range", op.to_json()),
@@ -235,6 +276,14 @@ impl Txn {
 
     fn is_read_only(&self) -> bool {
         self.success.iter().chain(&self.failure).all(TxnOp::is_read)
+    }
+
+    pub(crate) fn to_pb(&self) -> pb::TxnRequest {
+        pb::TxnRequest {
+            compare: self.compare.iter().map(Compare::to_pb).collect(),
+            success: self.success.iter().map(TxnOp::to_pb).collect(),
+            failure: self.failure.iter().map(TxnOp::to_pb).collect(),
+        }
     }
 
     pub(crate) fn to_json(&self) -> String {
@@ -330,6 +379,31 @@ impl TryFrom<WireTxnResponse> for TxnResponse {
     }
 }
 
+impl TryFrom<pb::TxnResponse> for TxnResponse {
+    type Error = &'static str;
+
+    fn try_from(r: pb::TxnResponse) -> Result<Self, &'static str> {
+        let responses = r
+            .responses
+            .into_iter()
+            .map(|op| {
+                Ok(match op.response {
+                    Some(pb::Response::Range(x)) => TxnOpResponse::Get(x.into()),
+                    Some(pb::Response::Put(x)) => TxnOpResponse::Put(x.into()),
+                    Some(pb::Response::DeleteRange(x)) => TxnOpResponse::Delete(x.into()),
+                    Some(pb::Response::Txn(x)) => TxnOpResponse::Txn(x.try_into()?),
+                    None => return Err("a txn response op of no known kind"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(TxnResponse {
+            header: r.header.into(),
+            succeeded: r.succeeded,
+            responses,
+        })
+    }
+}
+
 impl V3Unary for Txn {
     type Output = TxnResponse;
 
@@ -353,6 +427,17 @@ impl V3Unary for Txn {
         let wire = answer.json::<WireTxnResponse>()?;
         wire.try_into()
             .map_err(|reason| MalformedResponse::new(answer.status, reason, answer.bytes()).into())
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        grpc_form("/etcdserverpb.KV/Txn", &self.to_pb())
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<TxnResponse, Error> {
+        let r: pb::TxnResponse = grpc::parse_unary(answer)?;
+        r.try_into().map_err(|reason| {
+            MalformedResponse::new(answer.status().as_u16(), reason, answer.body()).into()
+        })
     }
 }
 

@@ -92,6 +92,59 @@ impl Answer<'_> {
     }
 }
 
+/// A v3 call that sends another call's request (a txn, a range read) and
+/// reads its answer its own way: the lock and election helpers. It states
+/// its base call, its replay class and the last step; paths, bodies and
+/// both encodings come from the base.
+pub trait Derived {
+    /// The call whose request this sends.
+    type Base: V3Unary;
+    /// What the caller gets.
+    type Output;
+
+    /// The base call.
+    fn base(&self) -> Self::Base;
+
+    /// Whether it may be sent again after a failure that may have reached
+    /// the server: stated here, not inherited from the base.
+    fn replay(&self) -> Replay;
+
+    /// The caller's value from the base call's.
+    fn finish(&self, base: <Self::Base as V3Unary>::Output) -> Result<Self::Output, Error>;
+}
+
+impl<D: Derived> V3Unary for D {
+    type Output = D::Output;
+
+    fn path(&self) -> &'static str {
+        self.base().path()
+    }
+
+    fn replay(&self) -> Replay {
+        Derived::replay(self)
+    }
+
+    fn wait(&self) -> Wait {
+        V3Unary::wait(&self.base())
+    }
+
+    fn body(&self) -> String {
+        self.base().body()
+    }
+
+    fn read(&self, answer: Answer<'_>) -> Result<D::Output, Error> {
+        self.finish(self.base().read(answer)?)
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        self.base().grpc()
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<D::Output, Error> {
+        self.finish(self.base().read_grpc(answer)?)
+    }
+}
+
 impl<C: V3Unary> Operation for C {
     type Output = C::Output;
 
