@@ -163,3 +163,38 @@ etcd_tests::scenarios! {
         }
     }
 }
+
+etcd_tests::scenarios! {
+    /// With `--client-cert-auth` and auth on, a gRPC call without a token
+    /// runs as the user its client certificate names (the CN): no password
+    /// anywhere. The gateway cannot do this (it refuses such a certificate
+    /// while auth is on), so it is gRPC only.
+    #[only(tokio_grpc async_std_grpc)]
+    fn a_client_certificates_common_name_is_its_v3_identity(client, env) {
+        use etcd_proto::tls::TlsOptions;
+        let pki = etcd_tests::tls::TestPki::new("cn");
+        let server = pki.start_server(&pki.server(&["127.0.0.1"], false), true, &["--auth-token=simple"]);
+        let as_cert = |identity: etcd_tests::tls::Issued| {
+            env.transport.connect_config(etcd_proto::Config {
+                endpoints: vec![server.tls_url()],
+                tls: TlsOptions::default()
+                    .ca_pem(pki.ca_pem.clone())
+                    .system_roots(false)
+                    .identity_pem(identity.cert_pem, identity.key_pem),
+                ..etcd_proto::Config::default()
+            })
+        };
+        let admin = as_cert(pki.client_without_name());
+        for step in etcd_tests::auth::auth_setup() {
+            admin.execute(step).expect("v3 auth setup");
+        }
+        let app = as_cert(pki.client("app"));
+        app.v3().put("app/x", "1").unwrap();
+        assert_eq!(app.v3().get("app/x").unwrap().unwrap().value, b"1");
+        let denied = app.v3().put("other/x", "1").unwrap_err();
+        assert_eq!(denied.as_v3().map(|e| e.kind), Some(V3ErrorKind::PermissionDenied), "{denied}");
+        let root = as_cert(pki.client("root"));
+        root.v3().put("other/x", "1").unwrap();
+        assert_eq!(root.v3().get("app/x").unwrap().unwrap().value, b"1");
+    }
+}
