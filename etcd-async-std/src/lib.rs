@@ -162,7 +162,7 @@ impl FromConfig for Client {
             inner: Arc::new(Inner {
                 cluster: Mutex::new(cluster),
                 pool,
-                h2: h2::Connections::default(),
+                h2: h2::Connections::new(config.http2_keep_alive),
                 deadlines: Deadlines::default(),
                 max_response_bytes: usize::try_from(config.max_response_bytes)
                     .unwrap_or(usize::MAX),
@@ -185,13 +185,17 @@ impl AsyncTransport for Client {
             // Set once the request is handed to a connection: a deadline that
             // passes before then means the request was certainly not sent.
             let sent = AtomicBool::new(false);
+            let grpc = grpc_uri(&request);
             let exchange = pin!(self.inner.exchange(request, &sent));
             let Some(limit) = timeout else {
                 return exchange.await;
             };
             match self.inner.deadlines.within(limit, exchange).await {
                 Ok(outcome) => outcome,
-                Err(_elapsed) => Err(deadline_passed(limit, sent.load(Ordering::Acquire))),
+                Err(_elapsed) => {
+                    self.inner.forget(grpc).await;
+                    Err(deadline_passed(limit, sent.load(Ordering::Acquire)))
+                }
             }
         }
     }
@@ -230,27 +234,45 @@ impl AsyncTransport for Client {
             // As for `send`: a deadline passing before the request was handed
             // to a connection means it was certainly not sent.
             let sent = AtomicBool::new(false);
+            let grpc = grpc_uri(&request);
             let opening = pin!(self.inner.open(request, &sent));
             match timeout {
                 None => opening.await,
                 Some(limit) => match self.inner.deadlines.within(limit, opening).await {
                     Ok(outcome) => outcome,
-                    Err(_elapsed) => Err(deadline_passed(limit, sent.load(Ordering::Acquire))),
+                    Err(_elapsed) => {
+                        self.inner.forget(grpc).await;
+                        Err(deadline_passed(limit, sent.load(Ordering::Acquire)))
+                    }
                 },
             }
         }
     }
 }
 
-/// The streaming body of a response opened with [`AsyncTransport::open`],
-/// on a connection of its own (never pooled), driven by the task reading
-/// the body, as every connection of this crate is. Dropping the body closes
-/// the connection at once.
+/// The streaming body of a response opened with [`AsyncTransport::open`]:
+/// for the gateway, on a connection of its own (never pooled), driven by
+/// the task reading the body, as every HTTP/1.1 connection of this crate
+/// is, and closed at once when the body is dropped; for gRPC, a stream on
+/// the member's HTTP/2 connection, which also sends (dropping the body
+/// resets the stream; the connection stays).
 pub struct StreamBody {
-    conn: conn::Conn,
-    body: hyper::body::Incoming,
+    opened: Opened,
     /// The client's timer, which each read's deadline waits on.
     deadlines: Deadlines,
+    /// The trailers, once the body ended.
+    trailers: http::HeaderMap,
+}
+
+enum Opened {
+    Http1 {
+        conn: Box<conn::Conn>,
+        body: hyper::body::Incoming,
+    },
+    Grpc {
+        outgoing: h2::Outgoing,
+        body: hyper::body::Incoming,
+    },
 }
 
 impl std::fmt::Debug for StreamBody {
@@ -265,7 +287,13 @@ impl etcd_proto::drive::AsyncResponseBody for StreamBody {
         until: Option<Instant>,
     ) -> Result<Option<Bytes>, ExchangeFailure> {
         loop {
-            let reading = self.conn.next_frame(&mut self.body);
+            let opened = &mut self.opened;
+            let reading = async move {
+                match opened {
+                    Opened::Http1 { conn, body } => conn.next_frame(body).await,
+                    Opened::Grpc { body, .. } => http_body_util::BodyExt::frame(body).await,
+                }
+            };
             let frame =
                 match until {
                     None => reading.await,
@@ -281,16 +309,38 @@ impl etcd_proto::drive::AsyncResponseBody for StreamBody {
                 };
             match frame {
                 None => return Ok(None),
-                Some(Ok(frame)) => {
-                    // Trailers and empty frames carry nothing for the caller.
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            return Ok(Some(data));
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => return Ok(Some(data)),
+                    Ok(_) => {}
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            self.trailers.extend(trailers);
                         }
                     }
-                }
+                },
                 Some(Err(e)) => return Err(read_failure(Box::new(e))),
             }
+        }
+    }
+
+    fn take_trailers(&mut self) -> http::HeaderMap {
+        std::mem::take(&mut self.trailers)
+    }
+
+    async fn send_message(&mut self, message: Bytes) -> Result<(), ExchangeFailure> {
+        match &self.opened {
+            Opened::Grpc { outgoing, .. } => outgoing
+                .unbounded_send(Ok(hyper::body::Frame::data(message)))
+                .map_err(|_| {
+                    ExchangeFailure::new(
+                        TransportErrorKind::Io,
+                        Failure::new("the gRPC stream is closed"),
+                    )
+                }),
+            Opened::Http1 { .. } => Err(ExchangeFailure::new(
+                TransportErrorKind::Http,
+                Failure::new("an HTTP/1.1 request was sent whole: nothing can be sent on it"),
+            )),
         }
     }
 }
@@ -326,6 +376,14 @@ impl Inner {
         request: http::Request<Bytes>,
         sent: &AtomicBool,
     ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
+        if etcd_proto::v3::is_grpc(request.headers()) {
+            // HTTP/2 takes the absolute URI (its :scheme and :authority).
+            let (_, origin) = origin_form(request.clone())?;
+            sent.store(true, Ordering::Release);
+            let (response, outgoing) = self.h2.open(&self.pool, &origin, request).await?;
+            let (parts, body) = response.into_parts();
+            return Ok((parts, self.stream_body(Opened::Grpc { outgoing, body })));
+        }
         let (request, authority) = origin_form(request)?;
         let mut conn = self.pool.connect(&authority).await?;
         sent.store(true, Ordering::Release);
@@ -334,12 +392,33 @@ impl Inner {
             .await
             .map_err(|e| self.exchange_failure(e, false))?;
         let (parts, body) = response.into_parts();
-        let body = StreamBody {
-            conn,
-            body,
+        Ok((
+            parts,
+            self.stream_body(Opened::Http1 {
+                conn: Box::new(conn),
+                body,
+            }),
+        ))
+    }
+
+    /// After a gRPC exchange to `grpc` took too long: its member's HTTP/2
+    /// connection is left to the calls already on it, and the next call
+    /// connects anew, in case this one is dead (pings close it for good).
+    async fn forget(&self, grpc: Option<http::Uri>) {
+        let Some(uri) = grpc else { return };
+        let mut request = http::Request::new(Bytes::new());
+        *request.uri_mut() = uri;
+        if let Ok((_, origin)) = origin_form(request) {
+            self.h2.forget(&origin).await;
+        }
+    }
+
+    fn stream_body(&self, opened: Opened) -> StreamBody {
+        StreamBody {
+            opened,
             deadlines: self.deadlines.clone(),
-        };
-        Ok((parts, body))
+            trailers: http::HeaderMap::new(),
+        }
     }
 
     fn exchange_failure(&self, error: ExchangeError, reused: bool) -> ExchangeFailure {
@@ -352,6 +431,11 @@ impl Inner {
     fn body_failure(&self, error: Box<dyn std::error::Error + Send + Sync>) -> ExchangeFailure {
         body_failure(error, self.max_response_bytes)
     }
+}
+
+/// The URI of a gRPC request, whose connection a timeout makes suspect.
+fn grpc_uri(request: &http::Request<Bytes>) -> Option<http::Uri> {
+    etcd_proto::v3::is_grpc(request.headers()).then(|| request.uri().clone())
 }
 
 /// A response body that could not be read whole: above `max_bytes`

@@ -9,6 +9,14 @@ use crate::error::{Error, UsageError};
 /// The endpoint used when none is given.
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 
+/// HTTP/2 pings on a busy gRPC connection go out this often by default…
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// …and the connection is dropped if one is not answered within this.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// The shortest ping interval: etcd's server closes a connection that
+/// pings more often than every 5 s (its keep-alive enforcement policy).
+pub const MIN_PING_INTERVAL: Duration = Duration::from_secs(6);
+
 /// Everything a client is configured with. Transports read the connection
 /// settings; [`Config::cluster`] turns the rest into the core's state.
 ///
@@ -43,6 +51,12 @@ pub struct Config {
     pub allow_redirect: bool,
     /// How v3 calls reach etcd (default: the JSON gateway).
     pub v3_encoding: crate::v3::V3Encoding,
+    /// HTTP/2 pings on a gRPC connection while a call or stream is open on
+    /// it: `(interval, timeout)`, default (10 s, 5 s); `None`: no pings.
+    /// A connection whose ping goes unanswered for `timeout` is closed, and
+    /// every call and watch on it fails over. See
+    /// [`ClientBuilder::http2_keep_alive`].
+    pub http2_keep_alive: Option<(Duration, Duration)>,
     /// How to speak TLS to `https://` endpoints.
     #[cfg(feature = "tls")]
     pub tls: crate::tls::TlsOptions,
@@ -63,7 +77,9 @@ impl std::fmt::Debug for Config {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("discover_members", &self.discover_members)
             .field("expected_cluster_id", &self.expected_cluster_id)
-            .field("allow_redirect", &self.allow_redirect);
+            .field("allow_redirect", &self.allow_redirect)
+            .field("v3_encoding", &self.v3_encoding)
+            .field("http2_keep_alive", &self.http2_keep_alive);
         #[cfg(feature = "tls")]
         f.field("tls", &self.tls);
         f.finish()
@@ -86,6 +102,7 @@ impl Default for Config {
             expected_cluster_id: None,
             allow_redirect: false,
             v3_encoding: crate::v3::V3Encoding::Gateway,
+            http2_keep_alive: Some((DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT)),
             #[cfg(feature = "tls")]
             tls: crate::tls::TlsOptions::default(),
         }
@@ -310,6 +327,27 @@ impl<C: FromConfig> ClientBuilder<C> {
     /// a path prefix, keep the gateway.
     pub fn v3_encoding(mut self, encoding: crate::v3::V3Encoding) -> Self {
         self.config.v3_encoding = encoding;
+        self
+    }
+
+    /// HTTP/2 pings on each gRPC connection while a call or a stream (a
+    /// watch, a keep-alive) is open on it: one after `interval` without a
+    /// frame from the member, and the connection is closed if the ping is
+    /// not answered within `timeout`; its calls and watches then fail over.
+    /// A frozen or partitioned member is so noticed within `interval +
+    /// timeout` (default 10 s + 5 s). `interval` is raised to 6 s at least:
+    /// etcd closes connections that ping more often than every 5 s. No ping
+    /// goes out on an idle connection, which etcd would also refuse. For
+    /// the gateway (HTTP/1.1) the watch's own checks apply (see
+    /// [`idle_timeout`](Self::idle_timeout)).
+    pub fn http2_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.http2_keep_alive = Some((interval.max(MIN_PING_INTERVAL), timeout));
+        self
+    }
+
+    /// No HTTP/2 pings (see [`http2_keep_alive`](Self::http2_keep_alive)).
+    pub fn no_http2_keep_alive(mut self) -> Self {
+        self.config.http2_keep_alive = None;
         self
     }
 

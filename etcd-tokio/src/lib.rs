@@ -70,6 +70,7 @@ use bytes::Bytes;
 use etcd_proto::drive::{AsyncResponseBody, AsyncTransport, Exchange, ExchangeFailure};
 use etcd_proto::{Cluster, Config, FromConfig, Transmit};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Frame;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
@@ -148,7 +149,7 @@ impl FromConfig for Client {
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(config.max_idle_connections)
             .build(connector.clone());
-        let grpc = h2::Connections::new(grpc_connector);
+        let grpc = h2::Connections::new(grpc_connector, config.http2_keep_alive);
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -195,6 +196,9 @@ impl Client {
         &self,
         request: http::Request<Bytes>,
     ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
+        if etcd_proto::v3::is_grpc(request.headers()) {
+            return self.open_grpc(request).await;
+        }
         let mut connector = self.inner.connector.clone();
         let io = tower_service::Service::call(&mut connector, request.uri().clone())
             .await
@@ -202,7 +206,7 @@ impl Client {
         let (sender, connection) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| failure(TransportErrorKind::Connect, &e))?;
-        let mut body = StreamBody {
+        let mut body = Http1Stream {
             _connection: AbortOnDrop(tokio::spawn(async move {
                 // Its errors reach the response (or its body) through hyper.
                 let _ = connection.await;
@@ -217,8 +221,34 @@ impl Client {
             .map_err(|e| failure(classify(&e), &e))?;
         let (parts, incoming) = response.into_parts();
         body.body = Some(incoming);
-        Ok((parts, body))
+        Ok((parts, StreamBody::new(Opened::Http1(body))))
     }
+
+    /// The failure of an exchange that took longer than `limit`. A gRPC
+    /// one leaves its member's HTTP/2 connection to the calls already on
+    /// it: the next call connects anew, in case this one is dead (pings
+    /// close it for good).
+    async fn timed_out(&self, limit: Duration, grpc: Option<http::Uri>) -> ExchangeFailure {
+        if let Some(uri) = grpc {
+            self.inner.grpc.forget(&uri).await;
+        }
+        timed_out(limit)
+    }
+
+    /// Opens a gRPC stream on its member's HTTP/2 connection.
+    async fn open_grpc(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<(http::response::Parts, StreamBody), ExchangeFailure> {
+        let (response, outgoing) = self.inner.grpc.open(request).await?;
+        let (parts, incoming) = response.into_parts();
+        Ok((parts, StreamBody::new(Opened::Grpc { outgoing, incoming })))
+    }
+}
+
+/// The URI of a gRPC request, whose connection a timeout makes suspect.
+fn grpc_uri(request: &http::Request<Bytes>) -> Option<http::Uri> {
+    etcd_proto::v3::is_grpc(request.headers()).then(|| request.uri().clone())
 }
 
 /// Refuses `https://`: built without the `tls` feature.
@@ -266,11 +296,30 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The streaming body of a response opened with [`AsyncTransport::open`],
-/// on a connection of its own, outside the pool: dropping the body closes
-/// the connection (the task driving it is aborted).
+/// The streaming body of a response opened with [`AsyncTransport::open`]:
+/// on a connection of its own, outside the pool, for the gateway (dropping
+/// the body closes the connection: the task driving it is aborted); or a
+/// gRPC stream on the member's HTTP/2 connection, which also sends
+/// (dropping the body resets the stream, the connection stays).
 #[derive(Debug)]
 pub struct StreamBody {
+    opened: Opened,
+    /// The trailers, once the body ended.
+    trailers: http::HeaderMap,
+}
+
+#[derive(Debug)]
+enum Opened {
+    Http1(Http1Stream),
+    Grpc {
+        outgoing: h2::Outgoing,
+        incoming: hyper::body::Incoming,
+    },
+}
+
+/// A response on an HTTP/1.1 connection of its own.
+#[derive(Debug)]
+struct Http1Stream {
     /// Declared first, so that it drops (and closes the socket) first.
     _connection: AbortOnDrop,
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -278,13 +327,25 @@ pub struct StreamBody {
     body: Option<hyper::body::Incoming>,
 }
 
+impl StreamBody {
+    fn new(opened: Opened) -> Self {
+        StreamBody {
+            opened,
+            trailers: http::HeaderMap::new(),
+        }
+    }
+}
+
 impl AsyncResponseBody for StreamBody {
     async fn next_chunk(
         &mut self,
         until: Option<Instant>,
     ) -> Result<Option<Bytes>, ExchangeFailure> {
-        let Some(body) = self.body.as_mut() else {
-            return Ok(None);
+        let body = match &mut self.opened {
+            Opened::Http1(Http1Stream { body: Some(b), .. }) | Opened::Grpc { incoming: b, .. } => {
+                b
+            }
+            Opened::Http1(_) => return Ok(None),
         };
         loop {
             let frame = match until {
@@ -297,16 +358,35 @@ impl AsyncResponseBody for StreamBody {
             };
             match frame {
                 None => return Ok(None),
-                Some(Ok(frame)) => {
-                    // Trailers and empty frames carry nothing for the caller.
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            return Ok(Some(data));
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => return Ok(Some(data)),
+                    Ok(_) => {}
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            self.trailers.extend(trailers);
                         }
                     }
-                }
+                },
                 Some(Err(e)) => return Err(failure(classify(&e), &e)),
             }
+        }
+    }
+
+    fn take_trailers(&mut self) -> http::HeaderMap {
+        std::mem::take(&mut self.trailers)
+    }
+
+    async fn send_message(&mut self, message: Bytes) -> Result<(), ExchangeFailure> {
+        match &self.opened {
+            Opened::Grpc { outgoing, .. } => outgoing
+                .unbounded_send(Ok(Frame::data(message)))
+                .map_err(|_| {
+                    ExchangeFailure::new(TransportErrorKind::Io, "the gRPC stream is closed")
+                }),
+            Opened::Http1(_) => Err(ExchangeFailure::new(
+                TransportErrorKind::Http,
+                "an HTTP/1.1 request was sent whole: nothing can be sent on it",
+            )),
         }
     }
 }
@@ -330,11 +410,13 @@ impl AsyncTransport for Client {
         let deadline = transmit
             .timeout
             .and_then(|limit| Some((tokio::time::Instant::now().checked_add(limit)?, limit)));
+        let grpc = grpc_uri(&transmit.request);
         let opening = self.open_stream(transmit.request);
         match deadline {
-            Some((at, limit)) => tokio::time::timeout_at(at, opening)
-                .await
-                .unwrap_or_else(|_| Err(timed_out(limit))),
+            Some((at, limit)) => match tokio::time::timeout_at(at, opening).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(self.timed_out(limit, grpc).await),
+            },
             None => opening.await,
         }
     }
@@ -342,10 +424,13 @@ impl AsyncTransport for Client {
     async fn send(&self, transmit: Transmit) -> Exchange {
         #[cfg(not(feature = "tls"))]
         plain_http(&transmit.request)?;
+        let grpc = grpc_uri(&transmit.request);
         match transmit.timeout {
-            Some(limit) => tokio::time::timeout(limit, self.exchange(transmit.request))
-                .await
-                .unwrap_or_else(|_| Err(timed_out(limit))),
+            Some(limit) => match tokio::time::timeout(limit, self.exchange(transmit.request)).await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(self.timed_out(limit, grpc).await),
+            },
             None => self.exchange(transmit.request).await,
         }
     }

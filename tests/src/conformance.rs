@@ -646,6 +646,10 @@ macro_rules! scenarios {
     };
     // v3 scenarios (`v3_scenarios!`): also on both async clients over gRPC.
     (@v3) => {};
+    (@v3 $(#[doc = $doc:literal])* #[cluster($n:literal)] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
+        $crate::scenarios!(@one ($crate::Setup::Cluster($n)), [blocking tokio async_std tokio_grpc async_std_grpc], [$($doc)*], $name, $client, $env, $body);
+        $crate::scenarios!(@v3 $($rest)*);
+    };
     (@v3 $(#[doc = $doc:literal])* #[async_only] fn $name:ident($client:ident, $env:ident) $body:block $($rest:tt)*) => {
         $crate::scenarios!(@one ($crate::Setup::Single), [tokio async_std tokio_grpc async_std_grpc], [$($doc)*], $name, $client, $env, $body);
         $crate::scenarios!(@v3 $($rest)*);
@@ -679,8 +683,8 @@ macro_rules! scenarios {
     (@transport async_std_grpc) => { $crate::Transport::AsyncStdGrpc };
 }
 
-/// [`scenarios!`] for v3 scenarios: the ordinary and `#[async_only]` ones
-/// also run on etcd-tokio and etcd-async-std over native gRPC
+/// [`scenarios!`] for v3 scenarios: the ordinary, `#[cluster(n)]` and
+/// `#[async_only]` ones also run on etcd-tokio and etcd-async-std over native gRPC
 /// (`::tokio_grpc`, `::async_std_grpc`); the others as `scenarios!` runs them.
 #[macro_export]
 macro_rules! v3_scenarios {

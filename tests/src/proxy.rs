@@ -68,8 +68,11 @@ impl Drop for TcpProxy {
     }
 }
 
-/// Copies both directions until either side closes.
+/// Copies both directions until either side closes, each write at once
+/// (no Nagle delay: a relay must not add 40 ms to each small answer).
 fn relay(client: TcpStream, server: TcpStream) {
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
     let pairs = [
         (client.try_clone(), server.try_clone()),
         (server.try_clone(), client.try_clone()),

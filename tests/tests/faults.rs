@@ -330,19 +330,6 @@ fn holder_learns_first(
 }
 
 etcd_tests::scenarios! {
-    /// A v3 watch behind a connection that goes silent (a blackhole: the
-    /// member is unreachable, connections hang) notices within the idle
-    /// timeout, keeps re-opening, says when no member answers, and resumes
-    /// after the heal from the last revision + 1: nothing lost or repeated.
-    fn v3_watch_rides_out_a_blackhole(client, env) {
-        v3_watch_rides_out(env, client, Fault::Blackhole, "v3-blackhole");
-    }
-
-    /// The same for a stall: the request goes through, the answer stops.
-    fn v3_watch_rides_out_a_stall(client, env) {
-        v3_watch_rides_out(env, client, Fault::StallAfter(0), "v3-stall");
-    }
-
     /// A v2 watcher behind a blackhole checks its member at each idle
     /// renewal and resumes from the last index + 1 after the heal.
     fn v2_watcher_rides_out_a_blackhole(client, env) {
@@ -505,6 +492,55 @@ etcd_tests::scenarios! {
         report(env, "100 writes, first endpoint dead", format_args!("{}", outcomes.join("; ")));
     }
 
+    /// A v2 lock holder cut off from etcd learns it lost the lock before
+    /// another client can acquire it: never two holders.
+    fn a_partitioned_v2_lock_holder_learns_first(client, env) {
+        let proxy = FaultProxy::start(&env.urls()[0]);
+        let holder = fast_client(env, &[proxy.url()]);
+        let guard = holder.acquire("faults-v2", LockOptions::new().ttl(3)).unwrap();
+        let other = fast_client(env, &env.urls());
+        let reason = holder_learns_first(env, &proxy, "v2", || guard.is_lost(), || {
+            let options = LockOptions::new().ttl(3).timeout(Duration::from_secs(20));
+            drop(other.acquire("faults-v2", options).expect("acquired once the key expired"));
+        }, || guard.lost_reason());
+        assert!(reason.is_some_and(|r| r.contains("TTL")), "the reason names the TTL");
+        proxy.heal();
+        assert_eq!(guard.release().ok(), Some(false), "the key is not ours any more");
+    }
+
+    /// The same for a v3 lock: the session reports the loss before the
+    /// lease expires, and names the TTL.
+    fn a_partitioned_v3_lock_holder_learns_first(client, env) {
+        let proxy = FaultProxy::start(&env.urls()[0]);
+        let holder = fast_client(env, &[proxy.url()]);
+        let session = holder.v3_session(3).unwrap();
+        let mutex = session.lock("faults-v3", MutexOptions::new()).unwrap();
+        let other = fast_client(env, &env.urls());
+        let reason = holder_learns_first(env, &proxy, "v3", || mutex.is_lost(), || {
+            let options = MutexOptions::new().timeout(Duration::from_secs(20));
+            drop(other.v3_lock("faults-v3", options).expect("acquired once the lease expired"));
+        }, || session.lost_reason());
+        assert!(reason.is_some_and(|r| r.contains("TTL")), "the reason names the TTL");
+        proxy.heal();
+    }
+}
+
+// The v3 watch's faults, also over native gRPC (where a silent stream is
+// asked for progress on itself, and HTTP/2 pings watch the connection).
+etcd_tests::v3_scenarios! {
+    /// A v3 watch behind a connection that goes silent (a blackhole: the
+    /// member is unreachable, connections hang) notices within the idle
+    /// timeout, keeps re-opening, says when no member answers, and resumes
+    /// after the heal from the last revision + 1: nothing lost or repeated.
+    fn v3_watch_rides_out_a_blackhole(client, env) {
+        v3_watch_rides_out(env, client, Fault::Blackhole, "v3-blackhole");
+    }
+
+    /// The same for a stall: the request goes through, the answer stops.
+    fn v3_watch_rides_out_a_stall(client, env) {
+        v3_watch_rides_out(env, client, Fault::StallAfter(0), "v3-stall");
+    }
+
     /// A member frozen with SIGSTOP (its sockets stay open, it answers
     /// nothing): a v3 watch and a v2 watcher on it move to the healthy
     /// members and lose nothing; calls go on.
@@ -599,37 +635,5 @@ etcd_tests::scenarios! {
         assert_eq!(v2.len(), N, "v2: {v2:?}");
         assert!(v2.values().all(|n| *n == 1), "v2: {v2:?}");
         assert!(!calls_failed.load(Ordering::SeqCst), "calls went on");
-    }
-
-    /// A v2 lock holder cut off from etcd learns it lost the lock before
-    /// another client can acquire it: never two holders.
-    fn a_partitioned_v2_lock_holder_learns_first(client, env) {
-        let proxy = FaultProxy::start(&env.urls()[0]);
-        let holder = fast_client(env, &[proxy.url()]);
-        let guard = holder.acquire("faults-v2", LockOptions::new().ttl(3)).unwrap();
-        let other = fast_client(env, &env.urls());
-        let reason = holder_learns_first(env, &proxy, "v2", || guard.is_lost(), || {
-            let options = LockOptions::new().ttl(3).timeout(Duration::from_secs(20));
-            drop(other.acquire("faults-v2", options).expect("acquired once the key expired"));
-        }, || guard.lost_reason());
-        assert!(reason.is_some_and(|r| r.contains("TTL")), "the reason names the TTL");
-        proxy.heal();
-        assert_eq!(guard.release().ok(), Some(false), "the key is not ours any more");
-    }
-
-    /// The same for a v3 lock: the session reports the loss before the
-    /// lease expires, and names the TTL.
-    fn a_partitioned_v3_lock_holder_learns_first(client, env) {
-        let proxy = FaultProxy::start(&env.urls()[0]);
-        let holder = fast_client(env, &[proxy.url()]);
-        let session = holder.v3_session(3).unwrap();
-        let mutex = session.lock("faults-v3", MutexOptions::new()).unwrap();
-        let other = fast_client(env, &env.urls());
-        let reason = holder_learns_first(env, &proxy, "v3", || mutex.is_lost(), || {
-            let options = MutexOptions::new().timeout(Duration::from_secs(20));
-            drop(other.v3_lock("faults-v3", options).expect("acquired once the lease expired"));
-        }, || session.lost_reason());
-        assert!(reason.is_some_and(|r| r.contains("TTL")), "the reason names the TTL");
-        proxy.heal();
     }
 }

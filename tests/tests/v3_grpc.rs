@@ -2,10 +2,95 @@
 //! etcd: what only gRPC does. Every v3 scenario elsewhere also runs over
 //! gRPC (`::tokio_grpc`, `::async_std_grpc`).
 
-use etcd_proto::v3::{Compact, Compare, CompareOp, Get, Put, Txn, V3ErrorKind};
-use etcd_proto::{Error, ErrorKind};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use etcd_proto::drive::{drive, AsyncTransport, FlowStream};
+use etcd_proto::v3::{Compact, Compare, CompareOp, Get, Put, Txn, V3ErrorKind, Watch, WatchItem};
+use etcd_proto::{Call, Error, ErrorKind};
 use etcd_tests::proxy::TcpProxy;
 use etcd_tests::TestClient;
+use futures_util::StreamExt;
+
+/// The value of the gauge `name` on `url`'s `/metrics` (0 if absent).
+fn gauge(url: &str, name: &str) -> f64 {
+    let address = url.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(address).expect("metrics");
+    write!(socket, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    socket.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// 100 watches of one key each, from one client; each round drops 10 of
+/// them and writes every key: each remaining watch gets exactly its key's
+/// new value, and the server's watcher count falls by 10 (a dropped watch
+/// is cancelled on the server, its stream reset, the connection kept).
+async fn a_hundred_watches<T: AsyncTransport + Clone + Send + 'static>(
+    client: T,
+    metrics_url: String,
+) -> Vec<f64> {
+    let start = drive(&client, Call::new(Put::new("hundred/start", "")))
+        .await
+        .unwrap()
+        .header
+        .revision;
+    let base = gauge(&metrics_url, "etcd_debugging_mvcc_watcher_total");
+    let mut watches: Vec<Option<FlowStream<T, Watch>>> = (0..100)
+        .map(|i| {
+            let watch = Watch::new(format!("hundred/{i:03}")).start_revision(start + 1);
+            Some(FlowStream::new(client.clone(), watch))
+        })
+        .collect();
+    for watch in watches.iter_mut().flatten() {
+        let first = watch.next().await;
+        assert!(
+            matches!(first, Some(Ok(WatchItem::Created { .. }))),
+            "{first:?}"
+        );
+    }
+    let mut counts = vec![gauge(&metrics_url, "etcd_debugging_mvcc_watcher_total") - base];
+    for round in 0..10 {
+        for dropped in &mut watches[round * 10..round * 10 + 10] {
+            *dropped = None;
+        }
+        let value = format!("round {round}");
+        for i in 0..100 {
+            let key = format!("hundred/{i:03}");
+            drive(&client, Call::new(Put::new(key, value.as_bytes())))
+                .await
+                .unwrap();
+        }
+        for (i, watch) in watches.iter_mut().enumerate() {
+            let Some(watch) = watch else { continue };
+            match watch.next().await {
+                Some(Ok(WatchItem::Events(batch))) => {
+                    assert_eq!(batch.events.len(), 1, "watch {i}: {batch:?}");
+                    assert_eq!(batch.events[0].kv.value, value.as_bytes(), "watch {i}");
+                }
+                other => panic!("watch {i}, round {round}: {other:?}"),
+            }
+        }
+        // The server forgets the dropped watches (within a moment).
+        let want = (90 - round * 10) as f64;
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut now = gauge(&metrics_url, "etcd_debugging_mvcc_watcher_total") - base;
+        while now > want && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+            now = gauge(&metrics_url, "etcd_debugging_mvcc_watcher_total") - base;
+        }
+        counts.push(now);
+    }
+    counts
+}
 
 etcd_tests::scenarios! {
     /// 1,000 concurrent calls on one client (and its clones) go over one
@@ -67,6 +152,28 @@ etcd_tests::scenarios! {
         assert!(!v3.status().unwrap().version.is_empty());
         assert_eq!(v3.delete_prefix("many/").unwrap().deleted, 1000);
         assert_eq!(proxy.accepted(), 1, "one HTTP/2 connection carried every call");
+    }
+
+    /// 100 watches share the client's one connection to the member, and
+    /// each is cancelled on its own (dropped) while the others keep
+    /// delivering, exactly once each.
+    #[only(tokio_grpc async_std_grpc)]
+    fn a_hundred_watches_on_one_connection_cancel_one_by_one(client, env) {
+        let proxy = TcpProxy::start(&env.urls()[0]);
+        let client = env.client_for(&[proxy.url()]);
+        let metrics = env.urls()[0].clone();
+        let counts = match &client {
+            TestClient::Tokio { runtime, client } => {
+                runtime.block_on(a_hundred_watches(client.clone(), metrics))
+            }
+            TestClient::AsyncStd(client) => {
+                async_std::task::block_on(a_hundred_watches(client.clone(), metrics))
+            }
+            TestClient::Blocking(_) => unreachable!("gRPC is for the async clients"),
+        };
+        let want: Vec<f64> = (0..=10).map(|r| f64::from(100 - r * 10)).collect();
+        assert_eq!(counts, want, "the server's watchers, round by round");
+        assert_eq!(proxy.accepted(), 1, "one HTTP/2 connection carried 100 watches and 1,000 puts");
     }
 
     /// An answer larger than `max_response_bytes` is a clear error naming

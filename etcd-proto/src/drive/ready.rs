@@ -133,6 +133,10 @@ impl<B: ResponseBody + Send> AsyncResponseBody for ReadyBody<B> {
     ) -> impl Future<Output = Result<Option<Bytes>, ExchangeFailure>> + Send {
         Blocking::new(move || self.0.next_chunk(until))
     }
+
+    fn take_trailers(&mut self) -> http::HeaderMap {
+        self.0.take_trailers()
+    }
 }
 
 impl<T: Transport> AsyncTransport for Ready<T> {

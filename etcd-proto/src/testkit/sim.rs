@@ -120,6 +120,8 @@ pub struct Sim<'h, S: Server = ()> {
     pub model: S,
     /// Every request, in order.
     pub sent: Vec<Sent>,
+    /// Every message a stream flow sent on an open stream (gRPC), in order.
+    pub stream_messages: Vec<Bytes>,
     /// Every `Sleep`: (when, until), since the start.
     pub sleeps: Vec<(Duration, Duration)>,
     timeline: Vec<(Duration, Action<'h, S>)>,
@@ -151,6 +153,7 @@ impl<'h, S: Server> Sim<'h, S> {
             now: start,
             model,
             sent: Vec::new(),
+            stream_messages: Vec::new(),
             sleeps: Vec::new(),
             timeline: Vec::new(),
             hook: Box::new(|_, _| Reply::Serve),
@@ -449,7 +452,10 @@ impl<'h, S: Server> Sim<'h, S> {
                 StreamStep::End(result) => return Some(result),
                 StreamStep::Emit(item) => emitted(item),
                 StreamStep::Warn(_) => {}
-                StreamStep::Send(_) => panic!("nothing is sent on a gateway stream"),
+                StreamStep::Send(message) => {
+                    assert!(open.is_some(), "Send with no open stream");
+                    self.stream_messages.push(message);
+                }
                 StreamStep::Sleep(until) => self.sleep(until),
                 StreamStep::Transmit(t) => {
                     quiet_steps = 0;

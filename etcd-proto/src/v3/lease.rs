@@ -336,7 +336,33 @@ impl V3Unary for LeaseKeepAliveOnce {
             );
         };
         let wire: WireLease = json::parse_stream_line(line)?;
-        if wire.ttl.0 <= 0 {
+        self.renewed(wire.header.into(), wire.id.0, wire.ttl.0)
+    }
+
+    fn grpc(&self) -> Option<GrpcForm> {
+        // One message on the bidirectional stream, then the half-close:
+        // etcd answers once and ends the stream.
+        grpc_form(
+            "/etcdserverpb.Lease/LeaseKeepAlive",
+            &pb::LeaseId { id: self.0 },
+        )
+    }
+
+    fn read_grpc(&self, answer: &http::Response<Bytes>) -> Result<LeaseKeepAliveResponse, Error> {
+        let r: pb::LeaseKeepAliveResponse = grpc::parse_unary(answer)?;
+        self.renewed(r.header.into(), r.id, r.ttl)
+    }
+}
+
+impl LeaseKeepAliveOnce {
+    /// The answer, from either wire: no TTL means the lease is gone.
+    fn renewed(
+        &self,
+        header: ResponseHeader,
+        id: i64,
+        ttl: i64,
+    ) -> Result<LeaseKeepAliveResponse, Error> {
+        if ttl <= 0 {
             return Err(Error::from(V3Error {
                 status: 200,
                 code: 5,
@@ -347,11 +373,7 @@ impl V3Unary for LeaseKeepAliveOnce {
                 kind: V3ErrorKind::LeaseNotFound,
             }));
         }
-        Ok(LeaseKeepAliveResponse {
-            header: wire.header.into(),
-            id: wire.id.0,
-            ttl: wire.ttl.0,
-        })
+        Ok(LeaseKeepAliveResponse { header, id, ttl })
     }
 }
 

@@ -45,6 +45,28 @@
 //! re-open (progress notifications cannot move that position on 3.4 and
 //! 3.5: they can arrive before the replayed events).
 //!
+//! **Over native gRPC** ([`V3Encoding::Grpc`](super::V3Encoding)) the same
+//! machine opens `POST /etcdserverpb.Watch/Watch` with one framed
+//! `WatchRequest` (the create) and `hasleader: true`, and keeps the request
+//! side open: the watch sends on it ([`StreamStep::Send`]). Each watch has
+//! a stream of its own, and every stream and call to a member shares its
+//! one HTTP/2 connection, so 100 watches are 100 streams on one TCP
+//! connection; one stream per watch keeps each watch's position, resume
+//! and auth its own, and cancelling one (dropping it: its stream is
+//! reset, which etcd takes as a cancel; a [`Input::Stop`] sends a
+//! `cancel_request` first) leaves the others untouched. Messages are
+//! bounded by [`max_line_bytes`](Watch::max_line_bytes). A stream silent
+//! for the idle timeout is sent a `progress_request` on itself rather than
+//! re-opened: the answer (`watch_id` -1) or anything else within a request
+//! timeout shows the member alive, and is not emitted (nor does it move the
+//! position: 3.4 answers at once, before events the stream still owes);
+//! no answer leaves the member, as a failed stream does. HTTP/2 pings
+//! ([`ClientBuilder::http2_keep_alive`](crate::ClientBuilder::http2_keep_alive))
+//! watch the connection itself. The stream's status comes in its trailers
+//! (or its head, trailers-only) and is read as the gateway's error lines
+//! are: `no leader` resumes elsewhere, a refused token is renewed once, the
+//! rest end the watch.
+//!
 //! **The first open gives up; a confirmed watch never does.** Each failed
 //! open is recorded against its endpoint and the next attempt goes to an
 //! endpoint not tried since the last `created`. When every endpoint has
@@ -82,6 +104,7 @@ use serde::Deserialize;
 
 use super::auth::Authenticate;
 use super::error::{V3Error, V3ErrorKind};
+use super::grpc::{self, frame, pb};
 use super::json::{self, Int, ObjectWriter, WireHeader, WireKeyValue};
 use super::lines::LineSplitter;
 use super::types::{KeyRange, KeyValue, ResponseHeader};
@@ -205,6 +228,18 @@ pub struct Watch {
     stream_start: i64,
     /// The current stream's `created` line arrived.
     stream_created: bool,
+    /// The current stream is a native gRPC one (else the gateway's).
+    grpc: bool,
+    /// The gRPC stream's messages.
+    messages: frame::Deframer,
+    /// The gRPC stream's trailers, once it ended.
+    trailers: http::HeaderMap,
+    /// The id the server gave the watch on the current gRPC stream.
+    watch_id: i64,
+    /// The silent gRPC stream was asked for progress; nothing came since.
+    progress_asked: bool,
+    /// A message to send on the open gRPC stream at the next poll.
+    outgoing: Option<Bytes>,
     /// The open stream counts as silent if nothing arrives by then.
     quiet_until: Option<Instant>,
     /// An outage to report once the queued items are out.
@@ -256,6 +291,12 @@ impl Clone for Watch {
             created: self.created,
             stream_start: 0,
             stream_created: false,
+            grpc: false,
+            messages: frame::Deframer::new(self.max_line_bytes),
+            trailers: http::HeaderMap::new(),
+            watch_id: 0,
+            progress_asked: false,
+            outgoing: None,
             quiet_until: None,
             warning: None,
             stage: match self.stage {
@@ -286,6 +327,12 @@ impl Watch {
             created: false,
             stream_start: 0,
             stream_created: false,
+            grpc: false,
+            messages: frame::Deframer::new(max_line_bytes),
+            trailers: http::HeaderMap::new(),
+            watch_id: 0,
+            progress_asked: false,
+            outgoing: None,
             quiet_until: None,
             warning: None,
             stage: Stage::Ready,
@@ -334,6 +381,7 @@ impl Watch {
     pub fn max_line_bytes(mut self, n: usize) -> Self {
         self.max_line_bytes = n;
         self.lines = LineSplitter::new(n);
+        self.messages = frame::Deframer::new(n);
         self
     }
 
@@ -370,8 +418,34 @@ impl Watch {
         ObjectWriter::new().raw("create_request", &create).finish()
     }
 
+    /// The create request of a gRPC stream, from the current position.
+    fn grpc_create_request(&self) -> Bytes {
+        let mut filters = Vec::new();
+        if self.no_put {
+            filters.push(0);
+        }
+        if self.no_delete {
+            filters.push(1);
+        }
+        frame::encode(&pb::WatchRequest {
+            request_union: Some(pb::WatchRequestUnion::CreateRequest(
+                pb::WatchCreateRequest {
+                    key: self.range.key().to_vec(),
+                    range_end: self.range.range_end().to_vec(),
+                    start_revision: self.next,
+                    progress_notify: self.progress_notify,
+                    filters,
+                    prev_kv: self.prev_kv,
+                    watch_id: 0,
+                    fragment: false,
+                },
+            )),
+        })
+    }
+
     fn finish(&mut self, result: Result<(), Error>) {
         self.lines.clear();
+        self.messages.clear();
         self.stage = Stage::Done(Some(result));
     }
 
@@ -392,20 +466,41 @@ impl Watch {
             return None;
         }
         let endpoint = self.next_endpoint(cluster);
-        let uri = match cluster.target_on(&endpoint).root_uri("/v3/watch") {
-            Ok(uri) => uri,
+        let target = cluster.target_on(&endpoint);
+        self.grpc = target.speaks_grpc();
+        // `hasleader`: a member cut off from its leader refuses the watch
+        // or ends its stream instead of going silent.
+        let built = if self.grpc {
+            grpc::request(&target, WATCH_METHOD, self.grpc_create_request()).map(|mut r| {
+                r.headers_mut().insert(
+                    http::HeaderName::from_static("hasleader"),
+                    http::HeaderValue::from_static("true"),
+                );
+                r
+            })
+        } else {
+            target.root_uri("/v3/watch").map(|uri| {
+                let mut r = json::post(uri, self.create_request());
+                r.headers_mut().insert(
+                    http::HeaderName::from_static("grpc-metadata-hasleader"),
+                    http::HeaderValue::from_static("true"),
+                );
+                r
+            })
+        };
+        let mut request = match built {
+            Ok(request) => request,
             Err(e) => {
                 self.finish(Err(e.into()));
                 return None;
             }
         };
-        let mut request = json::post(uri, self.create_request());
-        request.headers_mut().insert(
-            http::HeaderName::from_static("grpc-metadata-hasleader"),
-            http::HeaderValue::from_static("true"),
-        );
         cluster.authorize(Api::V3, &mut request);
         self.lines.clear();
+        self.messages.clear();
+        self.trailers.clear();
+        self.progress_asked = false;
+        self.outgoing = None;
         self.stream_start = self.next;
         self.stream_created = false;
         self.stage = Stage::Opening(endpoint);
@@ -438,6 +533,8 @@ impl Watch {
     ) {
         cluster.endpoint_failed(endpoint);
         self.lines.clear();
+        self.messages.clear();
+        self.outgoing = None;
         let outage = &mut self.outage;
         outage.record(endpoint, error);
         outage.tried(endpoint);
@@ -530,15 +627,7 @@ impl Watch {
             // etcd confirms every stream (`created`) before anything else
             // on it; events or progress first would break the promise that
             // `Created` comes first, and mean a stream not to be trusted.
-            Ok(response) if !self.stream_created && !response.created && !response.canceled => {
-                let error = MalformedResponse::new(
-                    200,
-                    "watch stream sent events before confirming the watch",
-                    line,
-                );
-                self.finish(Err(error.into()));
-            }
-            Ok(response) => self.on_response(cluster, response),
+            Ok(response) => self.on_reply(cluster, Reply::from(response), line),
             Err(error @ Error::Etcd(_)) => self.etcd_error(cluster, now, error),
             Err(_) if at_end => {
                 // A line cut by the end of the body: a broken connection.
@@ -555,9 +644,52 @@ impl Watch {
         }
     }
 
-    /// One server response.
-    fn on_response(&mut self, cluster: &mut Cluster, response: WireWatchResponse) {
-        let header = ResponseHeader::from(response.header);
+    /// One message of the open gRPC stream.
+    fn on_message(&mut self, cluster: &mut Cluster, message: &[u8]) {
+        let reply = match <pb::WatchResponse as prost::Message>::decode(message)
+            .map_err(|e| e.to_string())
+            .and_then(Reply::try_from)
+        {
+            Ok(reply) => reply,
+            Err(reason) => {
+                let error =
+                    MalformedResponse::new(200, format!("v3 watch message: {reason}"), message);
+                self.finish(Err(error.into()));
+                return;
+            }
+        };
+        // The answer to this watch's own progress request (id -1, nothing
+        // else): proof of life only. It does not move the position, since
+        // 3.4 answers at once, before events the stream still owes.
+        if reply.watch_id == -1
+            && !reply.created
+            && !reply.canceled
+            && reply.events.is_empty()
+            && reply.compact_revision == 0
+        {
+            return;
+        }
+        if reply.created {
+            self.watch_id = reply.watch_id;
+        }
+        self.on_reply(cluster, reply, message);
+    }
+
+    /// One server response, from either wire (`raw`: its bytes, for errors).
+    fn on_reply(&mut self, cluster: &mut Cluster, response: Reply, raw: &[u8]) {
+        // etcd confirms every stream (`created`) before anything else on
+        // it; events or progress first would break the promise that
+        // `Created` comes first, and mean a stream not to be trusted.
+        if !self.stream_created && !response.created && !response.canceled {
+            let error = MalformedResponse::new(
+                200,
+                "watch stream sent events before confirming the watch",
+                raw,
+            );
+            self.finish(Err(error.into()));
+            return;
+        }
+        let header = response.header;
         if response.created && response.canceled {
             // A create the server refused.
             let error: Error = cancel_error(&response.cancel_reason).into();
@@ -587,9 +719,9 @@ impl Watch {
             }
         }
         if response.canceled {
-            if response.compact_revision.0 != 0 {
+            if response.compact_revision != 0 {
                 self.queue.push_back(WatchItem::Compacted {
-                    compact_revision: response.compact_revision.0,
+                    compact_revision: response.compact_revision,
                 });
                 self.finish(Ok(()));
             } else {
@@ -616,7 +748,6 @@ impl Watch {
             let events: Vec<Event> = response
                 .events
                 .into_iter()
-                .map(Event::from)
                 .filter(|e| {
                     let keep = e.kv.mod_revision >= floor;
                     if keep {
@@ -630,7 +761,7 @@ impl Watch {
                 self.queue
                     .push_back(WatchItem::Events(WatchBatch { header, events }));
             }
-        } else if !response.created && response.compact_revision.0 == 0 && header.revision != 0 {
+        } else if !response.created && response.compact_revision == 0 && header.revision != 0 {
             self.next = self.next.max(header.revision.saturating_add(1));
             self.queue.push_back(WatchItem::Progress {
                 revision: header.revision,
@@ -720,6 +851,9 @@ impl StreamFlow for Watch {
             if let Some(warning) = self.warning.take() {
                 return StreamStep::Warn(warning);
             }
+            if let Some(message) = self.outgoing.take() {
+                return StreamStep::Send(message);
+            }
             let quiet_until = self.quiet_until;
             match &mut self.stage {
                 Stage::Done(result) => return crate::flow::stream_finished(result),
@@ -743,6 +877,18 @@ impl StreamFlow for Watch {
                         expected: "the head of the opened watch response",
                     }
                     .into()));
+                }
+                Stage::Streaming { ended, .. } if self.grpc => {
+                    let ended = *ended;
+                    match self.messages.next() {
+                        Ok(Some(message)) => self.on_message(cluster, &message),
+                        Ok(None) if !ended => return StreamStep::Read(quiet_until),
+                        Ok(None) => self.grpc_ended(cluster, now),
+                        Err(e) => {
+                            let error = MalformedResponse::new(200, e.to_string(), b"");
+                            self.finish(Err(error.into()));
+                        }
+                    }
                 }
                 Stage::Streaming { ended, .. } => {
                     let ended = *ended;
@@ -781,10 +927,22 @@ impl StreamFlow for Watch {
             // A watch runs until told: stopped, it ends cleanly, and what
             // it had not handed out yet is no longer wanted.
             Input::Stop => {
+                let streaming =
+                    self.grpc && matches!(self.stage, Stage::Streaming { ended: false, .. });
                 self.queue.clear();
                 self.warning = None;
                 self.lines.clear();
                 self.finish(Ok(()));
+                if streaming && self.stream_created {
+                    // Say goodbye on the stream before the driver closes it.
+                    self.outgoing = Some(frame::encode(&pb::WatchRequest {
+                        request_union: Some(pb::WatchRequestUnion::CancelRequest(
+                            pb::WatchCancelRequest {
+                                watch_id: self.watch_id,
+                            },
+                        )),
+                    }));
+                }
             }
             input if matches!(self.stage, Stage::LoggingIn(_)) => {
                 if let Stage::LoggingIn(call) = &mut self.stage {
@@ -794,7 +952,7 @@ impl StreamFlow for Watch {
             Input::Response(_) => {}
             Input::Head(head) => self.on_head(cluster, now, head),
             Input::Data(data) => self.on_data(cluster, now, data),
-            Input::End(_) => self.on_end(cluster, now),
+            Input::End(trailers) => self.on_end(cluster, now, trailers),
             Input::Failure(failure) => self.on_failure(cluster, now, failure.kind, failure.source),
         }
     }
@@ -808,6 +966,10 @@ impl Watch {
         };
         let endpoint = endpoint.clone();
         self.quiet_until = Some(now + cluster.idle_timeout());
+        if self.grpc {
+            self.on_grpc_head(cluster, now, endpoint, head);
+            return;
+        }
         self.stage = if head.status == http::StatusCode::OK {
             Stage::Streaming {
                 endpoint,
@@ -825,7 +987,9 @@ impl Watch {
 
     fn on_data(&mut self, cluster: &mut Cluster, now: Instant, data: Bytes) {
         self.quiet_until = Some(now + cluster.idle_timeout());
+        self.progress_asked = false;
         match &mut self.stage {
+            Stage::Streaming { ended: false, .. } if self.grpc => self.messages.push(&data),
             Stage::Streaming { ended: false, .. } => self.lines.push(&data),
             Stage::ErrorBody { body, overflow, .. } => {
                 let room = self.max_line_bytes.saturating_sub(body.len());
@@ -838,9 +1002,12 @@ impl Watch {
         }
     }
 
-    fn on_end(&mut self, cluster: &mut Cluster, now: Instant) {
+    fn on_end(&mut self, cluster: &mut Cluster, now: Instant, trailers: http::HeaderMap) {
         match &mut self.stage {
-            Stage::Streaming { ended, .. } => *ended = true,
+            Stage::Streaming { ended, .. } => {
+                *ended = true;
+                self.trailers = trailers;
+            }
             Stage::ErrorBody { .. } => self.after_error_body(cluster, now),
             _ => {}
         }
@@ -861,7 +1028,22 @@ impl Watch {
                 self.dropped(cluster, now, &endpoint, error.into(), busy);
             }
             Stage::Streaming { .. }
-                if kind == TransportErrorKind::Timeout && self.stream_created =>
+                if kind == TransportErrorKind::Timeout
+                    && self.stream_created
+                    && self.grpc
+                    && !self.progress_asked =>
+            {
+                // Silence on a confirmed gRPC stream: ask for progress on
+                // it; an answer (or anything) within a request timeout
+                // shows the member alive, and the stream stays open.
+                self.progress_asked = true;
+                self.quiet_until = Some(now + cluster.probe_timeout());
+                self.outgoing = Some(frame::encode(&pb::WatchRequest {
+                    request_union: Some(pb::WatchRequestUnion::ProgressRequest(pb::Empty {})),
+                }));
+            }
+            Stage::Streaming { .. }
+                if kind == TransportErrorKind::Timeout && self.stream_created && !self.grpc =>
             {
                 // Silence on a confirmed stream: idle, or a dead connection.
                 // Re-open on the same member at once; the re-open tells.
@@ -878,14 +1060,148 @@ impl Watch {
     }
 }
 
+/// The gRPC stream's head and end.
+impl Watch {
+    /// The head of a gRPC watch stream: `200` without a status opens it; a
+    /// status in the head is a trailers-only answer (the stream refused).
+    fn on_grpc_head(
+        &mut self,
+        cluster: &mut Cluster,
+        now: Instant,
+        endpoint: Endpoint,
+        head: http::response::Parts,
+    ) {
+        let code = head.status.as_u16();
+        if head.status != http::StatusCode::OK {
+            // No gRPC server answers so: a proxy, or a member in trouble.
+            let error: Error =
+                MalformedResponse::new(code, format!("a gRPC answer with HTTP status {code}"), b"")
+                    .into();
+            if head.status.is_server_error() {
+                self.dropped(cluster, now, &endpoint, error, true);
+            } else {
+                self.finish(Err(error));
+            }
+            return;
+        }
+        match grpc::status::read(&head.headers) {
+            Some((code, message)) => self.grpc_status(cluster, now, code, &message),
+            None => {
+                self.stage = Stage::Streaming {
+                    endpoint,
+                    ended: false,
+                };
+            }
+        }
+    }
+
+    /// The gRPC stream ended with its trailers.
+    fn grpc_ended(&mut self, cluster: &mut Cluster, now: Instant) {
+        let trailers = std::mem::take(&mut self.trailers);
+        if !self.messages.is_empty() {
+            if let Some(endpoint) = self.endpoint() {
+                let cut = TransportError::new(
+                    endpoint.as_str(),
+                    TransportErrorKind::Http,
+                    "the watch stream ended inside a message",
+                );
+                self.dropped(cluster, now, &endpoint, cut.into(), true);
+            }
+            return;
+        }
+        match grpc::status::read(&trailers) {
+            Some((code, message)) => self.grpc_status(cluster, now, code, &message),
+            None => self.grpc_status(cluster, now, 0, ""),
+        }
+    }
+
+    /// The stream's status (`code` 0: it ended without error, which a
+    /// watch never should: resume).
+    fn grpc_status(&mut self, cluster: &mut Cluster, now: Instant, code: u32, message: &str) {
+        let Some(endpoint) = self.endpoint() else {
+            return;
+        };
+        if code == 0 {
+            let error = TransportError::new(
+                endpoint.as_str(),
+                TransportErrorKind::Io,
+                "the server ended the watch stream",
+            );
+            self.dropped(cluster, now, &endpoint, error.into(), true);
+        } else {
+            self.etcd_error(cluster, now, V3Error::new(200, code, message).into());
+        }
+    }
+}
+
 // ---- the wire ------------------------------------------------------------
+
+/// The gRPC method of a watch stream.
+const WATCH_METHOD: &str = "/etcdserverpb.Watch/Watch";
+
+/// One `WatchResponse`, from either wire.
+#[derive(Debug)]
+struct Reply {
+    header: ResponseHeader,
+    watch_id: i64,
+    created: bool,
+    canceled: bool,
+    compact_revision: i64,
+    cancel_reason: String,
+    events: Vec<Event>,
+}
+
+impl From<WireWatchResponse> for Reply {
+    fn from(r: WireWatchResponse) -> Self {
+        Reply {
+            header: r.header.into(),
+            watch_id: r.watch_id.0,
+            created: r.created,
+            canceled: r.canceled,
+            compact_revision: r.compact_revision.0,
+            cancel_reason: r.cancel_reason,
+            events: r.events.into_iter().map(Event::from).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::WatchResponse> for Reply {
+    type Error = String;
+
+    fn try_from(r: pb::WatchResponse) -> Result<Self, String> {
+        let events = r
+            .events
+            .into_iter()
+            .map(|e| {
+                let kind = match e.kind {
+                    0 => EventKind::Put,
+                    1 => EventKind::Delete,
+                    other => return Err(format!("unknown event type {other}")),
+                };
+                Ok(Event {
+                    kind,
+                    kv: e.kv.unwrap_or_default().into(),
+                    prev_kv: e.prev_kv.map(KeyValue::from),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Reply {
+            header: r.header.into(),
+            watch_id: r.watch_id,
+            created: r.created,
+            canceled: r.canceled,
+            compact_revision: r.compact_revision,
+            cancel_reason: r.cancel_reason,
+            events,
+        })
+    }
+}
 
 /// `WatchResponse` on the wire; every field may be absent (its default).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct WireWatchResponse {
     header: WireHeader,
-    #[allow(dead_code)]
     watch_id: Int,
     created: bool,
     canceled: bool,
@@ -1676,6 +1992,151 @@ mod tests {
         assert!(matches!(h.poll(), StreamStep::Read(_)));
         h.data("0123456789abc");
         assert!(matches!(h.poll(), StreamStep::Sleep(_)));
+    }
+
+    /// One framed gRPC `WatchResponse`.
+    fn grpc_reply(reply: pb::WatchResponse) -> Bytes {
+        frame::encode(&reply)
+    }
+
+    fn grpc_header(revision: i64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader {
+            revision,
+            ..Default::default()
+        })
+    }
+
+    fn sent_request(message: &[u8]) -> pb::WatchRequest {
+        let mut messages = frame::Deframer::new(usize::MAX);
+        messages.push(message);
+        let one = messages.next().unwrap().unwrap();
+        <pb::WatchRequest as prost::Message>::decode(one).unwrap()
+    }
+
+    #[test]
+    fn over_grpc_a_silent_stream_is_asked_for_progress_then_left() {
+        let mut h = Harness::new(&["http://m1:2379", "http://m2:2379"], Watch::new("k"));
+        h.cluster.set_v3_encoding(crate::v3::V3Encoding::Grpc);
+        let request = h.open();
+        assert_eq!(request.uri().path(), "/etcdserverpb.Watch/Watch");
+        assert_eq!(request.headers()["hasleader"], "true");
+        match sent_request(request.body()).request_union {
+            Some(pb::WatchRequestUnion::CreateRequest(c)) => assert_eq!(c.key, b"k"),
+            other => panic!("{other:?}"),
+        }
+        h.head(200);
+        let created = pb::WatchResponse {
+            header: grpc_header(7),
+            created: true,
+            watch_id: 3,
+            ..Default::default()
+        };
+        // A message split across two chunks comes out whole.
+        let bytes = grpc_reply(created);
+        h.watch.handle_data(&mut h.cluster, h.now, bytes.slice(..4));
+        assert!(matches!(h.poll(), StreamStep::Read(_)));
+        h.watch.handle_data(&mut h.cluster, h.now, bytes.slice(4..));
+        let (items, step) = h.drain();
+        assert_eq!(items, vec![WatchItem::Created { revision: 7 }]);
+        assert!(matches!(step, StreamStep::Read(Some(_))));
+        // Silence: a progress request on the open stream, then a read.
+        h.fail(TransportErrorKind::Timeout);
+        match h.poll() {
+            StreamStep::Send(message) => assert!(matches!(
+                sent_request(&message).request_union,
+                Some(pb::WatchRequestUnion::ProgressRequest(_))
+            )),
+            other => panic!("expected Send, got {other:?}"),
+        }
+        assert!(matches!(h.poll(), StreamStep::Read(Some(_))));
+        // Its answer (id -1) shows life and is not an item.
+        let progress = pb::WatchResponse {
+            header: grpc_header(9),
+            watch_id: -1,
+            ..Default::default()
+        };
+        h.watch
+            .handle_data(&mut h.cluster, h.now, grpc_reply(progress));
+        let (items, step) = h.drain();
+        assert!(items.is_empty(), "{items:?}");
+        assert!(matches!(step, StreamStep::Read(Some(_))));
+        assert_eq!(
+            h.watch.next_revision(),
+            8,
+            "a progress answer moves nothing"
+        );
+        // Silence twice in a row: the member is left, from the same revision.
+        h.fail(TransportErrorKind::Timeout);
+        assert!(matches!(h.poll(), StreamStep::Send(_)));
+        h.fail(TransportErrorKind::Timeout);
+        h.wait();
+        let request = h.open();
+        assert_eq!(request.uri().authority().unwrap().as_str(), "m2:2379");
+        match sent_request(request.body()).request_union {
+            Some(pb::WatchRequestUnion::CreateRequest(c)) => assert_eq!(c.start_revision, 8),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn over_grpc_statuses_end_or_resume_and_stop_cancels() {
+        let mut h = Harness::new(&["http://m1:2379"], Watch::new("k"));
+        h.cluster.set_v3_encoding(crate::v3::V3Encoding::Grpc);
+        // A trailers-only refusal without a leader: resume after a backoff.
+        h.open();
+        let (mut head, ()) = http::Response::builder()
+            .status(200)
+            .body(())
+            .unwrap()
+            .into_parts();
+        head.headers.insert("grpc-status", "14".parse().unwrap());
+        head.headers
+            .insert("grpc-message", "etcdserver: no leader".parse().unwrap());
+        h.watch.handle_head(&mut h.cluster, h.now, head);
+        h.wait();
+        h.open();
+        h.head(200);
+        let created = pb::WatchResponse {
+            header: grpc_header(4),
+            created: true,
+            ..Default::default()
+        };
+        h.watch
+            .handle_data(&mut h.cluster, h.now, grpc_reply(created));
+        let (items, _) = h.drain();
+        assert_eq!(items, vec![WatchItem::Created { revision: 4 }]);
+        // A status in the trailers that is not transient ends the watch.
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "9".parse().unwrap());
+        trailers.insert(
+            "grpc-message",
+            "etcdserver: something else".parse().unwrap(),
+        );
+        h.watch.handle(&mut h.cluster, h.now, Input::End(trailers));
+        assert!(matches!(h.poll(), StreamStep::End(Err(Error::Etcd(_)))));
+        // A caller's stop on an open stream says goodbye: a cancel, then the end.
+        let mut h = Harness::new(&["http://m1:2379"], Watch::new("k"));
+        h.cluster.set_v3_encoding(crate::v3::V3Encoding::Grpc);
+        h.open();
+        h.head(200);
+        let created = pb::WatchResponse {
+            header: grpc_header(4),
+            created: true,
+            watch_id: 5,
+            ..Default::default()
+        };
+        h.watch
+            .handle_data(&mut h.cluster, h.now, grpc_reply(created));
+        let _ = h.drain();
+        h.watch.handle(&mut h.cluster, h.now, Input::Stop);
+        match h.poll() {
+            StreamStep::Send(message) => match sent_request(&message).request_union {
+                Some(pb::WatchRequestUnion::CancelRequest(c)) => assert_eq!(c.watch_id, 5),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("expected Send, got {other:?}"),
+        }
+        assert!(matches!(h.poll(), StreamStep::End(Ok(()))));
     }
 
     #[test]

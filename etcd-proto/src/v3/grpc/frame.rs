@@ -64,7 +64,12 @@ impl Deframer {
         self.buffer.extend_from_slice(data);
     }
 
-    /// True if no byte is left over.
+    /// Forgets what is held (a stream closed mid-message).
+    pub(crate) fn clear(&mut self) {
+        self.buffer.clear();
+    }
+
+    /// True if no byte of a message is held.
     pub(crate) fn is_empty(&self) -> bool {
         self.buffer.is_empty()
     }

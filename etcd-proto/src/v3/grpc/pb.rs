@@ -355,6 +355,97 @@ pub(crate) struct AuthenticateResponse {
     pub token: String,
 }
 
+// --- Watch -------------------------------------------------------------------
+
+/// `WatchRequest`: one of create, cancel, progress.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WatchRequest {
+    #[prost(oneof = "WatchRequestUnion", tags = "1, 2, 3")]
+    pub request_union: Option<WatchRequestUnion>,
+}
+
+// Named as in rpc.proto.
+#[allow(clippy::enum_variant_names)]
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub(crate) enum WatchRequestUnion {
+    #[prost(message, tag = "1")]
+    CreateRequest(WatchCreateRequest),
+    #[prost(message, tag = "2")]
+    CancelRequest(WatchCancelRequest),
+    #[prost(message, tag = "3")]
+    ProgressRequest(Empty),
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WatchCreateRequest {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub range_end: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub start_revision: i64,
+    #[prost(bool, tag = "4")]
+    pub progress_notify: bool,
+    /// `FilterType`: NOPUT = 0, NODELETE = 1.
+    #[prost(int32, repeated, tag = "5")]
+    pub filters: Vec<i32>,
+    #[prost(bool, tag = "6")]
+    pub prev_kv: bool,
+    #[prost(int64, tag = "7")]
+    pub watch_id: i64,
+    #[prost(bool, tag = "8")]
+    pub fragment: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WatchCancelRequest {
+    #[prost(int64, tag = "1")]
+    pub watch_id: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WatchResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub watch_id: i64,
+    #[prost(bool, tag = "3")]
+    pub created: bool,
+    #[prost(bool, tag = "4")]
+    pub canceled: bool,
+    #[prost(int64, tag = "5")]
+    pub compact_revision: i64,
+    #[prost(string, tag = "6")]
+    pub cancel_reason: String,
+    #[prost(bool, tag = "7")]
+    pub fragment: bool,
+    #[prost(message, repeated, tag = "11")]
+    pub events: Vec<Event>,
+}
+
+/// `mvccpb.Event`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Event {
+    /// PUT = 0, DELETE = 1.
+    #[prost(int32, tag = "1")]
+    pub kind: i32,
+    #[prost(message, optional, tag = "2")]
+    pub kv: Option<KeyValue>,
+    #[prost(message, optional, tag = "3")]
+    pub prev_kv: Option<KeyValue>,
+}
+
+/// `LeaseKeepAliveResponse`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct LeaseKeepAliveResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(int64, tag = "2")]
+    pub id: i64,
+    #[prost(int64, tag = "3")]
+    pub ttl: i64,
+}
+
 // --- conversions into the public types -----------------------------------------
 
 impl From<Option<ResponseHeader>> for crate::v3::ResponseHeader {
